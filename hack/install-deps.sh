@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what the tests and the lab need on a fresh Debian machine. Idempotent: a second run
+# checks and returns in seconds.
+#   - Debian packages: etcd-server, bird2, frr, nftables, iproute2, arping, tcpdump
+#   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck
+#   - kube-apiserver and kubectl built from the Go module proxy (hack/build-kube.sh), cached
+#     under ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<version>/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(etcd-server bird2 frr nftables iproute2 arping tcpdump)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packaged daemons must not run on the host: the lab starts its own copies in namespaces.
+  for svc in etcd bird frr; do
+    systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+  done
+  pkill -x etcd 2>/dev/null || true
+fi
+
+gobin="$(go env GOPATH)/bin"
+install_tool() { # name module@version
+  local name=$1 mod=$2 stamp="$gobin/.$1.version"
+  if [[ -x "$gobin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then return; fi
+  echo "install-deps: go install $mod"
+  go install "$mod"
+  echo "$mod" >"$stamp"
+}
+install_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+install_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+hack/build-kube.sh
