@@ -1,0 +1,215 @@
+// Package lab builds the ironlb test lab on one machine, as root: a real etcd and kube-apiserver,
+// Kubernetes nodes as network namespaces on a shared LAN bridge, pods as namespaces behind their
+// node, a BGP router (BIRD 2, and FRR when asked) peering with every node, and clients on the LAN
+// and behind the router. The e2e tests and the `ironlb-lab` command share it. See addresses.go for
+// the address plan and README.md in this directory for the picture.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ironlb/ironlb/e2e/apiserver"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Namespace names.
+const (
+	NSCtl       = Prefix + "ctl"    // etcd, kube-apiserver, the controller; management bridge
+	NSLAN       = Prefix + "lan"    // the LAN switch (a bridge, no address)
+	NSRouter    = Prefix + "router" // BIRD; routes between the LAN and the external net
+	NSFRR       = Prefix + "frr"    // FRR, a second router on the LAN (Config.FRR)
+	NSExtClient = Prefix + "ext"    // a client behind the router
+	NSLANClient = Prefix + "client" // a client on the LAN
+)
+
+// Config describes the lab to build. The zero value builds the default lab.
+type Config struct {
+	// Nodes is the number of Kubernetes nodes; default 3, at most MaxNodes.
+	Nodes int
+	// Dir holds the lab's files (API server data, kubeconfigs, router configs, logs).
+	// Default: a new directory under os.TempDir().
+	Dir string
+	// FRR also starts an FRR router on the LAN, peering with every node.
+	FRR bool
+	// RepoRoot locates the CRDs (charts/ironlb/crds); default: found from the working directory.
+	RepoRoot string
+	// Log receives progress; default slog.Default().
+	Log *slog.Logger
+}
+
+// Lab is a running lab. Its methods are safe for concurrent use.
+type Lab struct {
+	Config Config
+	// API is the API server (running in NSCtl).
+	API *apiserver.Server
+	// RESTConfig reaches the API server from the lab's own process; Client is built from it.
+	RESTConfig *rest.Config
+	Client     kubernetes.Interface
+	// Kubeconfig is for tools on this host (kubectl): it points at a loopback proxy that lives as
+	// long as the lab's process.
+	Kubeconfig string
+	// NodeKubeconfig is for processes inside node namespaces (speakers): it points at the API
+	// server's management address.
+	NodeKubeconfig string
+	Nodes          []*Node
+	Routers        []*Router
+
+	log     *slog.Logger
+	proxy   net.Listener
+	stopBg  context.CancelFunc
+	bg      sync.WaitGroup
+	mu      sync.Mutex
+	pods    map[string]*Pod // by namespace/name
+	podSeq  map[int]int     // next pod index per node
+	closers []func()
+}
+
+// Node is a Kubernetes node: a network namespace on the LAN.
+type Node struct {
+	Index  int    // 1-based
+	Name   string // Kubernetes node name, e.g. node1
+	NetNS  string
+	LANIf  string // the LAN interface inside NetNS
+	LAN4   netip.Addr
+	LAN6   netip.Addr
+	Mgmt   netip.Addr
+	Pod4   netip.Prefix
+	Pod6   netip.Prefix
+	MAC    net.HardwareAddr // of LANIf
+	ASN    uint32
+	labDir string
+}
+
+// Up builds the lab. It first removes whatever a previous, crashed run left behind. On error
+// everything built so far is torn down again.
+func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("lab: must run as root (network namespaces, veth, bridges)")
+	}
+	if cfg.Nodes == 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.Nodes < 1 || cfg.Nodes > MaxNodes {
+		return nil, fmt.Errorf("lab: Nodes = %d, want 1..%d", cfg.Nodes, MaxNodes)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.RepoRoot == "" {
+		if cfg.RepoRoot, err = findRepoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.MkdirTemp("", "ironlb-lab-"); err != nil {
+			return nil, fmt.Errorf("lab: creating work dir: %w", err)
+		}
+	}
+	l := &Lab{Config: cfg, log: cfg.Log, pods: map[string]*Pod{}, podSeq: map[int]int{}}
+	defer func() {
+		if err != nil {
+			l.Down(context.WithoutCancel(ctx))
+		}
+	}()
+	start := time.Now()
+	if err := Cleanup(ctx); err != nil {
+		return nil, fmt.Errorf("lab: cleaning up a previous run: %w", err)
+	}
+	if err := l.buildNetwork(ctx); err != nil {
+		return nil, err
+	}
+	l.log.Info("lab network up", "nodes", cfg.Nodes, "elapsed", time.Since(start).Round(time.Millisecond))
+
+	routerErr := make(chan error, 1)
+	go func() { routerErr <- l.startRouters(ctx) }()
+	if err := l.startAPIServer(ctx); err != nil {
+		<-routerErr
+		return nil, err
+	}
+	if err := <-routerErr; err != nil {
+		return nil, err
+	}
+	l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
+	if err := l.registerCluster(ctx); err != nil {
+		return nil, err
+	}
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.stopBg = cancel
+	if err := l.startEndpointSlices(bgCtx); err != nil {
+		return nil, err
+	}
+	l.log.Info("lab up", "dir", cfg.Dir, "elapsed", time.Since(start).Round(time.Millisecond))
+	return l, nil
+}
+
+// Down stops everything the lab started and removes its namespaces. Safe to call twice.
+func (l *Lab) Down(ctx context.Context) {
+	if l.stopBg != nil {
+		l.stopBg()
+	}
+	l.bg.Wait()
+	l.mu.Lock()
+	closers := l.closers
+	l.closers = nil
+	l.mu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+	if l.proxy != nil {
+		l.proxy.Close()
+	}
+	if l.API != nil {
+		l.API.Stop()
+	}
+	if err := Cleanup(ctx); err != nil {
+		l.log.Error("lab teardown", "err", err)
+	}
+}
+
+func (l *Lab) onDown(f func()) {
+	l.mu.Lock()
+	l.closers = append(l.closers, f)
+	l.mu.Unlock()
+}
+
+// Node returns the node with the given Kubernetes name, or nil.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Exec runs a command in a namespace of the lab; see the package-level Exec.
+func (l *Lab) Exec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
+	return Exec(ctx, ns, argv...)
+}
+
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "charts", "ironlb", "crds")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("lab: cannot find the repository root (charts/ironlb/crds) above the working directory")
+		}
+		dir = parent
+	}
+}
