@@ -130,3 +130,8 @@ func (l *Lab) EnsureNamespace(ctx context.Context, name string) error {
 
 // NodeAddrs returns the node's LAN addresses (IPv4 first).
 func (n *Node) NodeAddrs() []netip.Addr { return []netip.Addr{n.LAN4, n.LAN6} }
+
+// Kubectl is the path of the kubectl that hack/build-kube.sh built beside kube-apiserver.
+func Kubectl() string {
+	return filepath.Join(apiserver.BinDir(apiserver.DefaultKubeVersion), "kubectl")
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ironlb/ironlb/e2e/apiserver"
@@ -72,6 +73,7 @@ type Lab struct {
 	pods    map[string]*Pod // by namespace/name
 	podSeq  map[int]int     // next pod index per node
 	closers []func()
+	lock    *os.File
 }
 
 // Node is a Kubernetes node: a network namespace on the LAN.
@@ -116,6 +118,15 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 	}
 	l := &Lab{Config: cfg, log: cfg.Log, pods: map[string]*Pod{}, podSeq: map[int]int{}}
+	// One lab per machine at a time: the namespace names are fixed. Tests in several packages
+	// queue here; the kernel drops the lock when a holder dies.
+	if l.lock, err = os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		return nil, fmt.Errorf("lab: opening %s: %w", lockPath, err)
+	}
+	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX); err != nil {
+		l.lock.Close()
+		return nil, fmt.Errorf("lab: locking %s: %w", lockPath, err)
+	}
 	defer func() {
 		if err != nil {
 			l.Down(context.WithoutCancel(ctx))
@@ -174,7 +185,14 @@ func (l *Lab) Down(ctx context.Context) {
 	if err := Cleanup(ctx); err != nil {
 		l.log.Error("lab teardown", "err", err)
 	}
+	if l.lock != nil {
+		l.lock.Close() // releases the flock
+		l.lock = nil
+	}
 }
+
+// lockPath serialises labs on one machine.
+const lockPath = "/run/ironlb-lab.lock"
 
 func (l *Lab) onDown(f func()) {
 	l.mu.Lock()
