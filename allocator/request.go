@@ -118,7 +118,7 @@ func newWant(req *Request) (*want, error) {
 		return nil, invalid("unknown ipFamilyPolicy %d", uint8(req.Policy))
 	}
 	if len(req.Families) > 2 {
-		return nil, invalid("%d ipFamilies", len(req.Families))
+		return nil, invalid("at most 2 ipFamilies, got %d", len(req.Families))
 	}
 	for i, f := range req.Families {
 		if !f.valid() {
@@ -158,9 +158,9 @@ func (w *want) familiesFromSpec() error {
 	case len(req.Families) == 0:
 		return invalid("the service has no ipFamilies")
 	case req.Policy == SingleStack && len(req.Families) != 1:
-		return invalid("SingleStack with %d ipFamilies", len(req.Families))
+		return invalid("SingleStack needs 1 ipFamily, got %d", len(req.Families))
 	case req.Policy == RequireDualStack && len(req.Families) != 2:
-		return invalid("RequireDualStack with %d ipFamilies", len(req.Families))
+		return invalid("RequireDualStack needs 2 ipFamilies, got %d", len(req.Families))
 	}
 	copy(w.families[:], req.Families)
 	return nil
@@ -170,7 +170,7 @@ func (w *want) familiesFromIPs() error {
 	req := w.req
 	switch {
 	case req.Policy == SingleStack && len(req.IPs) != 1:
-		return invalid("SingleStack with %d requested addresses", len(req.IPs))
+		return invalid("SingleStack allows 1 requested address, got %d", len(req.IPs))
 	case req.Policy == RequireDualStack && len(req.IPs) != 2:
 		return invalid("RequireDualStack needs one requested address per family, got %d", len(req.IPs))
 	}
