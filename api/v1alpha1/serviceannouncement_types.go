@@ -1,0 +1,106 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AnnouncementMode is how a node makes a Service's addresses reachable.
+//
+// +kubebuilder:validation:Enum=L2;BGP
+type AnnouncementMode string
+
+// The announcement modes.
+const (
+	// AnnouncementL2 answers ARP (IPv4) and NDP (IPv6) for the addresses on the local network.
+	AnnouncementL2 AnnouncementMode = "L2"
+	// AnnouncementBGP advertises routes for the addresses to BGP peers.
+	AnnouncementBGP AnnouncementMode = "BGP"
+)
+
+// ServiceAnnouncement records that one node announces one Service's addresses in one mode. The
+// speaker on that node creates it in the Service's namespace when it starts announcing,
+// keeps it current and deletes it when it stops, so the set of ServiceAnnouncements answers
+// "who announces this IP?" (kubectl get serviceannouncements -A, or with
+// --field-selector nodeName=NODE / serviceName=NAME). There is one per (Service, node, mode):
+// a Service announced both by L2 and BGP from a node has two.
+//
+// It is a report, not a request: it has no spec or status, only the observed fields, and only
+// speakers write it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,shortName=svcann,categories=ironlb
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.serviceName`
+// +kubebuilder:printcolumn:name="IPs",type=string,JSONPath=`.ips`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.nodeName`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.mode`
+// +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.interfaces`
+// +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.peers`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:selectablefield:JSONPath=`.serviceName`
+// +kubebuilder:selectablefield:JSONPath=`.nodeName`
+// +kubebuilder:selectablefield:JSONPath=`.mode`
+// +kubebuilder:validation:XValidation:rule=`self.mode == 'L2' ? (has(self.interfaces) && !has(self.peers)) : (has(self.peers) && !has(self.interfaces))`,message=`mode L2 reports interfaces and no peers; mode BGP reports peers and no interfaces`
+type ServiceAnnouncement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// ServiceName is the announced Service, in this object's namespace.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	ServiceName string `json:"serviceName"`
+
+	// NodeName is the node that announces the Service.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	NodeName string `json:"nodeName"`
+
+	// Mode is how the node announces the addresses: L2 (ARP/NDP) or BGP.
+	//
+	// +required
+	Mode AnnouncementMode `json:"mode"`
+
+	// IPs are the Service's external addresses this node announces, at most one per family.
+	//
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:MaxLength=45
+	// +kubebuilder:validation:items:XValidation:rule=`isIP(self)`,message=`ips must be IPv4 or IPv6 addresses`
+	IPs []string `json:"ips"`
+
+	// Interfaces are the network interfaces the node answers ARP/NDP on. Set in mode L2 only.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=15
+	Interfaces []string `json:"interfaces,omitempty"`
+
+	// Peers are the BGPPeers the node advertises the addresses to, by name. Set in mode BGP
+	// only.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	Peers []string `json:"peers,omitempty"`
+}
+
+// ServiceAnnouncementList is a list of ServiceAnnouncements.
+//
+// +kubebuilder:object:root=true
+type ServiceAnnouncementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceAnnouncement `json:"items"`
+}
