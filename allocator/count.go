@@ -87,9 +87,10 @@ func addrFromValue(f Family, v u128) netip.Addr {
 // is 0.
 //
 // Arithmetic saturates instead of wrapping: Add stops at 2^128-1 and Sub at
-// 0. The only pool whose size does not fit is one holding the whole IPv6
-// space (::/0, 2^128 addresses); its size is reported as 2^128-1. Any other
-// pool, including one made of every IPv6 /1, is counted exactly.
+// 0. The only pool whose size does not fit is one covering the whole IPv6
+// space (::/0, or ::/1 and 8000::/1: 2^128 addresses); its Total, and its
+// Available while nothing is held in it, are reported as 2^128-1. Every
+// other figure is exact.
 type Count u128
 
 // CountOf returns n as a Count.

@@ -176,6 +176,7 @@ func (a *Allocator) verifyPool(p *pool) error {
 // add up to avail.
 func verifySpace(s *space) error {
 	var sum u128
+	all := false
 	var prev span
 	first := true
 	var err error
@@ -186,12 +187,15 @@ func verifySpace(s *space) error {
 		case !first && !prev.hi.next().less(sp.lo):
 			err = fmt.Errorf("spans %v and %v touch or overlap", prev, sp)
 		}
-		sum, _ = sum.add(sp.size())
+		n, whole := sp.size()
+		var carry bool
+		sum, carry = sum.add(n)
+		all = all || whole || carry
 		prev, first = sp, false
 		return err == nil
 	})
-	if err == nil && sum != s.avail {
-		err = fmt.Errorf("spans hold %v addresses, avail says %v", Count(sum), Count(s.avail))
+	if err == nil && (sum != s.avail || all != s.all) {
+		err = fmt.Errorf("spans hold %v addresses (2^128: %t), avail says %v (%t)", Count(sum), all, Count(s.avail), s.all)
 	}
 	return err
 }

@@ -21,15 +21,20 @@ type space struct {
 	family    Family
 	skipBuggy bool
 	spans     *btree.BTreeG[span] // ordered by hi
-	avail     u128                // number of coordinates in spans
+	// avail is the number of coordinates in spans; it is 2^128 (which
+	// takes the 129th bit, all) only for a pool of the whole IPv6 space
+	// with nothing held.
+	avail u128
+	all   bool
 }
 
 // span is an inclusive interval of free coordinates.
 type span struct{ lo, hi u128 }
 
-func (s span) size() u128 {
+// size returns the number of coordinates in s, and true if that is 2^128.
+func (s span) size() (u128, bool) {
 	d, _ := s.hi.sub(s.lo)
-	return d.next()
+	return d.add(u128{0, 1})
 }
 
 // btreeDegree is the degree of the free-span trees: 32 gives nodes of up to
@@ -37,7 +42,7 @@ func (s span) size() u128 {
 const btreeDegree = 32
 
 // newSpace returns the space of family f made of ranges, which must be valid,
-// of family f and disjoint from each other.
+// of family f, sorted and disjoint from each other.
 func newSpace(f Family, skipBuggy bool, ranges []Range) *space {
 	s := &space{
 		family:    f,
@@ -46,10 +51,25 @@ func newSpace(f Family, skipBuggy bool, ranges []Range) *space {
 		// unchanged, so allocation replaces the item in place.
 		spans: btree.NewG(btreeDegree, func(a, b span) bool { return a.hi.less(b.hi) }),
 	}
+	// ranges are sorted and disjoint; merge those that touch, so that spans
+	// never do.
+	var cur span
+	have := false
 	for _, r := range ranges {
-		if sp, ok := s.spanOf(r); ok {
-			s.insert(sp)
+		sp, ok := s.spanOf(r)
+		switch {
+		case !ok:
+		case have && cur.hi.next() == sp.lo:
+			cur.hi = sp.hi
+		default:
+			if have {
+				s.insert(cur)
+			}
+			cur, have = sp, true
 		}
+	}
+	if have {
+		s.insert(cur)
 	}
 	return s
 }
@@ -118,11 +138,30 @@ func (s *space) addr(c u128) netip.Addr {
 // insert adds sp, which must not overlap or touch any span.
 func (s *space) insert(sp span) {
 	s.spans.ReplaceOrInsert(sp)
-	s.avail, _ = s.avail.add(sp.size())
+	n, all := sp.size()
+	s.avail, _ = s.avail.add(n)
+	s.all = all // only a span of the whole IPv6 space has 2^128 addresses
 }
 
-// available returns the number of free allocatable addresses.
-func (s *space) available() Count { return Count(s.avail) }
+// available returns the number of free allocatable addresses, saturated
+// at 2^128-1 (see Count).
+func (s *space) available() Count {
+	if s.all {
+		return maxCount()
+	}
+	return Count(s.avail)
+}
+
+// dec and inc count a coordinate taken or put back.
+func (s *space) dec() {
+	s.avail = s.avail.prev()
+	s.all = false
+}
+
+func (s *space) inc() {
+	s.avail = s.avail.next()
+	s.all = s.avail.isZero()
+}
 
 // lowest returns the lowest free address.
 func (s *space) lowest() (netip.Addr, bool) {
@@ -176,7 +215,7 @@ func (s *space) take(a netip.Addr) bool {
 		s.spans.ReplaceOrInsert(span{sp.lo, c.prev()})
 		s.spans.ReplaceOrInsert(span{c.next(), sp.hi}) // same hi: in place
 	}
-	s.avail = s.avail.prev()
+	s.dec()
 	return true
 }
 
@@ -224,6 +263,6 @@ func (s *space) put(a netip.Addr) bool {
 	default:
 		s.spans.ReplaceOrInsert(span{c, c})
 	}
-	s.avail = s.avail.next()
+	s.inc()
 	return true
 }
