@@ -48,10 +48,10 @@ func TestModel(t *testing.T) {
 }
 
 type model struct {
-	t       *testing.T
-	seed    uint64
-	rnd     *rand.Rand
-	a       *Allocator
+	t        *testing.T
+	seed     uint64
+	rnd      *rand.Rand
+	a        *Allocator
 	pools    []Pool // the current set, as given
 	history  []string
 	outcomes map[string]int // what happened, to see that the test explores
