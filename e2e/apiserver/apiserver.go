@@ -52,7 +52,8 @@ type Options struct {
 	SecurePort, EtcdPort, EtcdPeerPort int
 	// ExecPrefix runs both processes under a wrapper, e.g. {"ip", "netns", "exec", "ilb-ctl"}.
 	ExecPrefix []string
-	// ServiceCIDR for ClusterIPs; default 198.18.0.0/16 (room for the 5,000-Service benchmarks).
+	// ServiceCIDR for ClusterIPs, one per family; default dual-stack 198.18.0.0/16 (room for
+	// the 5,000-Service benchmarks) and 2001:db8:18::/112.
 	ServiceCIDR string
 	// CRDDir, when set, holds CustomResourceDefinition YAML applied once the server is ready.
 	CRDDir string
@@ -106,7 +107,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		o.Address = netip.MustParseAddr("127.0.0.1")
 	}
 	if o.ServiceCIDR == "" {
-		o.ServiceCIDR = "198.18.0.0/16"
+		o.ServiceCIDR = "198.18.0.0/16,2001:db8:18::/112"
 	}
 	apiserverBin := filepath.Join(o.BinDir, "kube-apiserver")
 	if _, err := os.Stat(apiserverBin); err != nil {

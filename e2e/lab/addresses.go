@@ -18,7 +18,7 @@ import (
 //	management (ilb-ctl bridge)   192.0.2.0/25: API server .1, node i .10+i
 //	external net behind router    192.0.2.128/25, 2001:db8:200::/64: router .129/::1, client .130/::2
 //	pods on node i                198.19.i.0/24 (gateway .1, pod j at .10+j), 2001:db8:19:i::/64
-//	Service ClusterIPs            198.18.0.0/16
+//	Service ClusterIPs            198.18.0.0/16, 2001:db8:18::/112
 //
 // ASNs are from the documentation range (RFC 5398): routers 64496, nodes 64497.
 const (
@@ -44,7 +44,7 @@ var (
 	ExtClient6     = netip.MustParseAddr("2001:db8:200::2")
 	L2Pool         = []string{"198.51.100.200-198.51.100.250", "2001:db8:100::200-2001:db8:100::250"}
 	BGPPool        = []string{"203.0.113.0/24", "2001:db8:113::/64"}
-	ServiceCIDR    = "198.18.0.0/16"
+	ServiceCIDR    = "198.18.0.0/16,2001:db8:18::/112"
 	mgmtPrefixBits = 25
 	extPrefixBits  = 25
 )

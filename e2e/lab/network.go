@@ -60,7 +60,6 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 	members := []member{
 		{NSRouter, "router", RouterLAN4.String(), RouterLAN6.String(), []string{
-			"link add eth1 type veth peer name eth0 netns " + NSExtClient,
 			fmt.Sprintf("addr add %s/%d dev eth1", RouterExt4, extPrefixBits),
 			fmt.Sprintf("addr add %s/64 dev eth1 nodad", RouterExt6),
 			"link set eth1 up",
@@ -97,6 +96,10 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		); err != nil {
 			return err
 		}
+	}
+	// The external link exists before the router and the external client configure their ends.
+	if err := ipBatch(ctx, NSRouter, "link add eth1 type veth peer name eth0 netns "+NSExtClient); err != nil {
+		return err
 	}
 	var lanLines []string
 	for _, m := range members {

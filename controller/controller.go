@@ -1,0 +1,475 @@
+// Package controller allocates external IPs to LoadBalancer Services from IPPools. It is the thin
+// client-go edge around the pure allocator: informers over Services, IPPools and Namespaces feed
+// one rate-limited workqueue; one worker owns the allocator, so decisions are serial and
+// deterministic; only the elected leader runs the worker.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/ironlb/ironlb/allocator"
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Queue keys that are not Services ("namespace/name" never starts with a colon).
+const (
+	poolsKey      = ":pools"       // recompile the pool set
+	poolStatusKey = ":pool-status" // write pool statuses and finalizers
+)
+
+// Controller allocates and releases external IPs. New wires it; Run starts it.
+type Controller struct {
+	cfg      Config
+	log      *slog.Logger
+	kube     kubernetes.Interface
+	crd      rest.Interface
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+
+	factory    informers.SharedInformerFactory
+	services   corelisters.ServiceLister
+	namespaces corelisters.NamespaceLister
+	poolInf    cache.SharedIndexInformer
+	queue      workqueue.TypedRateLimitingInterface[string]
+	recorder   record.EventRecorder
+	broadcast  record.EventBroadcaster
+	ready      atomic.Bool
+
+	// Owned by the worker goroutine.
+	alloc   *allocator.Allocator
+	views   map[string]poolView
+	pending map[string]bool // Services that failed to allocate: retried when addresses free up
+}
+
+// New builds a controller from a client configuration. It starts nothing. reg receives the
+// metrics; gatherer (usually the same registry) serves them on Config.MetricsAddr.
+func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer prometheus.Gatherer) (*Controller, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	crd, err := v1alpha1.NewRESTClient(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("scheme: %w", err)
+	}
+	c := &Controller{
+		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, metrics: m, gatherer: gatherer,
+		factory: informers.NewSharedInformerFactory(kube, 0),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "ironlb-controller"}),
+		alloc: allocator.New(), views: map[string]poolView{}, pending: map[string]bool{},
+	}
+	c.broadcast = record.NewBroadcaster()
+	c.recorder = c.broadcast.NewRecorder(scheme, corev1.EventSource{Component: "ironlb-controller"})
+
+	svcInf := c.factory.Core().V1().Services()
+	nsInf := c.factory.Core().V1().Namespaces()
+	c.services, c.namespaces = svcInf.Lister(), nsInf.Lister()
+	c.poolInf = cache.NewSharedIndexInformer(
+		cache.NewListWatchFromClient(crd, "ippools", metav1.NamespaceAll, fields.Everything()),
+		&v1alpha1.IPPool{}, 0, cache.Indexers{})
+
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, DeleteFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			o, n := old.(*corev1.Service), cur.(*corev1.Service)
+			// Our own status writes come back as updates: skip those that change nothing we read.
+			if o.ResourceVersion == n.ResourceVersion || (o.Generation == n.Generation && sameInputs(o, n)) {
+				return
+			}
+			enqueue(cur)
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("service handler: %w", err)
+	}
+	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, cur any) {
+			o, n := old.(*corev1.Namespace), cur.(*corev1.Namespace)
+			if labels.Equals(o.Labels, n.Labels) {
+				return
+			}
+			svcs, _ := c.services.Services(n.Name).List(labels.Everything())
+			for _, s := range svcs {
+				enqueue(s)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("namespace handler: %w", err)
+	}
+	poolChanged := func(any) { c.queue.Add(poolsKey) }
+	if _, err := c.poolInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poolChanged, DeleteFunc: poolChanged,
+		UpdateFunc: func(old, cur any) {
+			o, n := old.(*v1alpha1.IPPool), cur.(*v1alpha1.IPPool)
+			if o.Generation != n.Generation || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
+				!slices.Equal(o.Finalizers, n.Finalizers) {
+				poolChanged(cur)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("pool handler: %w", err)
+	}
+	return c, nil
+}
+
+// sameInputs reports whether two versions of a Service ask the same of the allocator; the
+// status (which the controller writes itself) is compared only by what it holds.
+func sameInputs(o, n *corev1.Service) bool {
+	return labels.Equals(o.Labels, n.Labels) && labels.Equals(o.Annotations, n.Annotations) &&
+		statusEqual(o.Status, n.Status)
+}
+
+// Run starts the informers and the metrics endpoint, campaigns for leadership and allocates
+// while leading. It returns when ctx ends (nil) or when leadership is lost (an error: the
+// process should exit and start over, as every client-go controller does).
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	c.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
+	defer c.broadcast.Shutdown()
+	if c.cfg.MetricsAddr != "" {
+		srv := &http.Server{Addr: c.cfg.MetricsAddr, Handler: c.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.log.Error("metrics endpoint", "addr", c.cfg.MetricsAddr, "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+
+	c.factory.Start(ctx.Done())
+	go c.poolInf.Run(ctx.Done())
+	defer c.factory.Shutdown()
+	synced := append([]cache.InformerSynced{c.poolInf.HasSynced},
+		c.factory.Core().V1().Services().Informer().HasSynced,
+		c.factory.Core().V1().Namespaces().Informer().HasSynced)
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return ctx.Err()
+	}
+	c.ready.Store(true)
+	c.log.Info("caches synced; campaigning for leadership", "lease", c.cfg.Namespace+"/"+c.cfg.LeaseName, "identity", c.cfg.Identity)
+
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: c.cfg.Namespace, Name: c.cfg.LeaseName},
+		Client:     c.kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: c.cfg.Identity},
+	}
+	// The election runs on its own context, cancelled only after the worker stopped, so the
+	// Lease is released (ReleaseOnCancel) strictly after the last allocation.
+	electCtx, cancelElect := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelElect()
+	workerDone := make(chan struct{})
+	var led atomic.Bool
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, Name: c.cfg.LeaseName,
+		LeaseDuration: c.cfg.LeaseDuration, RenewDeadline: c.cfg.RenewDeadline, RetryPeriod: c.cfg.RetryPeriod,
+		ReleaseOnCancel: c.cfg.ReleaseOnCancel,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				led.Store(true)
+				defer close(workerDone)
+				wctx, cancel := context.WithCancel(lctx)
+				defer cancel()
+				go func() {
+					select {
+					case <-ctx.Done():
+					case <-wctx.Done():
+					}
+					cancel()
+				}()
+				c.lead(wctx)
+			},
+			OnStoppedLeading: func() { c.metrics.leader.Set(0) },
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		if led.Load() {
+			<-workerDone
+		}
+		cancelElect()
+	}()
+	le.Run(electCtx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.New("leadership lost")
+}
+
+// lead runs while this replica is the leader: restore, then reconcile until ctx ends.
+func (c *Controller) lead(ctx context.Context) {
+	c.metrics.leader.Set(1)
+	start := time.Now()
+	restored := c.restore()
+	c.log.Info("leading: allocator restored from Service status", "services", restored, "elapsed", time.Since(start).Round(time.Millisecond))
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	for c.processNext(ctx) {
+	}
+	c.log.Info("worker stopped")
+}
+
+// restore rebuilds the allocator from the cluster as it is: the pool set, then every Service's
+// current addresses exactly, oldest Service first (so on a conflict the older keeps its IP).
+// A restart never changes an IP.
+func (c *Controller) restore() int {
+	c.syncPoolSet()
+	svcs, _ := c.services.List(labels.Everything())
+	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
+		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
+			return d
+		}
+		return compareKeys(a, b)
+	})
+	n := 0
+	for _, svc := range svcs {
+		c.queue.Add(svc.Namespace + "/" + svc.Name)
+		ips := ingressIPs(svc)
+		if !c.cfg.Class.Handles(svc) || len(ips) == 0 {
+			continue
+		}
+		req, err := RequestFor(svc, c.namespaceLabels(svc.Namespace))
+		if err != nil {
+			// Keep the addresses under the Service's name; the reconcile reports the annotation.
+			req = allocator.Request{Service: svc.Namespace + "/" + svc.Name, Namespace: svc.Namespace}
+		}
+		if _, err := c.alloc.Restore(req, ips); err != nil {
+			c.log.Warn("cannot restore a Service's addresses; it will be reconciled", "service", req.Service, "ips", joinAddrs(ips), "err", err)
+			continue
+		}
+		n++
+	}
+	c.queue.Add(poolStatusKey)
+	return n
+}
+
+func compareKeys(a, b *corev1.Service) int {
+	if a.Namespace != b.Namespace {
+		if a.Namespace < b.Namespace {
+			return -1
+		}
+		return 1
+	}
+	if a.Name < b.Name {
+		return -1
+	}
+	if a.Name > b.Name {
+		return 1
+	}
+	return 0
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	var err error
+	switch key {
+	case poolsKey:
+		c.syncPoolSet()
+		for _, svc := range c.allServices() {
+			c.queue.Add(svc)
+		}
+		c.queue.Add(poolStatusKey)
+	case poolStatusKey:
+		err = c.writePoolStatuses(ctx)
+	default:
+		start := time.Now()
+		err = c.syncService(ctx, key)
+		c.metrics.reconcile.Observe(time.Since(start).Seconds())
+	}
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("reconcile failed; retrying", "key", key, "err", err)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+func (c *Controller) allServices() []string {
+	svcs, _ := c.services.List(labels.Everything())
+	keys := make([]string, len(svcs))
+	for i, s := range svcs {
+		keys[i] = s.Namespace + "/" + s.Name
+	}
+	return keys
+}
+
+func (c *Controller) namespaceLabels(ns string) map[string]string {
+	n, err := c.namespaces.Get(ns)
+	if err != nil {
+		return nil
+	}
+	return n.Labels
+}
+
+// syncService brings one Service's allocation and status in line with its spec.
+func (c *Controller) syncService(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.release(key)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.cfg.Class.Handles(svc) {
+		held := c.release(key)
+		// Clear what ironlb wrote: only if it held addresses or wrote its condition.
+		if next, changed := clearedStatus(svc.Status); changed && (held || hasOurCondition(svc)) {
+			if err := c.updateStatus(ctx, svc, next); err != nil {
+				return err
+			}
+			if held {
+				c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPReleased", "Released %s: the Service is no longer a LoadBalancer of class %s", joinAddrs(ingressIPs(svc)), c.classDescription())
+			}
+		}
+		return nil
+	}
+
+	var o outcome
+	held, _ := c.alloc.Assignment(key)
+	req, err := RequestFor(svc, c.namespaceLabels(ns))
+	if err == nil {
+		var as allocator.Assignment
+		as, err = c.alloc.Allocate(req)
+		if err == nil {
+			o = allocated(as)
+		} else {
+			held, _ = c.alloc.Assignment(key)
+		}
+	}
+	if err != nil {
+		o = failed(err, held)
+		c.metrics.failures.WithLabelValues(o.reason).Inc()
+		c.pending[key] = true
+	} else {
+		delete(c.pending, key)
+	}
+	next, changed := applyOutcome(svc.Status, o, svc.Generation)
+	if !changed {
+		return nil
+	}
+	if err := c.updateStatus(ctx, svc, next); err != nil {
+		return err
+	}
+	if ev, ok := transition(svc.Status, o); ok {
+		typ := corev1.EventTypeNormal
+		if ev.warning {
+			typ = corev1.EventTypeWarning
+		}
+		c.recorder.Event(svc, typ, ev.reason, ev.message)
+		if o.status == metav1.ConditionTrue && !slices.Equal(ingressIPs(svc), o.ips) {
+			c.metrics.allocations.Inc()
+		}
+		c.log.Info("service status", "service", key, "ips", joinAddrs(o.ips), "reason", o.reason, "message", o.message)
+	}
+	c.queue.AddAfter(poolStatusKey, c.cfg.PoolStatusDelay)
+	return nil
+}
+
+// release frees what a Service held and lets the Services waiting for an address retry.
+func (c *Controller) release(key string) bool {
+	delete(c.pending, key)
+	if !c.alloc.Release(key) {
+		return false
+	}
+	c.log.Info("released", "service", key)
+	for k := range c.pending {
+		c.queue.Add(k)
+	}
+	c.queue.AddAfter(poolStatusKey, c.cfg.PoolStatusDelay)
+	return true
+}
+
+func (c *Controller) updateStatus(ctx context.Context, svc *corev1.Service, st corev1.ServiceStatus) error {
+	cp := svc.DeepCopy()
+	cp.Status = st
+	if _, err := c.kube.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("updating status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+func hasOurCondition(svc *corev1.Service) bool {
+	return slices.ContainsFunc(svc.Status.Conditions, func(c metav1.Condition) bool {
+		return c.Type == v1alpha1.ServiceConditionIPAllocated
+	})
+}
+
+func (c *Controller) classDescription() string {
+	if c.cfg.Class.Only {
+		return c.cfg.Class.Name
+	}
+	return c.cfg.Class.Name + " (or none)"
+}
+
+func (c *Controller) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(c.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ready.Load() {
+			http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+
+	"github.com/ironlb/ironlb/allocator"
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// PoolFinalizer keeps an IPPool while Services hold its addresses.
+const PoolFinalizer = v1alpha1.GroupName + "/pool-protection"
+
+// Reasons of IPPool conditions.
+const (
+	reasonValid            = "Valid"
+	reasonInvalid          = "InvalidAddresses"
+	reasonOverlap          = "Overlap"
+	reasonNoOverlap        = "NoOverlap"
+	reasonDeleting         = "Deleting"
+	reasonAddressesInUse   = "AddressesInUse"
+	reasonNoAddressesInUse = "NoAddressesOutside"
+)
+
+// CompilePool turns an IPPool into the allocator's Pool. Admission already rejected what CEL
+// can express; an error here names what it could not (or what an old object still carries).
+func CompilePool(p *v1alpha1.IPPool) (allocator.Pool, error) {
+	ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
+	if err != nil {
+		return allocator.Pool{}, fmt.Errorf("spec.addresses: %w", err)
+	}
+	out := allocator.Pool{
+		Name:          p.Name,
+		Ranges:        ranges,
+		AutoAssign:    p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,
+		AvoidBuggyIPs: p.Spec.AvoidBuggyIPs,
+	}
+	if a := p.Spec.Allocation; a != nil {
+		out.Priority = int(a.Priority)
+		out.Namespaces = a.Namespaces
+		if out.NamespaceSelector, err = selector(a.NamespaceSelector); err != nil {
+			return allocator.Pool{}, fmt.Errorf("spec.allocation.namespaceSelector: %w", err)
+		}
+		if out.ServiceSelector, err = selector(a.ServiceSelector); err != nil {
+			return allocator.Pool{}, fmt.Errorf("spec.allocation.serviceSelector: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
+	if ls == nil {
+		return nil, nil
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// poolOrder is the precedence of overlapping pools: the oldest keeps its addresses, so a new
+// pool can never take addresses over from one in use.
+func poolOrder(a, b *v1alpha1.IPPool) int {
+	return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), strings.Compare(a.Name, b.Name))
+}
+
+// poolView is what the controller knows of one IPPool after the last SetPools.
+type poolView struct {
+	invalid  error                  // compile error
+	overlap  []allocator.Overlap    // overlaps that disabled it
+	outside  []allocator.Outside    // held addresses it no longer contains
+	stats    []allocator.PoolStats  // per family
+	deleting bool
+}
+
+// desiredPoolStatus computes an IPPool's status from the allocator's view.
+func desiredPoolStatus(p *v1alpha1.IPPool, v poolView) v1alpha1.IPPoolStatus {
+	st := *p.Status.DeepCopy()
+	st.ObservedGeneration = p.Generation
+	st.IPv4, st.IPv6 = nil, nil
+	for _, s := range v.stats {
+		c := &v1alpha1.IPPoolAddressCounts{Total: s.Total.String(), Assigned: s.Assigned.String(), Available: s.Available.String()}
+		if s.Family == allocator.IPv4 {
+			st.IPv4 = c
+		} else {
+			st.IPv6 = c
+		}
+	}
+	set := func(typ string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: p.Generation})
+	}
+
+	switch {
+	case v.deleting && len(v.outside) > 0:
+		set(v1alpha1.IPPoolReady, false, reasonDeleting, "deletion waits until no Service holds an address of the pool: "+describeOutside(v.outside))
+	case v.deleting:
+		set(v1alpha1.IPPoolReady, false, reasonDeleting, "the pool is being deleted")
+	case v.invalid != nil:
+		set(v1alpha1.IPPoolReady, false, reasonInvalid, v.invalid.Error())
+	case len(v.overlap) > 0:
+		set(v1alpha1.IPPoolReady, false, reasonOverlap, "not used for allocation while it overlaps another pool")
+	default:
+		set(v1alpha1.IPPoolReady, true, reasonValid, "addresses can be allocated")
+	}
+	if len(v.overlap) > 0 {
+		var parts []string
+		for _, o := range v.overlap {
+			parts = append(parts, fmt.Sprintf("overlaps pool %s on %s", o.With, o.Range))
+		}
+		set(v1alpha1.IPPoolOverlap, true, reasonOverlap, strings.Join(parts, "; ")+"; pool "+v.overlap[0].With+" is older and keeps the addresses")
+	} else {
+		set(v1alpha1.IPPoolOverlap, false, reasonNoOverlap, "no other pool shares an address")
+	}
+	if len(v.outside) > 0 && !v.deleting {
+		set(v1alpha1.IPPoolAddressesInUse, true, reasonAddressesInUse, "addresses removed from the pool are still held: "+describeOutside(v.outside))
+	} else {
+		set(v1alpha1.IPPoolAddressesInUse, false, reasonNoAddressesInUse, "every held address is in the pool")
+	}
+	return st
+}
+
+func describeOutside(out []allocator.Outside) string {
+	const max = 10
+	var parts []string
+	for i, o := range out {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("and %d more", len(out)-max))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", o.Addr, strings.Join(o.Services, ", ")))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// poolStatusEqual compares statuses without the conditions' transition times.
+func poolStatusEqual(a, b v1alpha1.IPPoolStatus) bool {
+	counts := func(x, y *v1alpha1.IPPoolAddressCounts) bool {
+		return (x == nil) == (y == nil) && (x == nil || *x == *y)
+	}
+	return a.ObservedGeneration == b.ObservedGeneration && counts(a.IPv4, b.IPv4) && counts(a.IPv6, b.IPv6) &&
+		conditionsEqual(a.Conditions, b.Conditions)
+}

@@ -1,0 +1,134 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ironlb/ironlb/allocator"
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+)
+
+// listPools returns the IPPools in the cache, in precedence order (oldest first).
+func (c *Controller) listPools() []*v1alpha1.IPPool {
+	var pools []*v1alpha1.IPPool
+	for _, o := range c.poolInf.GetStore().List() {
+		pools = append(pools, o.(*v1alpha1.IPPool))
+	}
+	slices.SortFunc(pools, poolOrder)
+	return pools
+}
+
+// syncPoolSet compiles the IPPools into the allocator. A pool being deleted takes no new
+// allocations; what Services hold in it is kept and shows as outside every pool.
+func (c *Controller) syncPoolSet() {
+	pools := c.listPools()
+	views := make(map[string]poolView, len(pools))
+	var compiled []allocator.Pool
+	for _, p := range pools {
+		v := poolView{deleting: p.DeletionTimestamp != nil}
+		if !v.deleting {
+			cp, err := CompilePool(p)
+			if err != nil {
+				v.invalid = err
+			} else {
+				compiled = append(compiled, cp)
+			}
+		}
+		views[p.Name] = v
+	}
+	rep := c.alloc.SetPools(compiled)
+	for _, inv := range rep.Invalid {
+		v := views[inv.Pool]
+		v.invalid = inv.Err
+		views[inv.Pool] = v
+	}
+	for _, o := range rep.Overlaps {
+		v := views[o.Pool]
+		v.overlap = append(v.overlap, o)
+		views[o.Pool] = v
+	}
+	c.views = views
+	c.log.Info("pool set compiled", "pools", len(pools), "usable", len(compiled)-len(rep.Disabled()), "overlaps", len(rep.Overlaps), "outside", len(rep.Outside))
+}
+
+// writePoolStatuses brings every IPPool's status, finalizer and metrics in line with the
+// allocator, and emits events on the transitions an operator must hear of.
+func (c *Controller) writePoolStatuses(ctx context.Context) error {
+	outside := map[string][]allocator.Outside{}
+	for _, o := range c.alloc.Outside() {
+		outside[o.Pool] = append(outside[o.Pool], o)
+	}
+	stats := map[string][]allocator.PoolStats{}
+	for _, s := range c.alloc.Stats() {
+		stats[s.Pool] = append(stats[s.Pool], s)
+	}
+	c.metrics.poolAddresses.Reset()
+	var errs []error
+	for _, p := range c.listPools() {
+		v := c.views[p.Name]
+		v.outside, v.stats = outside[p.Name], stats[p.Name]
+		for _, s := range v.stats {
+			fam := s.Family.String()
+			c.metrics.poolAddresses.WithLabelValues(p.Name, fam, "total").Set(s.Total.Float64())
+			c.metrics.poolAddresses.WithLabelValues(p.Name, fam, "assigned").Set(s.Assigned.Float64())
+			c.metrics.poolAddresses.WithLabelValues(p.Name, fam, "available").Set(s.Available.Float64())
+		}
+		if err := c.syncPoolObject(ctx, p, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("writing pool status: %v", errs)
+	}
+	return nil
+}
+
+func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v poolView) error {
+	// The finalizer: on every live pool; removed from a deleted one once nothing is held in it.
+	hasFinalizer := slices.Contains(p.Finalizers, PoolFinalizer)
+	switch {
+	case !v.deleting && !hasFinalizer:
+		cp := p.DeepCopy()
+		cp.Finalizers = append(cp.Finalizers, PoolFinalizer)
+		return c.putPool(ctx, cp, "")
+	case v.deleting && hasFinalizer && len(v.outside) == 0:
+		cp := p.DeepCopy()
+		cp.Finalizers = slices.DeleteFunc(cp.Finalizers, func(f string) bool { return f == PoolFinalizer })
+		c.log.Info("pool deleted: no Service holds its addresses", "pool", p.Name)
+		return c.putPool(ctx, cp, "")
+	}
+
+	next := desiredPoolStatus(p, v)
+	if poolStatusEqual(p.Status, next) {
+		return nil
+	}
+	for _, typ := range []string{v1alpha1.IPPoolOverlap, v1alpha1.IPPoolAddressesInUse} {
+		if meta.IsStatusConditionTrue(next.Conditions, typ) && !meta.IsStatusConditionTrue(p.Status.Conditions, typ) {
+			cond := meta.FindStatusCondition(next.Conditions, typ)
+			c.recorder.Event(p, corev1.EventTypeWarning, typ, cond.Message)
+		}
+	}
+	if v.deleting && len(v.outside) > 0 && !meta.IsStatusConditionPresentAndEqual(p.Status.Conditions, v1alpha1.IPPoolReady, "False") {
+		c.recorder.Event(p, corev1.EventTypeWarning, "DeletionBlocked", meta.FindStatusCondition(next.Conditions, v1alpha1.IPPoolReady).Message)
+	}
+	cp := p.DeepCopy()
+	cp.Status = next
+	return c.putPool(ctx, cp, "status")
+}
+
+// putPool updates an IPPool (subresource "" or "status"). A conflict means the cache is behind:
+// the informer brings the new version and the key is retried.
+func (c *Controller) putPool(ctx context.Context, p *v1alpha1.IPPool, subresource string) error {
+	req := c.crd.Put().Resource("ippools").Name(p.Name).Body(p)
+	if subresource != "" {
+		req = req.SubResource(subresource)
+	}
+	if err := req.Do(ctx).Error(); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("updating IPPool %s %s: %w", p.Name, subresource, err)
+	}
+	return nil
+}
