@@ -49,7 +49,7 @@ const MaxBGPErrorLength = 1024
 // +kubebuilder:selectablefield:JSONPath=`.nodeName`
 // +kubebuilder:selectablefield:JSONPath=`.peerName`
 // +kubebuilder:selectablefield:JSONPath=`.state`
-// +kubebuilder:validation:XValidation:rule=`self.state == 'Established' || !has(self.establishedSince)`,message=`establishedSince is set only while state is Established`
+// +kubebuilder:validation:XValidation:rule=`self.state == 'Established' || !has(self.establishedSince)`,message=`establishedSince is set only while state is Established`,fieldPath=`.establishedSince`
 type BGPSessionState struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

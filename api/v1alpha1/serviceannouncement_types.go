@@ -39,7 +39,8 @@ const (
 // +kubebuilder:selectablefield:JSONPath=`.serviceName`
 // +kubebuilder:selectablefield:JSONPath=`.nodeName`
 // +kubebuilder:selectablefield:JSONPath=`.mode`
-// +kubebuilder:validation:XValidation:rule=`self.mode == 'L2' ? (has(self.interfaces) && !has(self.peers)) : (has(self.peers) && !has(self.interfaces))`,message=`mode L2 reports interfaces and no peers; mode BGP reports peers and no interfaces`
+// +kubebuilder:validation:XValidation:rule=`has(self.interfaces) == (self.mode == 'L2')`,message=`interfaces is required in mode L2 and not allowed in mode BGP`,fieldPath=`.interfaces`
+// +kubebuilder:validation:XValidation:rule=`has(self.peers) == (self.mode == 'BGP')`,message=`peers is required in mode BGP and not allowed in mode L2`,fieldPath=`.peers`
 type ServiceAnnouncement struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
