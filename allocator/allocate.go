@@ -29,8 +29,8 @@ import (
 // On failure nothing changes: a Service that held addresses still holds
 // them, and the error, an *Error, says why (see Reason).
 func (a *Allocator) Allocate(req Request) (Assignment, error) {
-	w, err := newWant(&req)
-	if err != nil {
+	var w want
+	if err := w.init(&req); err != nil {
 		return Assignment{}, err
 	}
 	s := a.services[req.Service]
@@ -38,14 +38,14 @@ func (a *Allocator) Allocate(req Request) (Assignment, error) {
 	n := 0
 	var skipped error
 	for _, f := range w.familyList() {
-		if r := s.holding(f); r != nil && a.keepable(w, s, r) {
+		if r := s.holding(f); r != nil && a.keepable(&w, s, r) {
 			plan[n] = r.addr
 			n++
 			continue
 		}
-		addr, err := a.pick(w, s, f)
+		addr, err := a.pick(&w, s, f)
 		if err != nil {
-			if req.Policy == PreferDualStack && !w.requested() && (err.Reason == FamilyUnavailable || err.Reason == PoolExhausted) {
+			if w.policy == PreferDualStack && !w.requested() && (err.Reason == FamilyUnavailable || err.Reason == PoolExhausted) {
 				if skipped == nil {
 					skipped = err
 				}
@@ -71,13 +71,13 @@ func (a *Allocator) keepable(w *want, s *service, r *record) bool {
 		if w.ip(FamilyOf(r.addr)) != r.addr {
 			return false
 		}
-	} else if w.req.Pool != "" {
+	} else if w.pool != "" {
 		// An address the requested pool lost in a shrink is kept.
 		in := r.last
 		if r.pool != nil {
 			in = r.pool.Name
 		}
-		if in != w.req.Pool {
+		if in != w.pool {
 			return false
 		}
 	}
@@ -111,7 +111,7 @@ func (a *Allocator) pick(w *want, s *service, f Family) (netip.Addr, *Error) {
 // draw from without requesting an address, in allocation order. The slice is
 // reused by the next call.
 func (a *Allocator) candidates(w *want, f Family) ([]*pool, *Error) {
-	if name := w.req.Pool; name != "" {
+	if name := w.pool; name != "" {
 		p := a.byName[name]
 		switch {
 		case p == nil:
@@ -166,7 +166,7 @@ func (a *Allocator) checkRequested(w *want, s *service, ip netip.Addr) *Error {
 		return &Error{Reason: RequestedIPOutsidePools, Addr: ip, Family: FamilyOf(ip),
 			msg: ip.String() + " is in no pool"}
 	}
-	if name := w.req.Pool; name != "" && p.Name != name {
+	if name := w.pool; name != "" && p.Name != name {
 		if rp := a.byName[name]; rp == nil || !rp.contains(ip) {
 			return invalid("%s is not in the requested pool %q", ip, name)
 		}

@@ -259,10 +259,10 @@ func (m *model) allocate() bool {
 	// The slow choice for each family, computed before the call.
 	expect := map[Family]netip.Addr{}
 	if len(r.IPs) == 0 {
-		w, err := newWant(&r)
-		if err == nil {
+		var w want
+		if err := w.init(&r); err == nil {
 			for _, f := range w.familyList() {
-				if a, ok := m.slowPick(w, f); ok {
+				if a, ok := m.slowPick(&w, f); ok {
 					expect[f] = a
 				}
 			}
@@ -304,8 +304,8 @@ func (m *model) allocate() bool {
 
 // checkAllocation checks a successful Allocate against the request.
 func (m *model) checkAllocation(r Request, before, got Assignment, expect map[Family]netip.Addr) bool {
-	w, err := newWant(&r)
-	if err != nil {
+	var w want
+	if err := w.init(&r); err != nil {
 		return m.fail("Allocate accepted an invalid request: %v", err)
 	}
 	fams := w.familyList()
@@ -339,7 +339,7 @@ func (m *model) checkAllocation(r Request, before, got Assignment, expect map[Fa
 			return m.fail("new address %s is in no pool", ip.Addr)
 		case !p.enabled:
 			return m.fail("new address %s is in disabled pool %q", ip.Addr, p.Name)
-		case !p.admits(w):
+		case !p.admits(&w):
 			return m.fail("new address %s is in pool %q, which does not admit the service", ip.Addr, p.Name)
 		case p.AvoidBuggyIPs && isBuggy(ip.Addr):
 			return m.fail("new address %s is buggy", ip.Addr)
@@ -379,7 +379,7 @@ func sameSet(x, y []netip.Addr) bool {
 func (m *model) slowPick(w *want, f Family) (netip.Addr, bool) {
 	var cands []*pool
 	for _, p := range m.a.pools {
-		if p.enabled && p.admits(w) && p.has(f) && (w.req.Pool == p.Name || w.req.Pool == "" && p.AutoAssign) {
+		if p.enabled && p.admits(w) && p.has(f) && (w.pool == p.Name || w.pool == "" && p.AutoAssign) {
 			cands = append(cands, p)
 		}
 	}
@@ -393,7 +393,7 @@ func (m *model) slowPick(w *want, f Family) (netip.Addr, bool) {
 		}
 		return p.Name < q.Name
 	})
-	s := m.a.services[w.req.Service]
+	s := m.a.services[w.service]
 	if w.share.key != "" {
 		for _, p := range cands {
 			for _, r := range p.fam(f).ranges {

@@ -114,21 +114,21 @@ func (p *pool) allocatable(a netip.Addr) bool {
 
 // admits reports whether the Service described by w may draw from p.
 func (p *pool) admits(w *want) bool {
-	return (len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, w.req.Namespace)) &&
-		(p.NamespaceSelector == nil || p.NamespaceSelector.Matches(labels.Set(w.req.NamespaceLabels))) &&
-		(p.ServiceSelector == nil || p.ServiceSelector.Matches(labels.Set(w.req.ServiceLabels)))
+	return (len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, w.namespace)) &&
+		(p.NamespaceSelector == nil || p.NamespaceSelector.Matches(labels.Set(w.nsLabels))) &&
+		(p.ServiceSelector == nil || p.ServiceSelector.Matches(labels.Set(w.svcLabels)))
 }
 
 // refusal explains why p does not admit w, for error messages.
 func (p *pool) refusal(w *want) string {
 	var why []string
-	if len(p.Namespaces) > 0 && !slices.Contains(p.Namespaces, w.req.Namespace) {
-		why = append(why, fmt.Sprintf("namespace %q is not one of %q", w.req.Namespace, p.Namespaces))
+	if len(p.Namespaces) > 0 && !slices.Contains(p.Namespaces, w.namespace) {
+		why = append(why, fmt.Sprintf("namespace %q is not one of %q", w.namespace, p.Namespaces))
 	}
-	if p.NamespaceSelector != nil && !p.NamespaceSelector.Matches(labels.Set(w.req.NamespaceLabels)) {
+	if p.NamespaceSelector != nil && !p.NamespaceSelector.Matches(labels.Set(w.nsLabels)) {
 		why = append(why, fmt.Sprintf("the namespace's labels do not match %q", p.NamespaceSelector))
 	}
-	if p.ServiceSelector != nil && !p.ServiceSelector.Matches(labels.Set(w.req.ServiceLabels)) {
+	if p.ServiceSelector != nil && !p.ServiceSelector.Matches(labels.Set(w.svcLabels)) {
 		why = append(why, fmt.Sprintf("the service's labels do not match %q", p.ServiceSelector))
 	}
 	return strings.Join(why, "; ")

@@ -85,13 +85,16 @@ func shareOf(req *Request) share {
 	return sh
 }
 
-// want is a validated Request.
+// want is a validated Request. It copies what it needs rather than point
+// to the Request, so that Allocate's argument stays on the stack.
 type want struct {
-	req      *Request
-	families [2]Family // in order; families[1] is 0 for one family
-	ips      [2]netip.Addr
-	share    share
-	ports    []Port // sorted, without duplicates; may alias req.Ports
+	service, namespace, pool string
+	nsLabels, svcLabels      map[string]string
+	policy                   Policy
+	families                 [2]Family // in order; families[1] is 0 for one family
+	ips                      [2]netip.Addr
+	share                    share
+	ports                    []Port // sorted, without duplicates; may alias req.Ports
 }
 
 // familyList returns the families to allocate, in order.
@@ -108,33 +111,38 @@ func (w *want) ip(f Family) netip.Addr { return w.ips[f.index()] }
 // requested reports whether addresses were requested.
 func (w *want) requested() bool { return w.ips[0].IsValid() || w.ips[1].IsValid() }
 
-// newWant validates req for Allocate.
-func newWant(req *Request) (*want, error) {
-	w := &want{req: req, share: shareOf(req), ports: normalPorts(req.Ports)}
+// init validates req for Allocate and fills w. (An init method rather than
+// a constructor keeps w, and the Request it points to, on the stack.)
+func (w *want) init(req *Request) error {
+	*w = want{
+		service: req.Service, namespace: req.Namespace, pool: req.Pool,
+		nsLabels: req.NamespaceLabels, svcLabels: req.ServiceLabels, policy: req.Policy,
+		share: shareOf(req), ports: normalPorts(req.Ports),
+	}
 	if req.Service == "" {
-		return nil, invalid("the request names no service")
+		return invalid("the request names no service")
 	}
 	if req.Policy > RequireDualStack {
-		return nil, invalid("unknown ipFamilyPolicy %d", uint8(req.Policy))
+		return invalid("unknown ipFamilyPolicy %d", uint8(req.Policy))
 	}
 	if len(req.Families) > 2 {
-		return nil, invalid("at most 2 ipFamilies, got %d", len(req.Families))
+		return invalid("at most 2 ipFamilies, got %d", len(req.Families))
 	}
 	for i, f := range req.Families {
 		if !f.valid() {
-			return nil, invalid("unknown ip family %d", uint8(f))
+			return invalid("unknown ip family %d", uint8(f))
 		}
 		if i == 1 && f == req.Families[0] {
-			return nil, invalid("ip family %s is listed twice", f)
+			return invalid("ip family %s is listed twice", f)
 		}
 	}
 	if err := requestedIPs(&w.ips, req.IPs); err != nil {
-		return nil, err
+		return err
 	}
 	if len(req.IPs) == 0 {
-		return w, w.familiesFromSpec()
+		return w.familiesFromSpec(req)
 	}
-	return w, w.familiesFromIPs()
+	return w.familiesFromIPs(req)
 }
 
 // requestedIPs checks ips and stores them by family.
@@ -152,8 +160,7 @@ func requestedIPs(dst *[2]netip.Addr, ips []netip.Addr) error {
 	return nil
 }
 
-func (w *want) familiesFromSpec() error {
-	req := w.req
+func (w *want) familiesFromSpec(req *Request) error {
 	switch {
 	case len(req.Families) == 0:
 		return invalid("the service has no ipFamilies")
@@ -166,8 +173,7 @@ func (w *want) familiesFromSpec() error {
 	return nil
 }
 
-func (w *want) familiesFromIPs() error {
-	req := w.req
+func (w *want) familiesFromIPs(req *Request) error {
 	switch {
 	case req.Policy == SingleStack && len(req.IPs) != 1:
 		return invalid("SingleStack allows 1 requested address, got %d", len(req.IPs))
