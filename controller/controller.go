@@ -188,7 +188,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.factory.Core().V1().Services().Informer().HasSynced,
 		c.factory.Core().V1().Namespaces().Informer().HasSynced)
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return ctx.Err()
+		return nil // ctx ended
 	}
 	c.ready.Store(true)
 	c.log.Info("caches synced; campaigning for leadership", "lease", c.cfg.Namespace+"/"+c.cfg.LeaseName, "identity", c.cfg.Identity)
@@ -330,7 +330,12 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.metrics.reconcile.Observe(time.Since(start).Seconds())
 	}
 	if err != nil && ctx.Err() == nil {
-		c.log.Warn("reconcile failed; retrying", "key", key, "err", err)
+		// A conflict only means the cache is behind our own last write: retry quietly.
+		level := slog.LevelWarn
+		if apierrors.IsConflict(err) {
+			level = slog.LevelDebug
+		}
+		c.log.Log(ctx, level, "reconcile failed; retrying", "key", key, "err", err)
 		c.queue.AddRateLimited(key)
 		return true
 	}

@@ -137,3 +137,205 @@ func TestDualStack(t *testing.T) {
 	}
 	h.waitStatus(h.ns, "require", metav1.ConditionTrue, ReasonAllocated, "198.51.100.40", "2001:db8:2::")
 }
+
+func TestRestrictedPools(t *testing.T) {
+	h := newHarness(t)
+	h.pool("open", []string{"198.51.100.50/32"}, nil)
+	byNS := h.pool("by-ns", []string{"198.51.100.60/32"}, func(p *v1alpha1.IPPool) {
+		p.Spec.Allocation = &v1alpha1.IPPoolAllocation{Namespaces: []string{h.ns}, Priority: 10}
+	})
+	h.pool("by-ns-label", []string{"198.51.100.70/32"}, func(p *v1alpha1.IPPool) {
+		p.Spec.Allocation = &v1alpha1.IPPoolAllocation{Priority: 5, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "blue"}}}
+	})
+	h.pool("by-svc-label", []string{"198.51.100.80/32"}, func(p *v1alpha1.IPPool) {
+		p.Spec.Allocation = &v1alpha1.IPPoolAllocation{ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "gold"}}}
+	})
+	blue := h.ns + "-blue"
+	h.namespace(blue, map[string]string{"team": "blue"})
+	t.Cleanup(func() {
+		_ = testEnv.kube.CoreV1().Services(blue).Delete(h.ctx, "in-blue", metav1.DeleteOptions{})
+	})
+
+	// A restricted pool that matches wins over unrestricted ones; among restricted ones the
+	// lower priority wins (by-svc-label has priority 0, by-ns has 10).
+	h.svc("gold", func(s *corev1.Service) { s.Labels = map[string]string{"tier": "gold"} })
+	h.waitStatus(h.ns, "gold", metav1.ConditionTrue, ReasonAllocated, "198.51.100.80")
+	h.svc("in-ns", nil)
+	h.waitStatus(h.ns, "in-ns", metav1.ConditionTrue, ReasonAllocated, "198.51.100.60")
+	h.svc("in-blue", func(s *corev1.Service) { s.Namespace = blue })
+	h.waitStatus(blue, "in-blue", metav1.ConditionTrue, ReasonAllocated, "198.51.100.70")
+	// Only the open pool is left for this namespace's plain Services.
+	h.svc("plain", nil)
+	h.waitStatus(h.ns, "plain", metav1.ConditionTrue, ReasonAllocated, "198.51.100.50")
+	// Naming a restricted pool does not get around its restriction.
+	h.svc("sneaky", func(s *corev1.Service) {
+		s.Namespace = blue
+		s.Annotations = map[string]string{v1alpha1.AnnotationPool: byNS}
+	})
+	h.waitStatus(blue, "sneaky", metav1.ConditionFalse, "NoPool")
+	t.Cleanup(func() { _ = testEnv.kube.CoreV1().Services(blue).Delete(h.ctx, "sneaky", metav1.DeleteOptions{}) })
+}
+
+func TestExhaustionThenRelease(t *testing.T) {
+	h := newHarness(t)
+	h.pool("tiny", []string{"198.51.100.90/32"}, nil)
+	h.svc("first", nil)
+	h.waitStatus(h.ns, "first", metav1.ConditionTrue, ReasonAllocated, "198.51.100.90")
+	h.svc("second", nil)
+	h.waitStatus(h.ns, "second", metav1.ConditionFalse, "PoolExhausted")
+	ev := h.waitEvent(h.ns, "second", "AllocationFailed")
+	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, "PoolExhausted") {
+		t.Errorf("event %s %q, want a Warning naming PoolExhausted", ev.Type, ev.Message)
+	}
+	if err := testEnv.kube.CoreV1().Services(h.ns).Delete(h.ctx, "first", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(h.ns, "second", metav1.ConditionTrue, ReasonAllocated, "198.51.100.90")
+	// Events on transitions only: one failure event, however often the Service was retried.
+	if n := h.countEvents(h.ns, "second", "AllocationFailed"); n != 1 {
+		t.Errorf("%d AllocationFailed events, want 1", n)
+	}
+}
+
+func TestTypeAndClassChangesRelease(t *testing.T) {
+	h := newHarness(t)
+	h.pool("one", []string{"198.51.100.100/32"}, nil)
+	h.svc("lb", nil)
+	h.waitStatus(h.ns, "lb", metav1.ConditionTrue, ReasonAllocated, "198.51.100.100")
+	h.svc("waiting", nil)
+	h.waitStatus(h.ns, "waiting", metav1.ConditionFalse, "PoolExhausted")
+
+	// LoadBalancer -> ClusterIP: the address is released and what ironlb wrote is cleared.
+	h.updateSvc(h.ns, "lb", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeClusterIP
+		for i := range s.Spec.Ports {
+			s.Spec.Ports[i].NodePort = 0
+		}
+		s.Spec.AllocateLoadBalancerNodePorts = nil
+	})
+	h.eventually("lb cleared", func() (bool, string) {
+		s := h.getSvc(h.ns, "lb")
+		return len(s.Status.LoadBalancer.Ingress) == 0 && !hasOurCondition(s), describe(s)
+	})
+	h.waitEvent(h.ns, "lb", "IPReleased")
+	h.waitStatus(h.ns, "waiting", metav1.ConditionTrue, ReasonAllocated, "198.51.100.100")
+
+	// Another class is not ours: never touched. Back to our class: allocated. The class is
+	// immutable on a LoadBalancer, so the change goes through ClusterIP as a user's would.
+	h.svc("foreign", func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr("example.com/other") })
+	h.updateSvc(h.ns, "waiting", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeClusterIP
+		for i := range s.Spec.Ports {
+			s.Spec.Ports[i].NodePort = 0
+		}
+		s.Spec.AllocateLoadBalancerNodePorts = nil
+		s.Spec.LoadBalancerClass = nil
+	})
+	h.updateSvc(h.ns, "waiting", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.LoadBalancerClass = ptr("example.com/other")
+	})
+	h.eventually("waiting released after its class changed", func() (bool, string) {
+		s := h.getSvc(h.ns, "waiting")
+		return len(s.Status.LoadBalancer.Ingress) == 0 && !hasOurCondition(s), describe(s)
+	})
+	h.svc("ours-by-class", func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr(DefaultConfig().Class.Name) })
+	h.waitStatus(h.ns, "ours-by-class", metav1.ConditionTrue, ReasonAllocated, "198.51.100.100")
+	if s := h.getSvc(h.ns, "foreign"); len(s.Status.LoadBalancer.Ingress) != 0 || len(s.Status.Conditions) != 0 {
+		t.Errorf("a Service of another class was touched: %s", describe(s))
+	}
+}
+
+func TestPoolDeletionWaitsForItsServices(t *testing.T) {
+	h := newHarness(t)
+	pool := h.pool("doomed", []string{"198.51.100.110/31"}, nil)
+	h.svc("holder", nil)
+	h.waitStatus(h.ns, "holder", metav1.ConditionTrue, ReasonAllocated, "198.51.100.110")
+	h.eventually("finalizer on the pool", func() (bool, string) {
+		p := h.getPool(pool)
+		return len(p.Finalizers) == 1 && p.Finalizers[0] == PoolFinalizer, fmt.Sprint(p.Finalizers)
+	})
+	if err := h.crd.Delete().Resource("ippools").Name(pool).Do(h.ctx).Error(); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("deletion blocked and said so", func() (bool, string) {
+		c := meta.FindStatusCondition(h.getPool(pool).Status.Conditions, v1alpha1.IPPoolReady)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reasonDeleting && strings.Contains(c.Message, "holder"), fmt.Sprintf("%+v", c)
+	})
+	h.waitEvent("", pool, "DeletionBlocked")
+	// The holder keeps its address, flagged; a new Service cannot draw from a dying pool.
+	h.waitStatus(h.ns, "holder", metav1.ConditionTrue, ReasonOutsidePool, "198.51.100.110")
+	h.svc("newcomer", nil)
+	h.waitStatus(h.ns, "newcomer", metav1.ConditionFalse, "NoPool")
+	if err := testEnv.kube.CoreV1().Services(h.ns).Delete(h.ctx, "holder", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("pool gone", func() (bool, string) {
+		err := h.crd.Get().Resource("ippools").Name(pool).Do(h.ctx).Error()
+		return err != nil && strings.Contains(err.Error(), "not found"), fmt.Sprint(err)
+	})
+}
+
+func TestPoolShrinkKeepsAddressesInUse(t *testing.T) {
+	h := newHarness(t)
+	pool := h.pool("shrinks", []string{"198.51.100.120-198.51.100.123"}, nil)
+	for _, name := range []string{"a", "b"} {
+		h.svc(name, nil)
+	}
+	h.waitStatus(h.ns, "a", metav1.ConditionTrue, ReasonAllocated, "198.51.100.120")
+	h.waitStatus(h.ns, "b", metav1.ConditionTrue, ReasonAllocated, "198.51.100.121")
+	h.updatePool(pool, func(p *v1alpha1.IPPool) { p.Spec.Addresses = []string{"198.51.100.121-198.51.100.123"} })
+	h.eventually("pool flags the address in use", func() (bool, string) {
+		c := meta.FindStatusCondition(h.getPool(pool).Status.Conditions, v1alpha1.IPPoolAddressesInUse)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "198.51.100.120"), fmt.Sprintf("%+v", c)
+	})
+	h.waitEvent("", pool, v1alpha1.IPPoolAddressesInUse)
+	h.waitStatus(h.ns, "a", metav1.ConditionTrue, ReasonOutsidePool, "198.51.100.120")
+	ev := h.waitEvent(h.ns, "a", ReasonOutsidePool)
+	if ev.Type != corev1.EventTypeWarning {
+		t.Errorf("event type %s, want Warning", ev.Type)
+	}
+	h.waitStatus(h.ns, "b", metav1.ConditionTrue, ReasonAllocated, "198.51.100.121")
+	// The removed address is not handed out again.
+	h.svc("c", nil)
+	h.waitStatus(h.ns, "c", metav1.ConditionTrue, ReasonAllocated, "198.51.100.122")
+}
+
+func TestOverlappingPoolsAreFlagged(t *testing.T) {
+	h := newHarness(t)
+	older := h.pool("a-older", []string{"198.51.100.128/29"}, nil)
+	newer := h.pool("b-newer", []string{"198.51.100.132-198.51.100.140"}, nil)
+	h.eventually("newer flagged", func() (bool, string) {
+		st := h.getPool(newer).Status
+		c := meta.FindStatusCondition(st.Conditions, v1alpha1.IPPoolOverlap)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, older) &&
+			meta.IsStatusConditionFalse(st.Conditions, v1alpha1.IPPoolReady), fmt.Sprintf("%+v", st.Conditions)
+	})
+	h.waitEvent("", newer, v1alpha1.IPPoolOverlap)
+	if meta.IsStatusConditionTrue(h.getPool(older).Status.Conditions, v1alpha1.IPPoolOverlap) {
+		t.Error("the older pool is flagged too; it keeps its addresses")
+	}
+	h.svc("s", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.138" })
+	h.waitStatus(h.ns, "s", metav1.ConditionFalse, "RequestedIPUnavailable")
+}
+
+func TestInvalidAnnotationChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.pool("a", []string{"198.51.100.150-198.51.100.153"}, nil)
+	h.svc("s", nil)
+	h.waitStatus(h.ns, "s", metav1.ConditionTrue, ReasonAllocated, "198.51.100.150")
+	h.updateSvc(h.ns, "s", func(s *corev1.Service) {
+		s.Annotations = map[string]string{v1alpha1.AnnotationIPs: "198.51.100.999"}
+	})
+	s := h.waitStatus(h.ns, "s", metav1.ConditionFalse, "InvalidRequest", "198.51.100.150")
+	c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ServiceConditionIPAllocated)
+	if !strings.Contains(c.Message, v1alpha1.AnnotationIPs) || !strings.Contains(c.Message, "198.51.100.999") {
+		t.Errorf("message %q should name the annotation and the bad value", c.Message)
+	}
+	h.updateSvc(h.ns, "s", func(s *corev1.Service) {
+		s.Annotations = map[string]string{v1alpha1.AnnotationIPs: "198.51.100.150", "metallb.io/loadBalancerIPs": "198.51.100.151"}
+	})
+	h.waitStatus(h.ns, "s", metav1.ConditionFalse, "InvalidRequest", "198.51.100.150")
+	h.updateSvc(h.ns, "s", func(s *corev1.Service) { s.Annotations = nil })
+	h.waitStatus(h.ns, "s", metav1.ConditionTrue, ReasonAllocated, "198.51.100.150")
+}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -81,10 +82,7 @@ func (c *Controller) writePoolStatuses(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("writing pool status: %v", errs)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v poolView) error {

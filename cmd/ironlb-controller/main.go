@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 )
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 		fail(fmt.Errorf("-log-level: %w", err))
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	klog.SetSlogLogger(cfg.Log) // client-go's own logs (leader election, reflectors) as JSON too
 	restCfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
 		fail(fmt.Errorf("client configuration: %w", err))
