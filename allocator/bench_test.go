@@ -136,8 +136,8 @@ func TestAllocationCost(t *testing.T) {
 			}
 			a.Release(r.Service)
 		})
-		if pair > 8 {
-			t.Errorf("%s: %v allocations per allocate+release, want at most 8", p.name, pair)
+		if pair > 6 {
+			t.Errorf("%s: %v allocations per allocate+release, want at most 6", p.name, pair)
 		}
 		held := Request{Service: "bench/s1", Namespace: "bench", Families: []Family{p.family}}
 		again := testing.AllocsPerRun(100, func() {

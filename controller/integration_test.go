@@ -56,7 +56,9 @@ func TestRequestedPoolAndMetalLBAnnotations(t *testing.T) {
 	h.waitStatus(h.ns, "ours", metav1.ConditionTrue, ReasonAllocated, "203.0.113.0")
 	h.svc("metallb-pool", func(s *corev1.Service) { s.Annotations = map[string]string{"metallb.universe.tf/address-pool": manual} })
 	h.waitStatus(h.ns, "metallb-pool", metav1.ConditionTrue, ReasonAllocated, "203.0.113.1")
-	h.svc("metallb-ips", func(s *corev1.Service) { s.Annotations = map[string]string{"metallb.io/loadBalancerIPs": "203.0.113.9"} })
+	h.svc("metallb-ips", func(s *corev1.Service) {
+		s.Annotations = map[string]string{"metallb.io/loadBalancerIPs": "203.0.113.9"}
+	})
 	h.waitStatus(h.ns, "metallb-ips", metav1.ConditionTrue, ReasonAllocated, "203.0.113.9")
 	// MetalLB's sharing annotation shares like ours.
 	for i, port := range []int32{80, 443} {

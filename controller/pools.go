@@ -67,10 +67,10 @@ func poolOrder(a, b *v1alpha1.IPPool) int {
 
 // poolView is what the controller knows of one IPPool after the last SetPools.
 type poolView struct {
-	invalid  error                  // compile error
-	overlap  []allocator.Overlap    // overlaps that disabled it
-	outside  []allocator.Outside    // held addresses it no longer contains
-	stats    []allocator.PoolStats  // per family
+	invalid  error                 // compile error
+	overlap  []allocator.Overlap   // overlaps that disabled it
+	outside  []allocator.Outside   // held addresses it no longer contains
+	stats    []allocator.PoolStats // per family
 	deleting bool
 }
 
