@@ -18,6 +18,10 @@
 // shorter than a pool's prefix) are the controller's to check and report. Regenerate the
 // deepcopy functions and the CRDs with hack/generate.sh after changing this package.
 //
+// The CRDs need Kubernetes 1.33 or later: their rules use the CEL ip and cidr libraries and
+// two-variable comprehensions, which an API server accepts in new rules one minor release
+// after introducing them (1.30 and 1.32), and the report kinds declare selectable fields.
+//
 // +kubebuilder:object:generate=true
 // +groupName=ironlb.io
 package v1alpha1

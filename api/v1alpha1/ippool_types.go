@@ -50,6 +50,8 @@ type IPPoolSpec struct {
 	// (from/l contains to, from/(l+1) does not), from's bit is 0 (from/(l+1) and from/l have
 	// the same network address). The literal list spells the prefix lengths "/0" to "/128"
 	// because string(l) has no size bound. The test checks it against netip on random ranges.
+	// Its estimated cost, about 128k per entry times maxItems 64, is close to the API server's
+	// limit of 10M per rule: raising maxItems or the entries' maxLength needs a cheaper rule.
 
 	// Addresses are the pool's addresses, each a CIDR ("198.51.100.0/24", "2001:db8::/64", a
 	// single address as "198.51.100.7/32") or an inclusive range of two addresses of one family
