@@ -9,8 +9,9 @@ const (
 	// IPPoolReady is True when the pool is valid, does not overlap another pool and its
 	// addresses can be allocated.
 	IPPoolReady = "Ready"
-	// IPPoolOverlap is True when some of the pool's addresses are also in another pool; the
-	// message names the other pool. Overlapping pools are not used for allocation.
+	// IPPoolOverlap is True when some of the pool's addresses are also in an older pool; the
+	// message names it. Such a pool is not used for allocation until the overlap is gone; the
+	// older pool keeps its addresses.
 	IPPoolOverlap = "Overlap"
 	// IPPoolAddressesInUse is True when an edit removed addresses that Services still hold;
 	// those Services keep their addresses until they release them.
@@ -18,8 +19,9 @@ const (
 )
 
 // IPPool is a set of addresses that LoadBalancer Services can draw their external IPs from,
-// and the rules for who may draw from it. Pools must not overlap: the controller reports an
-// overlap in status.conditions and allocates from neither pool's shared addresses.
+// and the rules for who may draw from it. Pools must not overlap: when one does, the older
+// pool keeps its addresses and the newer one is not used for allocation, with an Overlap
+// condition in its status naming the older pool.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=ippool,categories=ironlb
