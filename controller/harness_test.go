@@ -77,9 +77,19 @@ func (rc *runningController) stop(t *testing.T) {
 	}
 }
 
-// newHarness creates a namespace and starts a controller for one test. Cleanup deletes the
-// test's Services and pools (waiting for the pools' finalizers) before stopping the controller.
+// newHarness creates a namespace and starts a controller for one test.
 func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := newBareHarness(t)
+	rc := startController(t, testConfig("test-"+h.ns))
+	t.Cleanup(func() { rc.stop(t) })
+	return h
+}
+
+// newBareHarness creates a namespace; the test starts its controllers. Cleanup (after the
+// test's controllers stopped) deletes the test's Services and pools with a controller of its
+// own, which removes the pools' finalizers.
+func newBareHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -92,14 +102,14 @@ func newHarness(t *testing.T) *harness {
 		h.ns = strings.TrimRight(h.ns[:63], "-")
 	}
 	h.namespace(h.ns, nil)
-	rc := startController(t, testConfig("test-"+h.ns))
-	t.Cleanup(func() { rc.stop(t) })
 	t.Cleanup(h.cleanup)
 	return h
 }
 
 func (h *harness) cleanup() {
 	ctx := context.Background()
+	rc := startController(h.t, testConfig("cleanup-"+h.ns))
+	defer rc.stop(h.t)
 	svcs, _ := testEnv.kube.CoreV1().Services(h.ns).List(ctx, metav1.ListOptions{})
 	for _, s := range svcs.Items {
 		_ = testEnv.kube.CoreV1().Services(h.ns).Delete(ctx, s.Name, metav1.DeleteOptions{})

@@ -75,7 +75,13 @@ type Server struct {
 	// Dir is Options.Dir.
 	Dir string
 
-	procs []*exec.Cmd
+	procs []*proc
+}
+
+// proc is a child process; done closes when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // BinDir returns where hack/build-kube.sh caches the binaries of a Kubernetes version.
@@ -219,8 +225,9 @@ func (s *Server) start(o Options, name, bin string, args ...string) error {
 		logf.Close()
 		return fmt.Errorf("apiserver: starting %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
-	s.procs = append(s.procs, cmd)
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+	s.procs = append(s.procs, p)
 	return nil
 }
 
@@ -228,14 +235,10 @@ func (s *Server) start(o Options, name, bin string, args ...string) error {
 func (s *Server) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
-		if p.Process == nil {
-			continue
-		}
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if p.ProcessState != nil || syscall.Kill(p.Process.Pid, 0) != nil {
-				break
-			}
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
 		}
 	}
 	s.procs = nil
@@ -255,13 +258,15 @@ func WriteKubeconfig(path, url, serverName string, caPEM []byte, token string) e
 	return nil
 }
 
-func waitReady(ctx context.Context, url, certFile string, proc *exec.Cmd, dial dialFunc, timeout time.Duration) ([]byte, error) {
+func waitReady(ctx context.Context, url, certFile string, p *proc, dial dialFunc, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var lastErr error
 	for {
-		if proc.ProcessState != nil {
-			return nil, fmt.Errorf("kube-apiserver exited: %s", proc.ProcessState)
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("kube-apiserver exited: %s", p.cmd.ProcessState)
+		default:
 		}
 		caPEM, err := os.ReadFile(certFile)
 		if err == nil {
