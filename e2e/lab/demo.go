@@ -29,6 +29,8 @@ const (
 	DemoNamespace  = "demo"
 	DemoL2Service  = "web-l2"
 	DemoBGPService = "web-bgp"
+	// SystemNamespace is where ironlb runs.
+	SystemNamespace = "ironlb-system"
 )
 
 // RunDemo brings the lab up with ironlb's components, applies the sample configuration, creates
@@ -44,8 +46,12 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Where the Helm chart installs ironlb: the controller's leader-election Lease lives here.
+	if err := l.EnsureNamespace(ctx, SystemNamespace); err != nil {
+		return fail(err)
+	}
 	if bin, ok := bins["ironlb-controller"]; ok {
-		if _, err := l.Start(ctx, "controller", NSCtl, bin, "--kubeconfig", l.NodeKubeconfig); err != nil {
+		if _, err := l.Start(ctx, "controller", NSCtl, bin, "--kubeconfig", l.NodeKubeconfig, "--namespace", SystemNamespace, "--identity", "controller-0"); err != nil {
 			return fail(err)
 		}
 	}
