@@ -37,9 +37,11 @@ func TestModel(t *testing.T) {
 		runs /= 10
 	}
 	outcomes := map[string]int{}
+	pools := poolUniverse(t)
+	all := addrUniverse(pools)
 	for i := range runs {
 		m := newModel(t, seed+uint64(i))
-		m.outcomes = outcomes
+		m.outcomes, m.universe, m.all = outcomes, pools, all
 		if !m.run() {
 			t.Fatalf("reproduce with: go test ./allocator -run '^TestModel$' -model.seed=%d -model.runs=1", seed+uint64(i))
 		}
@@ -55,6 +57,8 @@ type model struct {
 	pools    []Pool // the current set, as given
 	history  []string
 	outcomes map[string]int // what happened, to see that the test explores
+	universe []Pool         // the pools SetPools draws from
+	all      []netip.Addr   // every address of universe, and some outside
 }
 
 func newModel(t *testing.T, seed uint64) *model {
@@ -93,8 +97,7 @@ func (m *model) run() bool {
 
 // The universe of pools. Several overlap (so some sets disable pools), "a"
 // has a shrunk variant, and there are restricted, manual and buggy ones.
-func (m *model) poolUniverse() []Pool {
-	t := m.t
+func poolUniverse(t *testing.T) []Pool {
 	sel := func(s string) labels.Selector { return selector(t, s) }
 	return []Pool{
 		newPool(t, "a", "10.0.0.0/29", "2001:db8::/126"),
@@ -110,9 +113,9 @@ func (m *model) poolUniverse() []Pool {
 }
 
 // addrUniverse lists every address of every pool, and some outside.
-func (m *model) addrUniverse() []netip.Addr {
+func addrUniverse(pools []Pool) []netip.Addr {
 	var all []netip.Addr
-	for _, p := range m.poolUniverse() {
+	for _, p := range pools {
 		for _, r := range p.Ranges {
 			for a := r.From; a.IsValid() && a.Compare(r.To) <= 0; a = a.Next() {
 				all = append(all, a)
@@ -127,7 +130,7 @@ func (m *model) addrUniverse() []netip.Addr {
 func (m *model) setPools() bool {
 	var set []Pool
 	seen := map[string]bool{}
-	for _, p := range m.poolUniverse() {
+	for _, p := range m.universe {
 		if m.rnd.IntN(3) > 0 && !seen[p.Name] {
 			set = append(set, p)
 			seen[p.Name] = true
@@ -215,7 +218,7 @@ func (m *model) randomRequest(svc string) Request {
 		r.Families, r.Policy = []Family{IPv4, IPv6}, Policy(m.rnd.IntN(3))
 	}
 	if m.rnd.IntN(6) == 0 {
-		all := m.addrUniverse()
+		all := m.all
 		for _, f := range r.Families {
 			if m.rnd.IntN(4) > 0 || r.Policy == RequireDualStack {
 				for {
@@ -255,7 +258,7 @@ func (m *model) allocate() bool {
 	r := m.randomRequest(svc)
 	m.history = append(m.history, "Allocate "+describeRequest(r))
 	before, _ := m.a.Assignment(svc)
-	state := dump(m.a)
+	state := snapshot(m.a)
 	// The slow choice for each family, computed before the call.
 	expect := map[Family]netip.Addr{}
 	if len(r.IPs) == 0 {
@@ -275,8 +278,8 @@ func (m *model) allocate() bool {
 		if ReasonOf(err) == "" {
 			return m.fail("untyped error %v", err)
 		}
-		if after := dump(m.a); after != state {
-			return m.fail("a failed Allocate changed the state:\n%s", cmp.Diff(state, after))
+		if !reflect.DeepEqual(state, snapshot(m.a)) {
+			return m.fail("a failed Allocate changed the state:\n%s", cmp.Diff(dumpOf(state), dump(m.a)))
 		}
 		var e *Error
 		if (ReasonOf(err) == PoolExhausted || ReasonOf(err) == FamilyUnavailable) && len(r.IPs) == 0 {
@@ -431,7 +434,7 @@ func (m *model) release() bool {
 func (m *model) restore() bool {
 	svc := m.service()
 	r := m.randomRequest(svc)
-	all := m.addrUniverse()
+	all := m.all
 	var ips []netip.Addr
 	for range 1 + m.rnd.IntN(2) {
 		a := all[m.rnd.IntN(len(all))]
@@ -440,7 +443,7 @@ func (m *model) restore() bool {
 		}
 	}
 	m.history = append(m.history, fmt.Sprintf("Restore %s %v", describeRequest(r), ips))
-	state := dump(m.a)
+	state := snapshot(m.a)
 	got, err := m.a.Restore(r, ips)
 	m.outcomes["Restore "+string(ReasonOf(err))]++
 	if err != nil {
@@ -448,8 +451,8 @@ func (m *model) restore() bool {
 		if reason := ReasonOf(err); reason != RequestedIPUnavailable && reason != SharingConflict {
 			return m.fail("Restore failed with %s: %v", reason, err)
 		}
-		if after := dump(m.a); after != state {
-			return m.fail("a failed Restore changed the state:\n%s", cmp.Diff(state, after))
+		if !reflect.DeepEqual(state, snapshot(m.a)) {
+			return m.fail("a failed Restore changed the state:\n%s", cmp.Diff(dumpOf(state), dump(m.a)))
 		}
 		return true
 	}

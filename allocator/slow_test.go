@@ -263,37 +263,65 @@ func slowLowestFree(a *Allocator, p *pool, f Family) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// dump renders the whole state as text, to check that a failed call
-// changed nothing.
-func dump(a *Allocator) string {
-	var b strings.Builder
-	names := make([]string, 0, len(a.services))
-	for name := range a.services {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		s := a.services[name]
-		fmt.Fprintf(&b, "service %s %+v %v:", name, s.share, s.ports)
+// state is a copy of everything observable in an Allocator, to check that
+// a failed call changed nothing.
+type state struct {
+	services []serviceState
+	stats    []PoolStats
+	free     [][]Range // per pool and family, in precedence order
+}
+
+type serviceState struct {
+	name  string
+	share share
+	ports []Port
+	addrs []addrState
+}
+
+type addrState struct {
+	addr       netip.Addr
+	pool, last string
+	holders    []string
+}
+
+func snapshot(a *Allocator) state {
+	var st state
+	for name, s := range a.services {
+		ss := serviceState{name: name, share: s.share, ports: slices.Clone(s.ports)}
 		for _, r := range s.addrs {
-			fmt.Fprintf(&b, " %s(%s,last=%s,holders=%v)", r.addr, r.poolName(), r.last, r.holderNames(nil))
+			ss.addrs = append(ss.addrs, addrState{r.addr, r.poolName(), r.last, r.holderNames(nil)})
 		}
-		b.WriteString("\n")
+		st.services = append(st.services, ss)
 	}
-	for _, st := range a.Stats() {
-		fmt.Fprintf(&b, "stats %+v\n", st)
-	}
+	slices.SortFunc(st.services, func(x, y serviceState) int { return strings.Compare(x.name, y.name) })
+	st.stats = a.Stats()
 	for _, p := range a.pools {
 		for i := range p.fams {
 			if pf := p.fams[i]; pf.free != nil {
-				fmt.Fprintf(&b, "free %s/%d:", p.Name, i)
-				pf.free.spans.Ascend(func(sp span) bool {
-					fmt.Fprintf(&b, " %s-%s", pf.free.addr(sp.lo), pf.free.addr(sp.hi))
-					return true
-				})
-				b.WriteString("\n")
+				st.free = append(st.free, spansOf(pf.free))
 			}
 		}
+	}
+	return st
+}
+
+// dump renders the state of a as text, for messages and diffs.
+func dump(a *Allocator) string { return dumpOf(snapshot(a)) }
+
+func dumpOf(st state) string {
+	var b strings.Builder
+	for _, s := range st.services {
+		fmt.Fprintf(&b, "service %s %+v %v:", s.name, s.share, s.ports)
+		for _, r := range s.addrs {
+			fmt.Fprintf(&b, " %s(%s,last=%s,holders=%v)", r.addr, r.pool, r.last, r.holders)
+		}
+		b.WriteString("\n")
+	}
+	for _, s := range st.stats {
+		fmt.Fprintf(&b, "stats %+v\n", s)
+	}
+	for _, f := range st.free {
+		fmt.Fprintf(&b, "free %v\n", f)
 	}
 	return b.String()
 }
