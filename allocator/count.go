@@ -7,7 +7,7 @@ import (
 
 // u128 is an unsigned 128-bit integer. It is the coordinate of an address
 // inside its family (IPv4 addresses use only the low 32 bits) and the
-// representation of [Count].
+// representation of [Count] (the same layout, so they convert).
 type u128 struct{ hi, lo uint64 }
 
 func (a u128) cmp(b u128) int {
@@ -91,7 +91,7 @@ func addrFromValue(f Family, v u128) netip.Addr {
 // space (::/0, or ::/1 and 8000::/1: 2^128 addresses); its Total, and its
 // Available while nothing is held in it, are reported as 2^128-1. Every
 // other figure is exact.
-type Count u128
+type Count struct{ hi, lo uint64 }
 
 // CountOf returns n as a Count.
 func CountOf(n uint64) Count { return Count{0, n} }
