@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -78,3 +80,61 @@ func (p *Process) PID() string { return strconv.Itoa(p.cmd.Process.Pid) }
 
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// IronLB is ironlb as the lab runs it: the controller in NSCtl and a speaker per node.
+type IronLB struct {
+	Controller *Process
+	Speakers   map[string]*Process // by node name
+	bins       map[string]string
+	keyFile    string
+}
+
+// StartIronLB builds ironlb's commands and starts those that exist: the controller (with its
+// namespace, as the Helm chart has it) and a speaker in every node namespace. extraSpeakerArgs
+// are added to every speaker's flags.
+func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*IronLB, error) {
+	bins, err := l.BuildComponents(ctx, filepath.Join(l.Config.Dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	ilb := &IronLB{Speakers: map[string]*Process{}, bins: bins, keyFile: filepath.Join(l.Config.Dir, "memberlist.key")}
+	// The memberlist key, as the chart's Secret would hold it: 32 random bytes, hex.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("lab: memberlist key: %w", err)
+	}
+	if err := os.WriteFile(ilb.keyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if err := l.EnsureNamespace(ctx, SystemNamespace); err != nil {
+		return nil, err
+	}
+	if bin, ok := bins["ironlb-controller"]; ok {
+		if ilb.Controller, err = l.Start(ctx, "controller", NSCtl, bin, "--kubeconfig", l.NodeKubeconfig,
+			"--namespace", SystemNamespace, "--identity", "controller-0"); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range l.Nodes {
+		if _, err := ilb.StartSpeaker(ctx, l, n, extraSpeakerArgs...); err != nil {
+			return nil, err
+		}
+	}
+	return ilb, nil
+}
+
+// StartSpeaker (re)starts the speaker of node n; it does nothing before cmd/ironlb-speaker
+// exists.
+func (ilb *IronLB) StartSpeaker(ctx context.Context, l *Lab, n *Node, extraArgs ...string) (*Process, error) {
+	bin, ok := ilb.bins["ironlb-speaker"]
+	if !ok {
+		return nil, nil
+	}
+	args := append([]string{"--kubeconfig", l.NodeKubeconfig, "--node-name", n.Name, "--memberlist-key-file", ilb.keyFile}, extraArgs...)
+	p, err := l.Start(ctx, "speaker-"+n.Name, n.NetNS, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	ilb.Speakers[n.Name] = p
+	return p, nil
+}

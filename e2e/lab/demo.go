@@ -42,26 +42,11 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Lab, error) { l.Down(context.WithoutCancel(ctx)); return nil, err }
-	bins, err := l.BuildComponents(ctx, filepath.Join(l.Config.Dir, "bin"))
+	ilb, err := l.StartIronLB(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	// Where the Helm chart installs ironlb: the controller's leader-election Lease lives here.
-	if err := l.EnsureNamespace(ctx, SystemNamespace); err != nil {
-		return fail(err)
-	}
-	if bin, ok := bins["ironlb-controller"]; ok {
-		if _, err := l.Start(ctx, "controller", NSCtl, bin, "--kubeconfig", l.NodeKubeconfig, "--namespace", SystemNamespace, "--identity", "controller-0"); err != nil {
-			return fail(err)
-		}
-	}
-	if bin, ok := bins["ironlb-speaker"]; ok {
-		for _, n := range l.Nodes {
-			if _, err := l.Start(ctx, "speaker-"+n.Name, n.NetNS, bin, "--kubeconfig", l.NodeKubeconfig, "--node-name", n.Name); err != nil {
-				return fail(err)
-			}
-		}
-	}
+	running := ilb.Controller != nil
 	if err := l.Apply(ctx, demoYAML); err != nil {
 		return fail(err)
 	}
@@ -86,7 +71,7 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 
 	ips := map[string]string{}
 	deadline := time.Now().Add(20 * time.Second)
-	for len(ips) < 2 && time.Now().Before(deadline) && len(bins) > 0 {
+	for len(ips) < 2 && time.Now().Before(deadline) && running {
 		for _, name := range []string{DemoL2Service, DemoBGPService} {
 			if svc, err := l.Client.CoreV1().Services(DemoNamespace).Get(ctx, name, metav1.GetOptions{}); err == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
 				ips[name] = svc.Status.LoadBalancer.Ingress[0].IP
@@ -97,7 +82,7 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	section := func(title string) { fmt.Fprintf(out, "\n== %s\n", title) }
 	section("kubectl get svc -n " + DemoNamespace + " -o wide")
 	fmt.Fprint(out, l.kubectl(ctx, "get", "svc", "-n", DemoNamespace, "-o", "wide"))
-	if len(bins) == 0 {
+	if !running {
 		fmt.Fprintln(out, "\nironlb's controller and speaker are not built yet (no cmd/ironlb-controller, cmd/ironlb-speaker):\nthe Services stay <pending> until they exist.")
 	}
 	section("who announces the IPs (kubectl get serviceannouncements -A)")

@@ -1,0 +1,84 @@
+// Command ironlb-speaker runs on every node (host network): it answers ARP/NDP for the external
+// IPs this node owns, with node liveness from memberlist.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ironlb/ironlb/l2"
+	"github.com/ironlb/ironlb/speaker"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+func main() {
+	cfg := speaker.DefaultConfig()
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	flag.StringVar(&cfg.Class.Name, "load-balancer-class", cfg.Class.Name, "the spec.loadBalancerClass ironlb handles")
+	flag.BoolVar(&cfg.Class.Only, "only-load-balancer-class", false, "handle only Services of -load-balancer-class, not those without a class")
+	bind := flag.String("memberlist-bind", "", "memberlist address (default: the node's first InternalIP)")
+	flag.IntVar(&cfg.Members.BindPort, "memberlist-port", cfg.Members.BindPort, "memberlist TCP and UDP port")
+	keyFile := flag.String("memberlist-key-file", "", "file holding the gossip encryption key (16/24/32 bytes, raw, hex or base64), e.g. a mounted Secret")
+	flag.DurationVar(&cfg.Members.ProbeInterval, "memberlist-probe-interval", cfg.Members.ProbeInterval, "how often each node probes another")
+	flag.DurationVar(&cfg.Members.ProbeTimeout, "memberlist-probe-timeout", cfg.Members.ProbeTimeout, "how long a probe waits for its ack")
+	flag.IntVar(&cfg.Members.SuspicionMult, "memberlist-suspicion-mult", cfg.Members.SuspicionMult, "suspicion timeout multiplier")
+	flag.DurationVar(&cfg.Members.GossipInterval, "memberlist-gossip-interval", cfg.Members.GossipInterval, "how often state changes are gossiped")
+	flag.IntVar(&cfg.Announcer.GratuitousCount, "gratuitous-count", cfg.Announcer.GratuitousCount, "gratuitous ARP / unsolicited NA packets sent on taking an IP")
+	flag.DurationVar(&cfg.Announcer.GratuitousInterval, "gratuitous-interval", cfg.Announcer.GratuitousInterval, "interval between those packets")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /healthz and /readyz (empty: off)")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fail(fmt.Errorf("-log-level: %w", err))
+	}
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	klog.SetSlogLogger(cfg.Log)
+	if *bind != "" {
+		addr, err := netip.ParseAddr(*bind)
+		if err != nil {
+			fail(fmt.Errorf("-memberlist-bind: %w", err))
+		}
+		cfg.Members.BindAddr = addr
+	}
+	if *keyFile != "" {
+		raw, err := os.ReadFile(*keyFile)
+		if err != nil {
+			fail(fmt.Errorf("-memberlist-key-file: %w", err))
+		}
+		if cfg.Members.SecretKey, err = l2.KeyFromString(string(raw)); err != nil {
+			fail(fmt.Errorf("-memberlist-key-file %s: %w", *keyFile, err))
+		}
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		fail(fmt.Errorf("client configuration: %w", err))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s, err := speaker.New(cfg, restCfg, reg, reg)
+	if err != nil {
+		fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "ironlb-speaker:", err)
+	os.Exit(1)
+}

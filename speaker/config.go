@@ -1,0 +1,43 @@
+package speaker
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/l2"
+)
+
+// Config is the speaker's configuration; DefaultConfig gives every value with its reason.
+type Config struct {
+	// NodeName is the Kubernetes node this speaker runs on.
+	NodeName string
+	// Class selects the Services announced, as the controller's does.
+	Class controller.Class
+	// Members tunes memberlist liveness. Members.BindAddr defaults to the node's first
+	// InternalIP (IPv4 preferred).
+	Members l2.MembersConfig
+	// Announcer tunes gratuitous ARP / unsolicited NA.
+	Announcer l2.AnnouncerConfig
+	// JoinTimeout bounds how long a starting speaker waits to join the other members before it
+	// plans: planning alone would make it own every IP for a moment (the others look dead).
+	JoinTimeout time.Duration
+	// Resync re-plans this often even without events, to notice interface changes.
+	Resync time.Duration
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
+	MetricsAddr string
+	// Log receives structured logs; default slog.Default().
+	Log *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Class:       controller.DefaultConfig().Class,
+		Members:     l2.DefaultMembersConfig(),
+		Announcer:   l2.DefaultAnnouncerConfig(),
+		JoinTimeout: 3 * time.Second,
+		Resync:      10 * time.Second,
+		MetricsAddr: ":7473",
+	}
+}

@@ -1,0 +1,354 @@
+// Package speaker runs on every node: it watches Services, EndpointSlices, Nodes and ironlb's
+// configuration, asks the pure planner (Plan) what this node must announce, and drives the
+// layer-2 announcer with the difference, writing one ServiceAnnouncement per Service it
+// announces.
+package speaker
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/ironlb/ironlb/allocator"
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/l2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// LabelExcludeFromLB marks nodes that must not carry load-balancer traffic (Kubernetes'
+// well-known label); such nodes never announce.
+const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// Snapshot is everything the planner reads: plain values copied from the informers' caches,
+// this node's interfaces and memberlist's view of which nodes are alive.
+type Snapshot struct {
+	Node       string          // this node's name
+	Interfaces []l2.Interface  // this node's interfaces
+	Alive      map[string]bool // nodes alive in memberlist; nil means "all" (no liveness)
+	Handles    func(*corev1.Service) bool
+	Nodes      []*corev1.Node
+	Services   []*corev1.Service
+	Slices     []*discoveryv1.EndpointSlice
+	Pools      []*v1alpha1.IPPool
+	L2Ads      []*v1alpha1.L2Advertisement
+}
+
+// Plan is what this node announces.
+type Plan struct {
+	// L2 maps each IP this node owns to the interfaces it answers on.
+	L2 map[netip.Addr][]string
+	// Services holds, per Service key (namespace/name), what this node announces of it.
+	Services map[string]*Announced
+	// Warnings report misconfiguration; the rest of the plan is unaffected.
+	Warnings []Warning
+}
+
+// Announced is what this node announces for one Service: one ServiceAnnouncement.
+type Announced struct {
+	Namespace, Name string
+	IPs             []netip.Addr
+	Interfaces      []string
+}
+
+// Warning is a misconfiguration to report as a Warning event on Object.
+type Warning struct {
+	Kind, Namespace, Name string // the object to report on
+	Reason, Message       string
+}
+
+// Plan computes this node's announcements from a snapshot. It is pure and deterministic.
+//
+// Layer 2: for each IP of each Service of ours, the candidate nodes are those selected by an
+// L2Advertisement of the IP's pool, not excluded, alive, and with a ready endpoint (for
+// externalTrafficPolicy Local: on the node itself; for Cluster: anywhere, else nobody
+// announces). The owner is l2.Owner over the candidates, keyed by the smallest IP of the
+// IP's group — the IPs connected through Services that hold them (a shared IP, both families
+// of a Service) — so a group stays on one node whenever the candidates agree.
+func Compute(s *Snapshot) Plan {
+	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}}
+	pools := compilePools(s.Pools)
+	ads := compileL2Ads(s.L2Ads, &p)
+	nodes := map[string]*corev1.Node{}
+	for _, n := range s.Nodes {
+		nodes[n.Name] = n
+	}
+	endpoints := readyNodes(s.Slices)
+
+	// Per IP: the candidate nodes and the Services holding it, and the ads that apply.
+	type ipInfo struct {
+		candidates map[string]bool
+		services   []*corev1.Service
+		patterns   []string
+	}
+	ips := map[netip.Addr]*ipInfo{}
+	groups := newUnionFind()
+	for _, svc := range s.Services {
+		if s.Handles != nil && !s.Handles(svc) {
+			continue
+		}
+		addrs := ingressAddrs(svc)
+		ready, hasEndpoint := endpoints[svc.Namespace+"/"+svc.Name]
+		for i, ip := range addrs {
+			if i > 0 {
+				groups.union(addrs[0], ip)
+			}
+			info := ips[ip]
+			if info == nil {
+				info = &ipInfo{candidates: map[string]bool{}}
+				ips[ip] = info
+				groups.add(ip)
+			}
+			info.services = append(info.services, svc)
+			pool := poolOf(pools, ip)
+			if pool == nil || !hasEndpoint {
+				continue
+			}
+			for _, ad := range ads {
+				if !ad.selectsPool(pool) {
+					continue
+				}
+				info.patterns = append(info.patterns, ad.interfaces...)
+				for name, n := range nodes {
+					if !ad.selectsNode(n) || excluded(n) || (s.Alive != nil && !s.Alive[name]) {
+						continue
+					}
+					if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[name] {
+						continue
+					}
+					info.candidates[name] = true
+				}
+			}
+		}
+	}
+
+	for ip, info := range ips {
+		cands := make([]string, 0, len(info.candidates))
+		for n := range info.candidates {
+			cands = append(cands, n)
+		}
+		if l2.Owner(groups.find(ip), cands) != s.Node {
+			continue
+		}
+		patterns := dedup(info.patterns)
+		ifaces, missing := l2.ChooseInterfaces(ip, patterns, s.Interfaces)
+		if len(missing) > 0 {
+			for _, ad := range ads {
+				if m := intersect(ad.interfaces, missing); len(m) > 0 {
+					p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.name, Reason: "InterfaceMissing",
+						Message: fmt.Sprintf("node %s has no interface %s; %s is announced on %v", s.Node, strings.Join(m, ", "), ip, ifaces)})
+				}
+			}
+		}
+		if len(ifaces) == 0 {
+			for _, svc := range info.services {
+				p.Warnings = append(p.Warnings, Warning{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Reason: "NoInterface",
+					Message: fmt.Sprintf("node %s owns %s but has no interface to announce it on (patterns %v)", s.Node, ip, patterns)})
+			}
+			continue
+		}
+		p.L2[ip] = ifaces
+		for _, svc := range info.services {
+			key := svc.Namespace + "/" + svc.Name
+			a := p.Services[key]
+			if a == nil {
+				a = &Announced{Namespace: svc.Namespace, Name: svc.Name}
+				p.Services[key] = a
+			}
+			a.IPs = append(a.IPs, ip)
+			a.Interfaces = dedup(append(a.Interfaces, ifaces...))
+		}
+	}
+	for _, a := range p.Services {
+		slices.SortFunc(a.IPs, netip.Addr.Compare)
+	}
+	slices.SortFunc(p.Warnings, func(a, b Warning) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
+			strings.Compare(a.Name, b.Name), strings.Compare(a.Message, b.Message))
+	})
+	p.Warnings = slices.Compact(p.Warnings)
+	return p
+}
+
+type pool struct {
+	name   string
+	labels labels.Set
+	ranges []allocator.Range
+}
+
+func compilePools(in []*v1alpha1.IPPool) []pool {
+	out := make([]pool, 0, len(in))
+	for _, p := range in {
+		ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
+		if err != nil {
+			continue // the controller reports it on the pool
+		}
+		out = append(out, pool{name: p.Name, labels: p.Labels, ranges: ranges})
+	}
+	return out
+}
+
+func poolOf(pools []pool, ip netip.Addr) *pool {
+	for i := range pools {
+		for _, r := range pools[i].ranges {
+			if r.Contains(ip) {
+				return &pools[i]
+			}
+		}
+	}
+	return nil
+}
+
+type l2Ad struct {
+	name          string
+	pools         []string
+	poolSelectors []labels.Selector
+	nodeSelectors []labels.Selector
+	interfaces    []string
+}
+
+func compileL2Ads(in []*v1alpha1.L2Advertisement, p *Plan) []l2Ad {
+	out := make([]l2Ad, 0, len(in))
+	for _, ad := range in {
+		c := l2Ad{name: ad.Name, pools: ad.Spec.IPPools, interfaces: ad.Spec.Interfaces}
+		var err error
+		if c.poolSelectors, err = selectors(ad.Spec.IPPoolSelectors); err == nil {
+			c.nodeSelectors, err = selectors(ad.Spec.NodeSelectors)
+		}
+		if err != nil {
+			p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.Name, Reason: "InvalidSelector", Message: err.Error()})
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func selectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
+	out := make([]labels.Selector, 0, len(in))
+	for i := range in {
+		s, err := metav1.LabelSelectorAsSelector(&in[i])
+		if err != nil {
+			return nil, fmt.Errorf("selector %d: %w", i, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (a *l2Ad) selectsPool(p *pool) bool {
+	if len(a.pools) == 0 && len(a.poolSelectors) == 0 {
+		return true
+	}
+	return slices.Contains(a.pools, p.name) || slices.ContainsFunc(a.poolSelectors, func(s labels.Selector) bool { return s.Matches(p.labels) })
+}
+
+func (a *l2Ad) selectsNode(n *corev1.Node) bool {
+	return len(a.nodeSelectors) == 0 ||
+		slices.ContainsFunc(a.nodeSelectors, func(s labels.Selector) bool { return s.Matches(labels.Set(n.Labels)) })
+}
+
+func excluded(n *corev1.Node) bool {
+	_, ok := n.Labels[LabelExcludeFromLB]
+	return ok
+}
+
+// readyNodes returns, per Service key, the nodes with a usable endpoint, and whether the
+// Service has one anywhere. Usable: ready; when no endpoint of the Service is ready, serving
+// (a terminating endpoint that still serves), as kube-proxy falls back.
+func readyNodes(slicesIn []*discoveryv1.EndpointSlice) map[string]map[string]bool {
+	ready := map[string]map[string]bool{}
+	serving := map[string]map[string]bool{}
+	add := func(m map[string]map[string]bool, key, node string) {
+		if m[key] == nil {
+			m[key] = map[string]bool{}
+		}
+		m[key][node] = true
+	}
+	for _, sl := range slicesIn {
+		svc := sl.Labels[discoveryv1.LabelServiceName]
+		if svc == "" {
+			continue
+		}
+		key := sl.Namespace + "/" + svc
+		for _, ep := range sl.Endpoints {
+			node := ""
+			if ep.NodeName != nil {
+				node = *ep.NodeName
+			}
+			switch {
+			case ep.Conditions.Ready == nil || *ep.Conditions.Ready:
+				add(ready, key, node)
+			case ep.Conditions.Serving != nil && *ep.Conditions.Serving:
+				add(serving, key, node)
+			}
+		}
+	}
+	for key, nodes := range serving {
+		if _, ok := ready[key]; !ok {
+			ready[key] = nodes
+		}
+	}
+	return ready
+}
+
+func ingressAddrs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+func dedup(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// unionFind groups IPs; find returns the smallest IP of a group.
+type unionFind struct{ parent map[netip.Addr]netip.Addr }
+
+func newUnionFind() *unionFind { return &unionFind{parent: map[netip.Addr]netip.Addr{}} }
+
+func (u *unionFind) add(a netip.Addr) {
+	if _, ok := u.parent[a]; !ok {
+		u.parent[a] = a
+	}
+}
+
+func (u *unionFind) find(a netip.Addr) netip.Addr {
+	u.add(a)
+	for u.parent[a] != a {
+		u.parent[a] = u.parent[u.parent[a]]
+		a = u.parent[a]
+	}
+	return a
+}
+
+func (u *unionFind) union(a, b netip.Addr) {
+	ra, rb := u.find(a), u.find(b)
+	if ra == rb {
+		return
+	}
+	if rb.Less(ra) {
+		ra, rb = rb, ra
+	}
+	u.parent[rb] = ra // the smaller address is the root
+}

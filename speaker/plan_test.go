@@ -1,0 +1,262 @@
+package speaker
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/l2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// world builds snapshots: nodes node1..nodeN on 198.51.100.0/24 with eth0.
+type world struct {
+	nodes    []*corev1.Node
+	services []*corev1.Service
+	slices   []*discoveryv1.EndpointSlice
+	pools    []*v1alpha1.IPPool
+	ads      []*v1alpha1.L2Advertisement
+	alive    map[string]bool
+}
+
+func newWorld(nodes int) *world {
+	w := &world{}
+	for i := 1; i <= nodes; i++ {
+		w.nodes = append(w.nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%d", i), Labels: map[string]string{"rack": fmt.Sprintf("r%d", i)}}})
+	}
+	w.pools = []*v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "lan", Labels: map[string]string{"l2": "yes"}},
+		Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.200-198.51.100.250", "2001:db8:100::200-2001:db8:100::250"}}}}
+	w.ads = []*v1alpha1.L2Advertisement{{ObjectMeta: metav1.ObjectMeta{Name: "all"}}}
+	return w
+}
+
+// svc adds a LoadBalancer Service with the given ingress IPs and ready endpoints on nodes.
+func (w *world) svc(name string, ips []string, local bool, readyOn ...string) *corev1.Service {
+	s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
+	if local {
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	w.services = append(w.services, s)
+	w.endpoints(name, true, readyOn...)
+	return s
+}
+
+// endpoints adds a slice for service with endpoints on nodes, ready or not (serving either way).
+func (w *world) endpoints(service string, ready bool, nodes ...string) {
+	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("%s-%d", service, len(w.slices)),
+		Labels: map[string]string{discoveryv1.LabelServiceName: service}}}
+	for _, n := range nodes {
+		serving := true
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving}})
+	}
+	w.slices = append(w.slices, sl)
+}
+
+func (w *world) plan(node string) Plan {
+	return Compute(&Snapshot{
+		Node: node, Alive: w.alive, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads,
+		Interfaces: []l2.Interface{
+			{Name: "eth0", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24"), netip.MustParsePrefix("2001:db8:100::11/64")}},
+			{Name: "lo", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
+		},
+		Handles: func(s *corev1.Service) bool { return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil },
+	})
+}
+
+// owners returns, per IP, the nodes whose plan owns it.
+func (w *world) owners() map[string][]string {
+	out := map[string][]string{}
+	for _, n := range w.nodes {
+		for ip := range w.plan(n.Name).L2 {
+			out[ip.String()] = append(out[ip.String()], n.Name)
+		}
+	}
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out
+}
+
+// owner asserts that exactly one node owns ip and returns it ("" when none does).
+func (w *world) owner(t *testing.T, ip string) string {
+	t.Helper()
+	got := w.owners()[ip]
+	if len(got) > 1 {
+		t.Fatalf("%s is owned by %v: two nodes would answer", ip, got)
+	}
+	if len(got) == 0 {
+		return ""
+	}
+	return got[0]
+}
+
+func TestPlanEligibility(t *testing.T) {
+	const ip = "198.51.100.200"
+	tests := []struct {
+		name  string
+		setup func(w *world)
+		want  []string // the possible owners; nil: nobody
+	}{
+		{"a Cluster Service with a ready endpoint is owned by one of all nodes", func(w *world) {
+			w.svc("web", []string{ip}, false, "node3")
+		}, []string{"node1", "node2", "node3"}},
+		{"no endpoint at all: nobody announces", func(w *world) {
+			w.svc("web", []string{ip}, false)
+		}, nil},
+		{"only unready endpoints that still serve: announced (terminating fallback)", func(w *world) {
+			w.svc("web", []string{ip}, false)
+			w.endpoints("web", false, "node2")
+		}, []string{"node1", "node2", "node3"}},
+		{"Local: only a node with a ready local endpoint", func(w *world) {
+			w.svc("web", []string{ip}, true, "node2")
+		}, []string{"node2"}},
+		{"Local: a ready endpoint elsewhere beats a not-ready one here", func(w *world) {
+			w.svc("web", []string{ip}, true, "node3")
+			w.endpoints("web", false, "node1")
+		}, []string{"node3"}},
+		{"the advertisement's node selector limits the owners", func(w *world) {
+			w.ads[0].Spec.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r1"}}}
+			w.svc("web", []string{ip}, false, "node3")
+		}, []string{"node1"}},
+		{"the exclude-from-external-load-balancers label removes a node", func(w *world) {
+			w.nodes[0].Labels[LabelExcludeFromLB] = ""
+			w.nodes[1].Labels[LabelExcludeFromLB] = "true"
+			w.svc("web", []string{ip}, false, "node1")
+		}, []string{"node3"}},
+		{"a node memberlist considers dead never owns", func(w *world) {
+			w.alive = map[string]bool{"node1": true, "node3": true}
+			w.ads[0].Spec.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r2"}}}
+			w.svc("web", []string{ip}, false, "node1")
+		}, nil},
+		{"an IP in no pool is not announced", func(w *world) {
+			w.svc("web", []string{"203.0.113.7"}, false, "node1")
+		}, nil},
+		{"a pool no advertisement selects is not announced", func(w *world) {
+			w.ads[0].Spec.IPPools = []string{"other"}
+			w.svc("web", []string{ip}, false, "node1")
+		}, nil},
+		{"an advertisement selecting the pool by label", func(w *world) {
+			w.ads[0].Spec.IPPoolSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"l2": "yes"}}}
+			w.svc("web", []string{ip}, false, "node1")
+		}, []string{"node1", "node2", "node3"}},
+		{"a Service of another load balancer class is ignored", func(w *world) {
+			s := w.svc("web", []string{ip}, false, "node1")
+			s.Spec.LoadBalancerClass = ptr("example.com/other")
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(3)
+			tt.setup(w)
+			got := w.owner(t, ip)
+			if tt.want == nil {
+				if got != "" {
+					t.Fatalf("owned by %s, want nobody", got)
+				}
+				return
+			}
+			if !slices.Contains(tt.want, got) {
+				t.Fatalf("owned by %q, want one of %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanKeepsGroupsTogether(t *testing.T) {
+	for i := range 20 { // several keys, so a lucky hash cannot pass the test
+		w := newWorld(3)
+		v4, v6 := fmt.Sprintf("198.51.100.%d", 200+i), fmt.Sprintf("2001:db8:100::%x", 0x200+i)
+		w.svc("dual", []string{v4, v6}, false, "node1")
+		w.svc("shares-v4", []string{v4}, false, "node2")
+		owners := w.owners()
+		if len(owners[v4]) != 1 || !slices.Equal(owners[v4], owners[v6]) {
+			t.Fatalf("both families and the shared IP must be on one node: %v", owners)
+		}
+		p := w.plan(owners[v4][0])
+		want := map[string][]netip.Addr{
+			"default/dual":      {netip.MustParseAddr(v4), netip.MustParseAddr(v6)},
+			"default/shares-v4": {netip.MustParseAddr(v4)},
+		}
+		got := map[string][]netip.Addr{}
+		for k, a := range p.Services {
+			got[k] = a.IPs
+			if !slices.Equal(a.Interfaces, []string{"eth0"}) {
+				t.Errorf("%s announced on %v, want eth0 (its subnet)", k, a.Interfaces)
+			}
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Fatalf("announced services (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestPlanSpreadsOwnership(t *testing.T) {
+	w := newWorld(3)
+	for i := range 30 {
+		w.svc(fmt.Sprintf("s%d", i), []string{fmt.Sprintf("198.51.100.%d", 200+i)}, false, "node1")
+	}
+	count := map[string]int{}
+	for ip, owners := range w.owners() {
+		if len(owners) != 1 {
+			t.Fatalf("%s owned by %v", ip, owners)
+		}
+		count[owners[0]]++
+	}
+	t.Logf("30 IPs over 3 nodes: %v", count)
+	for _, n := range w.nodes {
+		if c := count[n.Name]; c == 0 || c > 15 {
+			t.Errorf("%s owns %d of 30 IPs, want 1..15", n.Name, c)
+		}
+	}
+}
+
+func TestPlanOwnershipMovesOnlyFromTheDeadNode(t *testing.T) {
+	w := newWorld(3)
+	for i := range 30 {
+		w.svc(fmt.Sprintf("s%d", i), []string{fmt.Sprintf("198.51.100.%d", 200+i)}, false, "node1")
+	}
+	before := w.owners()
+	w.alive = map[string]bool{"node1": true, "node2": true}
+	after := w.owners()
+	for ip, was := range before {
+		now := after[ip]
+		if len(now) != 1 || now[0] == "node3" {
+			t.Fatalf("%s owned by %v with node3 dead", ip, now)
+		}
+		if was[0] != "node3" && now[0] != was[0] {
+			t.Errorf("%s moved from live %s to %s", ip, was[0], now[0])
+		}
+	}
+}
+
+func TestPlanInterfaces(t *testing.T) {
+	w := newWorld(1)
+	w.ads[0].Spec.Interfaces = []string{"eth0", "bond7"}
+	w.svc("web", []string{"198.51.100.200"}, false, "node1")
+	p := w.plan("node1")
+	if got := p.L2[netip.MustParseAddr("198.51.100.200")]; !slices.Equal(got, []string{"eth0"}) {
+		t.Errorf("interfaces %v, want [eth0]", got)
+	}
+	if len(p.Warnings) != 1 || p.Warnings[0].Kind != "L2Advertisement" || p.Warnings[0].Name != "all" || !strings.Contains(p.Warnings[0].Message, "bond7") {
+		t.Fatalf("warnings %+v, want one on L2Advertisement all naming bond7", p.Warnings)
+	}
+	w.ads[0].Spec.Interfaces = []string{"bond7"}
+	p = w.plan("node1")
+	if len(p.L2) != 0 {
+		t.Errorf("announced on %v with no usable interface", p.L2)
+	}
+	if len(p.Warnings) != 2 {
+		t.Errorf("warnings %+v, want the missing interface and the unannounced Service", p.Warnings)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

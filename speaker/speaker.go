@@ -1,0 +1,388 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/l2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+)
+
+// Speaker announces this node's share of the external IPs. New wires it; Run starts it.
+type Speaker struct {
+	cfg      Config
+	log      *slog.Logger
+	kube     kubernetes.Interface
+	crd      rest.Interface
+	gatherer prometheus.Gatherer
+	metrics  *metrics
+
+	factory   informers.SharedInformerFactory
+	crdInfs   map[string]cache.SharedIndexInformer // by resource
+	broadcast record.EventBroadcaster
+	recorder  record.EventRecorder
+	trigger   chan struct{}
+	ready     atomic.Bool
+
+	members   *l2.Members // created by Run, once the node's address is known
+	announcer *l2.Announcer
+	status    *statusWriter
+}
+
+// New builds a speaker from a client configuration. It starts nothing.
+func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer prometheus.Gatherer) (*Speaker, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("speaker: the node name is required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	cfg.Log = cfg.Log.With("node", cfg.NodeName)
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	crd, err := v1alpha1.NewRESTClient(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("scheme: %w", err)
+	}
+	s := &Speaker{
+		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, gatherer: gatherer, metrics: m,
+		factory: informers.NewSharedInformerFactory(kube, 0),
+		crdInfs: map[string]cache.SharedIndexInformer{},
+		trigger: make(chan struct{}, 1),
+	}
+	s.broadcast = record.NewBroadcaster()
+	s.recorder = s.broadcast.NewRecorder(scheme, corev1.EventSource{Component: "ironlb-speaker", Host: cfg.NodeName})
+	acfg := cfg.Announcer
+	if acfg.Log == nil {
+		acfg.Log = cfg.Log
+	}
+	acfg.Observer = m
+	s.announcer = l2.NewAnnouncer(acfg)
+	s.status = &statusWriter{crd: crd, node: cfg.NodeName, log: cfg.Log}
+
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.kick() },
+		UpdateFunc: func(any, any) { s.kick() },
+		DeleteFunc: func(any) { s.kick() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{
+		s.factory.Core().V1().Services().Informer(),
+		s.factory.Discovery().V1().EndpointSlices().Informer(),
+		s.factory.Core().V1().Nodes().Informer(),
+	} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, fmt.Errorf("event handler: %w", err)
+		}
+	}
+	for resource, obj := range map[string]runtime.Object{
+		"ippools":          &v1alpha1.IPPool{},
+		"l2advertisements": &v1alpha1.L2Advertisement{},
+	} {
+		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, fmt.Errorf("event handler: %w", err)
+		}
+		s.crdInfs[resource] = inf
+	}
+	return s, nil
+}
+
+func (s *Speaker) kick() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts the informers, joins memberlist, and announces until ctx ends. On the way out it
+// leaves memberlist first, so another node takes over at once.
+func (s *Speaker) Run(ctx context.Context) error {
+	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.kube.CoreV1().Events("")})
+	defer s.broadcast.Shutdown()
+	if s.cfg.MetricsAddr != "" {
+		srv := &http.Server{Addr: s.cfg.MetricsAddr, Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics endpoint", "addr", s.cfg.MetricsAddr, "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInformers()
+	s.factory.Start(infCtx.Done())
+	defer s.factory.Shutdown()
+	synced := []cache.InformerSynced{
+		s.factory.Core().V1().Services().Informer().HasSynced,
+		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
+		s.factory.Core().V1().Nodes().Informer().HasSynced,
+	}
+	for _, inf := range s.crdInfs {
+		go inf.Run(infCtx.Done())
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return nil // ctx ended
+	}
+
+	if err := s.startMembers(ctx); err != nil {
+		return err
+	}
+	annCtx, stopAnnouncer := context.WithCancel(context.WithoutCancel(ctx))
+	annDone := make(chan error, 1)
+	go func() { annDone <- s.announcer.Run(annCtx) }()
+	if err := s.status.prune(ctx); err != nil {
+		s.log.Warn("removing stale ServiceAnnouncements", "err", err)
+	}
+	s.ready.Store(true)
+	s.log.Info("speaker running", "memberlist", s.cfg.Members.BindAddr)
+
+	var prev Plan
+	warned := map[Warning]bool{}
+	resync := time.NewTicker(s.cfg.Resync)
+	defer resync.Stop()
+	s.kick()
+	for {
+		select {
+		case <-ctx.Done():
+			s.shutdown(stopAnnouncer, annDone)
+			return nil
+		case <-s.trigger:
+		case <-s.members.Changed():
+		case <-resync.C:
+		}
+		prev = s.sync(ctx, prev, warned)
+	}
+}
+
+// shutdown leaves memberlist first (the others take over at once), then stops answering and
+// removes this node's ServiceAnnouncements.
+func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan error) {
+	start := time.Now()
+	if err := s.members.Leave(time.Second); err != nil {
+		s.log.Warn("leaving memberlist", "err", err)
+	}
+	s.log.Info("left memberlist", "elapsed", time.Since(start).Round(time.Millisecond))
+	stopAnnouncer()
+	<-annDone
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.status.sync(ctx, nil); err != nil {
+		s.log.Warn("removing ServiceAnnouncements on shutdown", "err", err)
+	}
+}
+
+func (s *Speaker) startMembers(ctx context.Context) error {
+	self, err := s.factory.Core().V1().Nodes().Lister().Get(s.cfg.NodeName)
+	if err != nil {
+		return fmt.Errorf("this node %s: %w", s.cfg.NodeName, err)
+	}
+	mcfg := s.cfg.Members
+	mcfg.NodeName = s.cfg.NodeName
+	if mcfg.Log == nil {
+		mcfg.Log = s.log
+	}
+	if !mcfg.BindAddr.IsValid() {
+		addrs := nodeAddrs(self)
+		if len(addrs) == 0 {
+			return fmt.Errorf("node %s has no InternalIP to run memberlist on", s.cfg.NodeName)
+		}
+		mcfg.BindAddr = addrs[0]
+	}
+	if len(mcfg.SecretKey) == 0 {
+		s.log.Warn("memberlist gossip is not encrypted: no key configured")
+	}
+	s.members = l2.NewMembers(mcfg)
+	if err := s.members.Start(); err != nil {
+		return err
+	}
+	// Join before planning: alone, this node would see every other node as dead.
+	deadline := time.Now().Add(s.cfg.JoinTimeout)
+	for {
+		peers := s.peerAddrs()
+		n, err := s.members.Join(peers)
+		if len(peers) == 0 || n > 0 || len(s.members.Alive()) > 1 {
+			s.log.Info("joined memberlist", "peers", len(peers), "alive", len(s.members.Alive()))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("no other member reachable; planning alone", "peers", len(peers), "err", err)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// peerAddrs returns the other nodes' memberlist addresses (their first InternalIP).
+func (s *Speaker) peerAddrs() []netip.Addr {
+	nodes, _ := s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
+	var out []netip.Addr
+	for _, n := range nodes {
+		if a := nodeAddrs(n); n.Name != s.cfg.NodeName && len(a) > 0 {
+			out = append(out, a[0])
+		}
+	}
+	return out
+}
+
+// nodeAddrs returns a node's InternalIPs, IPv4 first.
+func nodeAddrs(n *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out = append(out, ip)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+		switch {
+		case a.Is4() == b.Is4():
+			return 0
+		case a.Is4():
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// sync plans from the caches and applies the difference to the previous plan.
+func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) Plan {
+	start := time.Now()
+	snap, err := s.snapshot()
+	if err != nil {
+		s.log.Warn("reading this node's interfaces", "err", err)
+		return prev
+	}
+	plan := Compute(snap)
+	s.announcer.SetOwned(plan.L2)
+	s.metrics.owned.Set(float64(len(plan.L2)))
+	s.metrics.plan.Observe(time.Since(start).Seconds())
+
+	for key, a := range plan.Services {
+		if old := prev.Services[key]; old == nil || !slices.Equal(old.IPs, a.IPs) {
+			if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
+				s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s on %v (L2)", s.cfg.NodeName, joinAddrs(a.IPs), a.Interfaces)
+			}
+			s.log.Info("announcing", "service", key, "ip", joinAddrs(a.IPs), "interfaces", a.Interfaces)
+		}
+	}
+	for key, a := range prev.Services {
+		if plan.Services[key] == nil {
+			s.log.Info("no longer announcing", "service", key, "ip", joinAddrs(a.IPs))
+		}
+	}
+	for _, w := range plan.Warnings {
+		if warned[w] {
+			continue
+		}
+		warned[w] = true
+		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
+		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
+	}
+	if err := s.status.sync(ctx, plan.Services); err != nil {
+		s.log.Warn("writing ServiceAnnouncements", "err", err)
+		time.AfterFunc(time.Second, s.kick)
+	}
+	if !maps.EqualFunc(prev.L2, plan.L2, slices.Equal) {
+		s.log.Debug("plan applied", "owned", len(plan.L2), "elapsed", time.Since(start))
+	}
+	if _, err := s.members.Join(s.peerAddrs()); err != nil {
+		s.log.Debug("joining new members", "err", err)
+	}
+	return plan
+}
+
+func (s *Speaker) snapshot() (*Snapshot, error) {
+	ifaces, err := l2.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{
+		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.members.Alive(), Handles: s.cfg.Class.Handles,
+	}
+	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
+	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
+	snap.Slices, _ = s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	for _, o := range s.crdInfs["ippools"].GetStore().List() {
+		snap.Pools = append(snap.Pools, o.(*v1alpha1.IPPool))
+	}
+	for _, o := range s.crdInfs["l2advertisements"].GetStore().List() {
+		snap.L2Ads = append(snap.L2Ads, o.(*v1alpha1.L2Advertisement))
+	}
+	return snap, nil
+}
+
+func warningObject(w Warning) runtime.Object {
+	meta := metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}
+	if w.Kind == "Service" {
+		return &corev1.Service{ObjectMeta: meta}
+	}
+	return &v1alpha1.L2Advertisement{ObjectMeta: meta}
+}
+
+func joinAddrs(ips []netip.Addr) string {
+	out := ""
+	for i, ip := range ips {
+		if i > 0 {
+			out += ", "
+		}
+		out += ip.String()
+	}
+	return out
+}
+
+func (s *Speaker) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,0 +1,115 @@
+package speaker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+)
+
+// LabelNode marks the ServiceAnnouncements a speaker writes, so it can find (and prune) its own.
+const LabelNode = v1alpha1.GroupName + "/node"
+
+// statusWriter keeps one ServiceAnnouncement per Service this node announces.
+type statusWriter struct {
+	crd     rest.Interface
+	node    string
+	log     *slog.Logger
+	written map[string]*v1alpha1.ServiceAnnouncement // by namespace/name of the object
+}
+
+// announcementName names the object of a (Service, node, mode); a name longer than 253
+// characters is cut and suffixed with a hash of the whole, so it stays unique.
+func announcementName(service, node string, mode v1alpha1.AnnouncementMode) string {
+	name := fmt.Sprintf("%s-%s-%s", service, node, map[v1alpha1.AnnouncementMode]string{v1alpha1.AnnouncementL2: "l2", v1alpha1.AnnouncementBGP: "bgp"}[mode])
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:253-17] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// prune deletes this node's announcements left by an earlier run; sync writes them again.
+func (w *statusWriter) prune(ctx context.Context) error {
+	var list v1alpha1.ServiceAnnouncementList
+	sel := labels.Set{LabelNode: w.node}.String()
+	if err := w.crd.Get().Resource("serviceannouncements").Param("labelSelector", sel).Do(ctx).Into(&list); err != nil {
+		return fmt.Errorf("listing ServiceAnnouncements: %w", err)
+	}
+	w.written = map[string]*v1alpha1.ServiceAnnouncement{}
+	for i := range list.Items {
+		a := &list.Items[i]
+		w.written[a.Namespace+"/"+a.Name] = a
+	}
+	return nil
+}
+
+// sync makes this node's ServiceAnnouncements match want (nil: none).
+func (w *statusWriter) sync(ctx context.Context, want map[string]*Announced) error {
+	if w.written == nil {
+		w.written = map[string]*v1alpha1.ServiceAnnouncement{}
+	}
+	desired := map[string]*v1alpha1.ServiceAnnouncement{}
+	for _, a := range want {
+		obj := &v1alpha1.ServiceAnnouncement{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: a.Namespace, Name: announcementName(a.Name, w.node, v1alpha1.AnnouncementL2),
+				Labels: map[string]string{LabelNode: w.node},
+			},
+			ServiceName: a.Name, NodeName: w.node, Mode: v1alpha1.AnnouncementL2, Interfaces: a.Interfaces,
+		}
+		for _, ip := range a.IPs {
+			obj.IPs = append(obj.IPs, ip.String())
+		}
+		desired[obj.Namespace+"/"+obj.Name] = obj
+	}
+	var errs []error
+	for key, obj := range desired {
+		old := w.written[key]
+		if old != nil && slices.Equal(old.IPs, obj.IPs) && slices.Equal(old.Interfaces, obj.Interfaces) {
+			continue
+		}
+		var err error
+		var out v1alpha1.ServiceAnnouncement
+		if old == nil {
+			err = w.crd.Post().Namespace(obj.Namespace).Resource("serviceannouncements").Body(obj).Do(ctx).Into(&out)
+			if apierrors.IsAlreadyExists(err) {
+				var cur v1alpha1.ServiceAnnouncement
+				if err = w.crd.Get().Namespace(obj.Namespace).Resource("serviceannouncements").Name(obj.Name).Do(ctx).Into(&cur); err == nil {
+					old = &cur
+				}
+			}
+		}
+		if old != nil && err == nil {
+			obj.ResourceVersion = old.ResourceVersion
+			err = w.crd.Put().Namespace(obj.Namespace).Resource("serviceannouncements").Name(obj.Name).Body(obj).Do(ctx).Into(&out)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("writing ServiceAnnouncement %s: %w", key, err))
+			delete(w.written, key) // re-read on the next attempt
+			continue
+		}
+		w.written[key] = &out
+	}
+	for key, old := range w.written {
+		if desired[key] != nil {
+			continue
+		}
+		err := w.crd.Delete().Namespace(old.Namespace).Resource("serviceannouncements").Name(old.Name).Do(ctx).Error()
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting ServiceAnnouncement %s: %w", key, err))
+			continue
+		}
+		delete(w.written, key)
+	}
+	return errors.Join(errs...)
+}
