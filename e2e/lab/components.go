@@ -52,7 +52,7 @@ func (l *Lab) Start(ctx context.Context, name, ns, bin string, args ...string) (
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	cmd := command(context.WithoutCancel(ctx), ns, append([]string{bin}, args...)...)
+	cmd := Command(context.WithoutCancel(ctx), ns, append([]string{bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -24,7 +24,7 @@ const Prefix = "ilb-"
 // Exec runs a command inside network namespace ns ("" runs it in the caller's) and returns its
 // combined output; the error carries the output.
 func Exec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
-	cmd := command(ctx, ns, argv...)
+	cmd := Command(ctx, ns, argv...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -33,7 +33,9 @@ func Exec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func command(ctx context.Context, ns string, argv ...string) *exec.Cmd {
+// Command returns an exec.Cmd that runs argv inside network namespace ns ("" for the caller's);
+// it is killed when ctx ends or the lab's process dies.
+func Command(ctx context.Context, ns string, argv ...string) *exec.Cmd {
 	if ns != "" {
 		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
 	}

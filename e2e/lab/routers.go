@@ -118,7 +118,7 @@ func (r *Router) start(ctx context.Context, l *Lab) error {
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	cmd := command(context.WithoutCancel(ctx), r.NetNS, argv...)
+	cmd := Command(context.WithoutCancel(ctx), r.NetNS, argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
