@@ -36,14 +36,19 @@ type Snapshot struct {
 	Slices     []*discoveryv1.EndpointSlice
 	Pools      []*v1alpha1.IPPool
 	L2Ads      []*v1alpha1.L2Advertisement
+	BGPAds     []*v1alpha1.BGPAdvertisement
+	Peers      []*v1alpha1.BGPPeer
 }
 
 // Plan is what this node announces.
 type Plan struct {
 	// L2 maps each IP this node owns to the interfaces it answers on.
 	L2 map[netip.Addr][]string
-	// Services holds, per Service key (namespace/name), what this node announces of it.
+	// Services holds, per Service key (namespace/name), what this node announces of it in L2.
 	Services map[string]*Announced
+	// Peers are the BGPPeers this node has sessions with; BGP the paths it announces.
+	Peers []*v1alpha1.BGPPeer
+	BGP   []BGPPath
 	// Warnings report misconfiguration; the rest of the plan is unaffected.
 	Warnings []Warning
 }
@@ -166,6 +171,7 @@ func Compute(s *Snapshot) Plan {
 	for _, a := range p.Services {
 		slices.SortFunc(a.IPs, netip.Addr.Compare)
 	}
+	planBGP(s, &p, pools, endpoints)
 	slices.SortFunc(p.Warnings, func(a, b Warning) int {
 		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
 			strings.Compare(a.Name, b.Name), strings.Compare(a.Message, b.Message))
@@ -247,10 +253,7 @@ func (a *l2Ad) selectsPool(p *pool) bool {
 	return slices.Contains(a.pools, p.name) || slices.ContainsFunc(a.poolSelectors, func(s labels.Selector) bool { return s.Matches(p.labels) })
 }
 
-func (a *l2Ad) selectsNode(n *corev1.Node) bool {
-	return len(a.nodeSelectors) == 0 ||
-		slices.ContainsFunc(a.nodeSelectors, func(s labels.Selector) bool { return s.Matches(labels.Set(n.Labels)) })
-}
+func (a *l2Ad) selectsNode(n *corev1.Node) bool { return matchesAny(a.nodeSelectors, n) }
 
 func excluded(n *corev1.Node) bool {
 	_, ok := n.Labels[LabelExcludeFromLB]

@@ -22,6 +22,8 @@ type world struct {
 	slices   []*discoveryv1.EndpointSlice
 	pools    []*v1alpha1.IPPool
 	ads      []*v1alpha1.L2Advertisement
+	bgpAds   []*v1alpha1.BGPAdvertisement
+	peers    []*v1alpha1.BGPPeer
 	alive    map[string]bool
 }
 
@@ -63,12 +65,14 @@ func (w *world) endpoints(service string, ready bool, nodes ...string) {
 
 func (w *world) plan(node string) Plan {
 	return Compute(&Snapshot{
-		Node: node, Alive: w.alive, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads,
+		Node: node, Alive: w.alive, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads, BGPAds: w.bgpAds, Peers: w.peers,
 		Interfaces: []l2.Interface{
 			{Name: "eth0", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24"), netip.MustParsePrefix("2001:db8:100::11/64")}},
 			{Name: "lo", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
 		},
-		Handles: func(s *corev1.Service) bool { return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil },
+		Handles: func(s *corev1.Service) bool {
+			return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil
+		},
 	})
 }
 
@@ -260,3 +264,91 @@ func TestPlanInterfaces(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestPlanBGP(t *testing.T) {
+	const ip = "203.0.113.10"
+	bgpWorld := func() *world {
+		w := newWorld(3)
+		w.ads = nil
+		w.pools = append(w.pools, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"},
+			Spec: v1alpha1.IPPoolSpec{Addresses: []string{"203.0.113.0/24", "2001:db8:113::/64"}}})
+		w.peers = []*v1alpha1.BGPPeer{
+			{ObjectMeta: metav1.ObjectMeta{Name: "tor-a"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "tor-b"}, Spec: v1alpha1.BGPPeerSpec{NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r2"}}}}},
+		}
+		w.bgpAds = []*v1alpha1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "routed"},
+			Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"routed"}, Communities: []string{"64497:100", "large:64497:1:2"}, LocalPref: ptr(uint32(150))}}}
+		return w
+	}
+	paths := func(w *world, node string) string {
+		var out []string
+		for _, p := range w.plan(node).BGP {
+			lp := "-"
+			if p.LocalPref != nil {
+				lp = fmt.Sprint(*p.LocalPref)
+			}
+			out = append(out, fmt.Sprintf("%s peers=%v comm=%v large=%v lp=%s", p.Prefix, p.Peers, p.Communities, p.LargeCommunities, lp))
+		}
+		return strings.Join(out, "; ")
+	}
+	tests := []struct {
+		name  string
+		setup func(w *world)
+		want  map[string]string // node -> rendered paths
+	}{
+		{"every node announces a Cluster Service to the peers that select it (ECMP)", func(w *world) {
+			w.svc("web", []string{ip}, false, "node1")
+		}, map[string]string{
+			"node1": "203.0.113.10/32 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150",
+			"node2": "203.0.113.10/32 peers=[tor-a tor-b] comm=[64497:100] large=[64497:1:2] lp=150",
+			"node3": "203.0.113.10/32 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150",
+		}},
+		{"Local: only nodes with a ready local endpoint announce", func(w *world) {
+			w.svc("web", []string{ip}, true, "node3")
+		}, map[string]string{"node1": "", "node2": "", "node3": "203.0.113.10/32 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150"}},
+		{"no endpoint: nobody announces", func(w *world) {
+			w.svc("web", []string{ip}, false)
+		}, map[string]string{"node1": "", "node2": "", "node3": ""}},
+		{"aggregation lengths per family", func(w *world) {
+			w.bgpAds[0].Spec.AggregationLength = ptr(int32(24))
+			w.bgpAds[0].Spec.AggregationLengthV6 = ptr(int32(64))
+			w.svc("a", []string{ip, "2001:db8:113::7"}, false, "node1")
+			w.svc("b", []string{"203.0.113.11"}, false, "node1")
+		}, map[string]string{"node1": "203.0.113.0/24 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150; 2001:db8:113::/64 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150"}},
+		{"an advertisement limited to one peer and some nodes", func(w *world) {
+			w.bgpAds[0].Spec.Peers = []string{"tor-b"}
+			w.bgpAds[0].Spec.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r2"}}}
+			w.svc("web", []string{ip}, false, "node1")
+		}, map[string]string{"node1": "", "node2": "203.0.113.10/32 peers=[tor-b] comm=[64497:100] large=[64497:1:2] lp=150", "node3": ""}},
+		{"an excluded node announces nothing and has no sessions", func(w *world) {
+			w.nodes[0].Labels[LabelExcludeFromLB] = "true"
+			w.svc("web", []string{ip}, false, "node1")
+		}, map[string]string{"node1": ""}},
+		{"an address of a pool no BGPAdvertisement selects is not announced", func(w *world) {
+			w.svc("web", []string{"198.51.100.200"}, false, "node1")
+		}, map[string]string{"node1": "", "node2": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := bgpWorld()
+			tt.setup(w)
+			for node, want := range tt.want {
+				if got := paths(w, node); got != want {
+					t.Errorf("%s announces\n  %s\nwant\n  %s", node, got, want)
+				}
+			}
+		})
+	}
+	t.Run("sessions: the peers whose node selectors select the node", func(t *testing.T) {
+		w := bgpWorld()
+		for node, want := range map[string][]string{"node1": {"tor-a"}, "node2": {"tor-a", "tor-b"}} {
+			var got []string
+			for _, p := range w.plan(node).Peers {
+				got = append(got, p.Name)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s peers %v, want %v", node, got, want)
+			}
+		}
+	})
+}
