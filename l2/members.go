@@ -209,17 +209,18 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// KeyFromString decodes a memberlist key given as 16, 24 or 32 raw bytes, or as their
-// hexadecimal or base64 text (how a Secret is often filled).
+// KeyFromString decodes a memberlist key: text of 16, 24 or 32 characters is the key itself;
+// otherwise the text is hexadecimal or base64 of a 16, 24 or 32-byte key (how Secrets are often
+// filled). The rule is deterministic, so every speaker reading the same Secret gets the same key.
 func KeyFromString(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
+	if validKeyLen(len(s)) {
+		return []byte(s), nil
+	}
 	for _, dec := range []func(string) ([]byte, error){decodeHex, decodeBase64} {
 		if b, err := dec(s); err == nil && validKeyLen(len(b)) {
 			return b, nil
 		}
-	}
-	if validKeyLen(len(s)) {
-		return []byte(s), nil
 	}
 	return nil, fmt.Errorf("memberlist key: want 16, 24 or 32 bytes (raw, hex or base64), got %d characters", len(s))
 }
