@@ -2,7 +2,8 @@
 # Installs what the tests and the lab need on a fresh Debian machine. Idempotent: a second run
 # checks and returns in seconds.
 #   - Debian packages: etcd-server, bird2, frr, nftables, iproute2, arping, tcpdump
-#   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck
+#   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck, helm
+#     (helm compiles for a few minutes on 2 cores, once)
 #   - kube-apiserver and kubectl built from the Go module proxy (hack/build-kube.sh), cached
 #     under ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<version>/
 set -euo pipefail
@@ -35,5 +36,6 @@ install_tool() { # name module@version
 }
 install_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 install_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+install_tool helm helm.sh/helm/v3/cmd/helm@v3.21.4
 
 hack/build-kube.sh
