@@ -1,0 +1,287 @@
+package forward
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// Node is the node the rules are rendered for.
+type Node struct {
+	// Name is the node's name, as EndpointSlices give it in endpoints[].nodeName: endpoints
+	// with this name are local.
+	Name string
+	// Addresses are the node's addresses that accept NodePort traffic. Loopback, link-local,
+	// unspecified and zoned addresses are ignored (DNAT from loopback needs route_localnet,
+	// which ironlb does not turn on).
+	Addresses []netip.Addr
+}
+
+// Options tune what the renderer forwards. The zero value forwards LoadBalancer IPs and
+// NodePorts but not ClusterIPs; [DefaultOptions] also forwards ClusterIPs.
+type Options struct {
+	// ClusterIPs forwards ClusterIP:port too, for traffic from the node itself (output hook)
+	// and from the pods it routes (prerouting). Turn it off when something else (a CNI's
+	// service implementation) handles ClusterIPs. Cost: one frontend per ClusterIP and port,
+	// about a third of the table for LoadBalancer Services.
+	ClusterIPs bool
+	// MasqueradeAll masquerades every forwarded connection that goes to an endpoint on
+	// another node, ClusterIP traffic included. Needed only when ClusterIPs are reached from
+	// outside the cluster (a route to the service CIDR via a node): the reply must come back
+	// through this node. Zero: ClusterIP traffic keeps its source (it comes from this node or
+	// its pods, so replies return here anyway); LoadBalancer and NodePort traffic with
+	// externalTrafficPolicy Cluster is masqueraded either way when its endpoint is remote.
+	MasqueradeAll bool
+	// AffinityMapSize bounds the ClientIP affinity map of each family (client and frontend
+	// to endpoint, one entry per client per frontend). When it is full, new clients are
+	// balanced without affinity until entries expire. Zero means 65535.
+	AffinityMapSize uint64
+}
+
+// DefaultOptions returns the options the speaker uses unless told otherwise: ClusterIPs
+// forwarded, masquerading only where needed, 65535 affinity entries per family.
+func DefaultOptions() Options {
+	return Options{ClusterIPs: true, AffinityMapSize: defaultAffinityMapSize}
+}
+
+const defaultAffinityMapSize = 65535
+
+// Input is everything the rules depend on.
+type Input struct {
+	Node           Node
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Options        Options
+}
+
+// Render computes the desired content of ironlb's table. It is pure and deterministic: the
+// same input gives the same Ruleset, whatever the order of the slices. Services of type
+// ExternalName, unparsable addresses and ports are skipped. When two Services claim the same
+// address, protocol and port, the first in namespace/name order wins.
+func Render(in Input) *Ruleset {
+	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses)}
+	if b.opts.AffinityMapSize == 0 {
+		b.opts.AffinityMapSize = defaultAffinityMapSize
+	}
+	b.skeleton()
+	for _, sp := range servicePorts(in.Node.Name, in.Services, in.EndpointSlices) {
+		b.servicePort(sp)
+	}
+	return b.r
+}
+
+func nodePortAddresses(addrs []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsLoopback() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a.Zone() != "" {
+			continue
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+type builder struct {
+	r         *Ruleset
+	opts      Options
+	nodeAddrs []netip.Addr
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func baseChain(name string, t knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority) knftables.Chain {
+	return knftables.Chain{Name: name, Type: &t, Hook: &hook, Priority: &prio}
+}
+
+// l4 is the transport match that nft requires before a port mapping or a ct proto-dst.
+// It is an anonymous set, but one per shared rule, never one per Service.
+const l4 = "meta l4proto { tcp, udp, sctp }"
+
+// skeleton adds the chains, rules, sets and maps that do not depend on the Services.
+func (b *builder) skeleton() {
+	r := b.r
+	// nft 1.0.6 accepts the name "dstnat" only in prerouting; -100 is its value.
+	r.addChain(baseChain(natPreroutingChain, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority), "jump "+servicesChain)
+	r.addChain(baseChain(natOutputChain, knftables.NATType, knftables.OutputHook, "-100"), "jump "+servicesChain)
+	r.addChain(baseChain(natPostroutingChain, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority),
+		"jump "+affinityRecordChain, "jump "+masqueradingChain)
+	for _, c := range []struct {
+		name string
+		hook knftables.BaseChainHook
+	}{{filterInputChain, knftables.InputHook}, {filterForwardChain, knftables.ForwardHook}, {filterOutputChain, knftables.OutputHook}} {
+		r.addChain(baseChain(c.name, knftables.FilterType, c.hook, knftables.FilterPriority), "ct state new jump "+endpointsCheckChain)
+	}
+	r.addChain(knftables.Chain{Name: servicesChain})
+	r.addChain(knftables.Chain{Name: endpointsCheckChain})
+	r.addChain(knftables.Chain{Name: rejectChain}, "reject")
+	r.addChain(knftables.Chain{Name: masqueradingChain})
+	r.addChain(knftables.Chain{Name: affinityRecordChain})
+	for _, f := range families {
+		b.familySkeleton(f)
+	}
+}
+
+func (b *builder) familySkeleton(f ipFamily) {
+	r, x, a := b.r, f.nft(), f.addrType()
+	tuple := a + " . inet_proto . inet_service"
+	r.addMap(knftables.Map{Name: frontendsMap(f), Type: tuple + " : verdict",
+		Comment: knftables.PtrTo("frontend (address . protocol . port) with endpoints -> pick chain")})
+	r.addMap(knftables.Map{Name: endpointsMap(f),
+		TypeOf:  x + " daddr . meta l4proto . th dport . numgen random mod 65536 : " + x + " daddr . th dport",
+		Comment: knftables.PtrTo("frontend . slot -> endpoint address . port")})
+	r.addMap(knftables.Map{Name: noEndpointsMap(f), Type: tuple + " : verdict",
+		Comment: knftables.PtrTo("frontends without usable endpoints -> reject or drop")})
+	r.addSet(knftables.Set{Name: externalIPsSet(f), Type: a,
+		Comment: knftables.PtrTo("frontend addresses whose connections to other nodes are masqueraded")})
+	r.addSet(knftables.Set{Name: localEndpointsSet(f), Type: a,
+		Comment: knftables.PtrTo("endpoints on this node")})
+	r.addSet(knftables.Set{Name: hairpinSet(f), Type: a + " . " + a,
+		Comment: knftables.PtrTo("local endpoint . itself: a pod reaching itself through a Service")})
+	r.addMap(knftables.Map{Name: affinityMap(f), Type: a + " . " + tuple + " : " + a + " . inet_service",
+		Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Size: knftables.PtrTo(b.opts.AffinityMapSize),
+		Comment: knftables.PtrTo("ClientIP affinity: client . frontend -> endpoint, written by the packet path")})
+	r.addMap(knftables.Map{Name: affinityFrontendsMap(f), Type: tuple + " : verdict",
+		Comment: knftables.PtrTo("frontends with ClientIP affinity -> chain recording it")})
+
+	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
+	r.addChain(knftables.Chain{Name: endpointsCheckChain}, x+" daddr . meta l4proto . th dport vmap @"+noEndpointsMap(f))
+	orig := "ct original " + x + " daddr . meta l4proto . ct original proto-dst"
+	r.addChain(knftables.Chain{Name: masqueradingChain},
+		"ct status dnat "+x+" saddr . "+x+" daddr @"+hairpinSet(f)+" masquerade fully-random",
+		l4+" ct status dnat "+x+" daddr != @"+localEndpointsSet(f)+" ct original "+x+" daddr @"+externalIPsSet(f)+
+			" "+orig+" @"+frontendsMap(f)+" masquerade fully-random")
+	r.addChain(knftables.Chain{Name: affinityRecordChain}, l4+" ct status dnat "+orig+" vmap @"+affinityFrontendsMap(f))
+}
+
+// pick returns the chain that frontends with n endpoints (and affinity or not) go to,
+// creating it on first use.
+func (b *builder) pick(n int, affinity bool) string {
+	name := pickChain(n)
+	if !b.r.hasChain(name) {
+		var rules []string
+		for _, f := range families {
+			x := f.nft()
+			rules = append(rules, l4+" dnat "+x+" addr . port to "+x+" daddr . meta l4proto . th dport . numgen random mod "+
+				itoa(n)+" map @"+endpointsMap(f))
+		}
+		b.r.addChain(knftables.Chain{Name: name}, rules...)
+	}
+	if !affinity {
+		return name
+	}
+	aff := pickAffinityChain(n)
+	if !b.r.hasChain(aff) {
+		var rules []string
+		for _, f := range families {
+			x := f.nft()
+			rules = append(rules, l4+" dnat "+x+" addr . port to "+x+" saddr . "+x+" daddr . meta l4proto . th dport map @"+affinityMap(f))
+		}
+		b.r.addChain(knftables.Chain{Name: aff}, append(rules, "goto "+name)...)
+	}
+	return aff
+}
+
+// affinityUpdate returns the chain that records (or refreshes) a client's endpoint with the
+// given timeout, creating it on first use. It runs in postrouting, after the DNAT chose.
+func (b *builder) affinityUpdate(timeout time.Duration) string {
+	name := affinityUpdateChain(timeout)
+	if !b.r.hasChain(name) {
+		var rules []string
+		secs := strconv.FormatInt(int64(timeout/time.Second), 10) + "s"
+		for _, f := range families {
+			x := f.nft()
+			rules = append(rules, l4+" update @"+affinityMap(f)+" { "+x+" saddr . ct original "+x+
+				" daddr . meta l4proto . ct original proto-dst timeout "+secs+" : "+x+" daddr . th dport }")
+		}
+		b.r.addChain(knftables.Chain{Name: name}, rules...)
+	}
+	return name
+}
+
+// servicePort adds the frontends of one Service port in each family.
+func (b *builder) servicePort(sp *servicePort) {
+	comment := sp.comment()
+	for _, f := range families {
+		cluster := sp.usableEndpoints(f, false)
+		local := sp.usableEndpoints(f, true)
+		internal, external := cluster, cluster
+		if sp.internalLocal {
+			internal = local
+		}
+		if sp.externalLocal {
+			external = local
+		}
+		fe := frontendArgs{sp: sp, comment: comment, anyEndpoints: len(cluster) > 0}
+		if b.opts.ClusterIPs {
+			for _, a := range sp.clusterIPs {
+				if familyOf(a) == f {
+					b.frontend(fe, a, sp.port, internal, b.opts.MasqueradeAll)
+				}
+			}
+		}
+		masq := b.opts.MasqueradeAll || !sp.externalLocal
+		for _, a := range sp.ingressIPs {
+			if familyOf(a) == f {
+				b.frontend(fe, a, sp.port, external, masq)
+			}
+		}
+		if sp.nodePort == 0 || !sp.families[f] {
+			continue
+		}
+		for _, a := range b.nodeAddrs {
+			if familyOf(a) == f {
+				b.frontend(fe, a, sp.nodePort, external, masq)
+			}
+		}
+	}
+}
+
+type frontendArgs struct {
+	sp           *servicePort
+	comment      string
+	anyEndpoints bool // the port has usable endpoints of this family somewhere
+}
+
+// frontend adds one address:port of a Service port: the dispatch element and one endpoint
+// element per endpoint, or a reject/drop element when there is no endpoint to go to.
+func (b *builder) frontend(fe frontendArgs, addr netip.Addr, port uint16, eps []endpoint, masquerade bool) {
+	r, f, sp := b.r, familyOf(addr), fe.sp
+	a := addr.String()
+	key := []string{a, sp.protocol, itoa(int(port))}
+	if r.hasElement(frontendsMap(f), key...) || r.hasElement(noEndpointsMap(f), key...) {
+		return
+	}
+	if len(eps) == 0 {
+		// No endpoint at all: reject at once (ICMP port unreachable). Endpoints elsewhere
+		// but none here for a Local policy: drop, as kube-proxy does; the announcer does not
+		// attract this traffic to this node anyway.
+		verdict := "drop"
+		if !fe.anyEndpoints {
+			verdict = gotoVerdict(rejectChain)
+		}
+		r.addElement(noEndpointsMap(f), key, []string{verdict}, fe.comment)
+		return
+	}
+	r.addElement(frontendsMap(f), key, []string{gotoVerdict(b.pick(len(eps), sp.affinity > 0))}, fe.comment)
+	for i, ep := range eps {
+		e := ep.addr.String()
+		r.addElement(endpointsMap(f), []string{a, sp.protocol, key[2], itoa(i)}, []string{e, itoa(int(ep.port))}, "")
+		if ep.local {
+			r.addElement(localEndpointsSet(f), []string{e}, nil, "")
+			r.addElement(hairpinSet(f), []string{e, e}, nil, "")
+		}
+	}
+	if masquerade {
+		r.addElement(externalIPsSet(f), []string{a}, nil, "")
+	}
+	if sp.affinity > 0 {
+		r.addElement(affinityFrontendsMap(f), key, []string{gotoVerdict(b.affinityUpdate(sp.affinity))}, "")
+	}
+}

@@ -1,0 +1,212 @@
+package forward
+
+import (
+	"reflect"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// Ruleset is the desired content of ironlb's table as plain data: chains with their rules, and
+// sets and maps with their elements. [Render] builds it and nothing changes it afterwards, so
+// it may be kept and compared; an [Applier] turns it into nftables transactions.
+type Ruleset struct {
+	chains     []*chain // in creation order: base chains first
+	chainIndex map[string]*chain
+	sets       []*set // sets and maps, in creation order
+	setIndex   map[string]*set
+}
+
+type chain struct {
+	def   knftables.Chain
+	rules []string
+}
+
+// set is a set or a map (exactly one of def and mapDef is non-nil) with its elements in
+// insertion order.
+type set struct {
+	def    *knftables.Set
+	mapDef *knftables.Map
+	elems  []element
+	index  map[string]int // joined key -> position in elems
+}
+
+type element struct {
+	k       string // key joined with " . ", the index key
+	key     []string
+	value   []string // nil for set elements
+	comment string
+}
+
+// Stats counts what a Ruleset holds.
+type Stats struct {
+	Chains   int
+	Rules    int
+	Sets     int // sets and maps
+	Elements int
+}
+
+func newRuleset() *Ruleset {
+	return &Ruleset{chainIndex: map[string]*chain{}, setIndex: map[string]*set{}}
+}
+
+// Stats returns the number of chains, rules, sets (and maps) and elements.
+func (r *Ruleset) Stats() Stats {
+	s := Stats{Chains: len(r.chains), Sets: len(r.sets)}
+	for _, c := range r.chains {
+		s.Rules += len(c.rules)
+	}
+	for _, st := range r.sets {
+		s.Elements += len(st.elems)
+	}
+	return s
+}
+
+// addChain adds a chain with the given rules, or appends the rules if it exists.
+func (r *Ruleset) addChain(def knftables.Chain, rules ...string) {
+	c := r.chainIndex[def.Name]
+	if c == nil {
+		c = &chain{def: def}
+		r.chains = append(r.chains, c)
+		r.chainIndex[def.Name] = c
+	}
+	c.rules = append(c.rules, rules...)
+}
+
+func (r *Ruleset) hasChain(name string) bool { return r.chainIndex[name] != nil }
+
+func (r *Ruleset) addSet(def knftables.Set) {
+	st := &set{def: &def, index: map[string]int{}}
+	r.sets = append(r.sets, st)
+	r.setIndex[def.Name] = st
+}
+
+func (r *Ruleset) addMap(def knftables.Map) {
+	st := &set{mapDef: &def, index: map[string]int{}}
+	r.sets = append(r.sets, st)
+	r.setIndex[def.Name] = st
+}
+
+// addElement adds an element to the named set or map and reports whether it did: the first
+// element with a given key wins.
+func (r *Ruleset) addElement(name string, key, value []string, comment string) bool {
+	st := r.setIndex[name]
+	k := joinKey(key)
+	if _, dup := st.index[k]; dup {
+		return false
+	}
+	st.index[k] = len(st.elems)
+	st.elems = append(st.elems, element{k: k, key: key, value: value, comment: comment})
+	return true
+}
+
+// hasElement reports whether the named set or map has an element with key.
+func (r *Ruleset) hasElement(name string, key ...string) bool {
+	st := r.setIndex[name]
+	if st == nil {
+		return false
+	}
+	_, ok := st.index[joinKey(key)]
+	return ok
+}
+
+// lookup returns the value of the element with key in the named map.
+func (r *Ruleset) lookup(name string, key ...string) ([]string, bool) {
+	st := r.setIndex[name]
+	if st == nil {
+		return nil, false
+	}
+	i, ok := st.index[joinKey(key)]
+	if !ok {
+		return nil, false
+	}
+	return st.elems[i].value, true
+}
+
+func joinKey(key []string) string { return strings.Join(key, " . ") }
+
+func (st *set) name() string {
+	if st.def != nil {
+		return st.def.Name
+	}
+	return st.mapDef.Name
+}
+
+// object returns a fresh copy of the set or map definition for a transaction.
+func (st *set) object() knftables.Object {
+	if st.def != nil {
+		d := *st.def
+		return &d
+	}
+	d := *st.mapDef
+	return &d
+}
+
+// sameDefinition reports whether two sets or maps are declared alike.
+func (st *set) sameDefinition(o *set) bool {
+	return reflect.DeepEqual(st.def, o.def) && reflect.DeepEqual(st.mapDef, o.mapDef)
+}
+
+// elementObject returns the knftables element for e in st.
+func (st *set) elementObject(e *element) *knftables.Element {
+	el := &knftables.Element{Key: e.key, Value: e.value}
+	if st.def != nil {
+		el.Set = st.def.Name
+	} else {
+		el.Map = st.mapDef.Name
+	}
+	if e.comment != "" {
+		el.Comment = knftables.PtrTo(e.comment)
+	}
+	return el
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *element) equal(o *element) bool {
+	return e.comment == o.comment && equalStrings(e.value, o.value)
+}
+
+// tableComment marks the table as ironlb's.
+const tableComment = "ironlb: LoadBalancer, NodePort and ClusterIP forwarding; rewritten by the speaker"
+
+// writeFull queues on tx the operations that replace the whole table with r in one
+// transaction: whatever a crashed or older speaker left is deleted in the same transaction that
+// creates the new content, so traffic never sees an empty or half-built table.
+func (r *Ruleset) writeFull(tx *knftables.Transaction) {
+	table := &knftables.Table{Comment: knftables.PtrTo(tableComment)}
+	tx.Add(table)
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
+	for _, c := range r.chains {
+		def := c.def
+		tx.Add(&def)
+	}
+	for _, st := range r.sets {
+		tx.Add(st.object())
+	}
+	for _, c := range r.chains {
+		writeRules(tx, c)
+	}
+	for _, st := range r.sets {
+		for i := range st.elems {
+			tx.Add(st.elementObject(&st.elems[i]))
+		}
+	}
+}
+
+func writeRules(tx *knftables.Transaction, c *chain) {
+	for _, rule := range c.rules {
+		tx.Add(&knftables.Rule{Chain: c.def.Name, Rule: rule})
+	}
+}
