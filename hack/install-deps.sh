@@ -27,15 +27,23 @@ if ((${#missing[@]})); then
 fi
 
 gobin="$(go env GOPATH)/bin"
-install_tool() { # name module@version
-  local name=$1 mod=$2 stamp="$gobin/.$1.version"
-  if [[ -x "$gobin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then return; fi
+install_tool() { # name module@version [ldflags]
+  local name=$1 mod=$2 ldflags=${3:-} stamp="$gobin/.$1.version"
+  local want="$mod${ldflags:+ $ldflags}"
+  if [[ -x "$gobin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then return; fi
   echo "install-deps: go install $mod"
-  go install "$mod"
-  echo "$mod" >"$stamp"
+  go install ${ldflags:+-ldflags="$ldflags"} "$mod"
+  echo "$want" >"$stamp"
 }
 install_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 install_tool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
-install_tool helm helm.sh/helm/v3/cmd/helm@v3.21.4
+# helm's release build stamps its version and the Kubernetes version of its client-go (v0.36 ->
+# 1.36) into the binary; without them `helm version` says v3.21 and `helm template` assumes
+# Kubernetes 1.20, below the chart's kubeVersion.
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=v3.21.4"
+for pkg in chartutil lint/rules; do
+  helm_ldflags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=36"
+done
+install_tool helm helm.sh/helm/v3/cmd/helm@v3.21.4 "$helm_ldflags"
 
 hack/build-kube.sh
