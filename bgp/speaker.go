@@ -171,7 +171,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	return nil
 }
 
-// start starts a GoBGP server that rejects every route it receives and tells s about
+// start starts a GoBGP server that accepts no route from its peers and tells s about
 // session changes.
 func (s *Speaker) start() (*server.BgpServer, context.CancelFunc, error) {
 	srv := server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: s.log, errs: s.errs}))
@@ -180,12 +180,17 @@ func (s *Speaker) start() (*server.BgpServer, context.CancelFunc, error) {
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: apiGlobal(&s.cfg)}); err != nil {
 		return nil, nil, fmt.Errorf("bgp: starting GoBGP: %w", err)
 	}
-	if err := srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: apiRejectImports()}); err != nil {
+	policy, assignment := apiImportPolicy()
+	err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy, ReferExistingStatements: false})
+	if err == nil {
+		err = srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: assignment})
+	}
+	if err != nil {
 		_ = srv.StopBgp(ctx, &api.StopBgpRequest{})
 		return nil, nil, fmt.Errorf("bgp: setting the import policy: %w", err)
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	err := srv.WatchEvent(watchCtx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(*api.WatchEventResponse) { s.notify() })
+	err = srv.WatchEvent(watchCtx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(*api.WatchEventResponse) { s.notify() })
 	if err != nil {
 		stopWatch()
 		_ = srv.StopBgp(ctx, &api.StopBgpRequest{})

@@ -35,12 +35,26 @@ func apiGlobal(cfg *Config) *api.Global {
 	}
 }
 
-// apiRejectImports is the global import policy: accept nothing from peers. Speakers only
-// announce; a route learned from a router could only cause harm (and would cost memory).
-func apiRejectImports() *api.PolicyAssignment {
-	return &api.PolicyAssignment{
+// importPolicy names the global import policy.
+const importPolicy = "ironlb-local-only"
+
+// apiImportPolicy accepts the speaker's own routes and nothing else. GoBGP applies the global
+// import policy to every path entering its RIB, the locally added ones included, so a plain
+// "reject all" would also drop ours. Speakers only announce; a route learned from a router
+// could only cause harm (and would cost memory).
+func apiImportPolicy() (*api.Policy, *api.PolicyAssignment) {
+	policy := &api.Policy{
+		Name: importPolicy,
+		Statements: []*api.Statement{{
+			Name:       importPolicy + "-accept-local",
+			Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+		}},
+	}
+	return policy, &api.PolicyAssignment{
 		Name:          globalRIB,
 		Direction:     api.PolicyDirection_IMPORT,
+		Policies:      []*api.Policy{{Name: importPolicy}},
 		DefaultAction: api.RouteAction_REJECT,
 	}
 }
