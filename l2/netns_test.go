@@ -258,7 +258,13 @@ func waitUp(t *testing.T, a *Announcer, links ...Link) {
 // socket in the interface's namespace.
 type sniffer struct {
 	conn   *packet.Conn
-	frames chan []byte
+	frames chan captured
+}
+
+// captured is a frame and when it was read.
+type captured struct {
+	b  []byte
+	at time.Time
 }
 
 func sniff(t *testing.T, ns, ifname string, etherType int) *sniffer {
@@ -274,7 +280,7 @@ func sniff(t *testing.T, ns, ifname string, etherType int) *sniffer {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s.frames = make(chan []byte, 100000)
+	s.frames = make(chan captured, 100000)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -285,7 +291,7 @@ func sniff(t *testing.T, ns, ifname string, etherType int) *sniffer {
 				return
 			}
 			select {
-			case s.frames <- buf[:n]:
+			case s.frames <- captured{buf[:n], time.Now()}:
 			default:
 			}
 		}
@@ -305,14 +311,23 @@ func (s *sniffer) send(t *testing.T, frame []byte) {
 	}
 }
 
-// collect returns the frames received within d that match keep.
-func (s *sniffer) collect(d time.Duration, keep func([]byte) bool) [][]byte {
-	var out [][]byte
+// collect returns the frames that match keep among those captured so far and those that
+// arrive within d.
+func (s *sniffer) collect(d time.Duration, keep func([]byte) bool) []captured {
+	var out []captured
 	timeout := time.After(d)
 	for {
 		select {
 		case f := <-s.frames:
-			if keep(f) {
+			if keep(f.b) {
+				out = append(out, f)
+			}
+			continue
+		default:
+		}
+		select {
+		case f := <-s.frames:
+			if keep(f.b) {
 				out = append(out, f)
 			}
 		case <-timeout:
