@@ -115,7 +115,7 @@ func TestARPReply(t *testing.T) {
 	}
 	f, p := decodeARP(t, b)
 	want := arp.Packet{HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
-		Operation: arp.OperationReply,
+		Operation:          arp.OperationReply,
 		SenderHardwareAddr: macA[:], SenderIP: ip4Owned,
 		TargetHardwareAddr: macClient[:], TargetIP: ip4Client}
 	if diff := cmp.Diff(want, *p, cmpOpts); diff != "" {

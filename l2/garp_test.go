@@ -66,7 +66,9 @@ func TestGratuitousARPFormsOnLinux(t *testing.T) {
 		{false, true, true, false, false},
 	}
 
-	ipFor := func(f, e int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(100 + f*len(entries) + e)}) }
+	ipFor := func(f, e int) netip.Addr {
+		return netip.AddrFrom4([4]byte{198, 51, 100, byte(100 + f*len(entries) + e)})
+	}
 	set := func(old bool) {
 		for f := range forms {
 			for e, en := range entries {
