@@ -52,6 +52,20 @@ protocol bgp node6 from node { local %s as %d; neighbor %s as %d; }
 %s`, li.Router4, li.Router4, routerASN, li.Node4, nodeASN, li.Router6, routerASN, li.Node6, nodeASN, extra)
 }
 
+// The iBGP sessions of the tests run between second addresses on link 1: GoBGP keeps one
+// session per router address and routers one per node address, and the eBGP sessions use
+// the first ones. The node's side is set with Peer.SourceAddress.
+var (
+	nodeIBGP   = netip.MustParseAddr("198.51.100.20")
+	routerIBGP = netip.MustParseAddr("198.51.100.19")
+)
+
+// birdIBGP is an iBGP session (AS 65001 on both ends) between nodeIBGP and routerIBGP.
+func birdIBGP() string {
+	return fmt.Sprintf(`protocol bgp inode4 from node { local %s as %d; neighbor %s as %d; direct; }
+`, routerIBGP, routerASN, nodeIBGP, routerASN)
+}
+
 // TestBIRD: sessions over IPv4 and IPv6 come up with BIRD; paths appear with their
 // communities and next hops (also an IPv6 prefix over the IPv4 session and the reverse);
 // an unchanged SetPaths sends nothing and a changed attribute sends one UPDATE; a
@@ -62,7 +76,9 @@ func TestBIRD(t *testing.T) {
 		return
 	}
 	l := newLab(t, 1)
-	l.startBIRD(birdEBGP(l.info.Links[0], ""))
+	l.addAddress(false, 1, nodeIBGP)
+	l.addAddress(true, 1, routerIBGP)
+	l.startBIRD(birdEBGP(l.info.Links[0], birdIBGP()))
 	l.runChild()
 }
 
@@ -72,8 +88,9 @@ func birdChild(t *testing.T, info *labInfo) {
 	must(t, s.SetPeers([]Peer{
 		{Name: "bird-v4", Address: li.Router4, PeerASN: routerASN},
 		{Name: "bird-v6", Address: li.Router6, PeerASN: routerASN},
+		{Name: "bird-ibgp", Address: routerIBGP, SourceAddress: nodeIBGP, PeerASN: routerASN, LocalASN: routerASN},
 	}))
-	for _, name := range []string{"bird-v4", "bird-v6"} {
+	for _, name := range []string{"bird-v4", "bird-v6", "bird-ibgp"} {
 		st := s.waitState(t, name, StateEstablished, 15*time.Second)
 		t.Logf("session %s: %+v", name, st)
 		if st.LastError != "" || st.EstablishedSince.IsZero() || !st.LocalAddress.IsValid() {
@@ -91,6 +108,8 @@ func birdChild(t *testing.T, info *labInfo) {
 		{Prefix: netip.MustParsePrefix("203.0.113.20/32"), Peers: []string{"bird-v6"}},
 		// to every peer
 		{Prefix: netip.MustParsePrefix("203.0.113.0/28")},
+		// iBGP carries LOCAL_PREF
+		{Prefix: netip.MustParsePrefix("203.0.113.30/32"), Peers: []string{"bird-ibgp"}, LocalPref: &lp, LargeCommunities: []string{"65000:7:8"}},
 	}
 	must(t, s.SetPaths(paths))
 
@@ -108,6 +127,11 @@ func birdChild(t *testing.T, info *labInfo) {
 			"203.0.113.20/32":     {Via: li.Node4.String()},
 			"203.0.113.0/28":      {Via: li.Node4.String()},
 		},
+		"inode4": {
+			"203.0.113.30/32": {Via: nodeIBGP.String(), Attrs: map[string]string{
+				"BGP.local_pref": "300", "BGP.large_community": "(65000, 7, 8)", "BGP.as_path": ""}},
+			"203.0.113.0/28": {Via: nodeIBGP.String(), Attrs: map[string]string{"BGP.local_pref": "100"}},
+		},
 	}
 	for proto, routes := range want {
 		waitFor(t, 5*time.Second, func() (bool, string) {
@@ -117,8 +141,9 @@ func birdChild(t *testing.T, info *labInfo) {
 	}
 	t.Logf("BIRD's routes:\n%s", must1(birdc(info.BIRD, "show route all")))
 	waitFor(t, 2*time.Second, func() (bool, string) {
-		a, b := s.session(t, "bird-v4"), s.session(t, "bird-v6")
-		return a.PrefixesSent == 3 && b.PrefixesSent == 3, fmt.Sprintf("prefixes sent: bird-v4 %d, bird-v6 %d, want 3 and 3", a.PrefixesSent, b.PrefixesSent)
+		a, b, c := s.session(t, "bird-v4"), s.session(t, "bird-v6"), s.session(t, "bird-ibgp")
+		return a.PrefixesSent == 3 && b.PrefixesSent == 3 && c.PrefixesSent == 2,
+			fmt.Sprintf("prefixes sent: bird-v4 %d, bird-v6 %d, bird-ibgp %d, want 3, 3 and 2", a.PrefixesSent, b.PrefixesSent, c.PrefixesSent)
 	})
 
 	// The same paths again: nothing is sent.
@@ -152,7 +177,7 @@ func birdChild(t *testing.T, info *labInfo) {
 	start := time.Now()
 	must(t, s.stop())
 	t.Logf("shutdown took %s", time.Since(start))
-	for _, proto := range []string{"node4", "node6"} {
+	for _, proto := range []string{"node4", "node6", "inode4"} {
 		if got := birdRoutesOf(t, info.BIRD, proto); len(got) != 0 {
 			t.Errorf("routes from %s still at the router right after Run returned: %v", proto, got)
 		}
@@ -160,6 +185,7 @@ func birdChild(t *testing.T, info *labInfo) {
 	log := string(must1(os.ReadFile(info.Dir + "/bird/bird.log")))
 	withdrawnBeforeClose(t, log, "node4", "203.0.113.0/28", "2001:db8:ff::20/128")
 	withdrawnBeforeClose(t, log, "node6", "203.0.113.0/28", "203.0.113.20/32", "2001:db8:ff::10/128")
+	withdrawnBeforeClose(t, log, "inode4", "203.0.113.0/28", "203.0.113.30/32")
 }
 
 // withdrawnBeforeClose checks in BIRD's log (with "debug { states, routes }") that each

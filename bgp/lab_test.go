@@ -170,13 +170,18 @@ func shortName(s string) string {
 	return s[:min(len(s), 20)]
 }
 
-// addRouterAddress adds an extra address on the router's side of link i (1-based).
-func (l *lab) addRouterAddress(i int, addr netip.Addr) {
+// addAddress adds an address on link i (1-based), on the node's side or the router's.
+func (l *lab) addAddress(router bool, i int, addr netip.Addr) {
+	l.t.Helper()
+	ns, dev := l.node, fmt.Sprintf("n%d", i)
+	if router {
+		ns, dev = l.router, fmt.Sprintf("r%d", i)
+	}
 	bits := 28
 	if addr.Is6() {
 		bits = 64
 	}
-	args := []string{"-n", l.router, "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", fmt.Sprintf("r%d", i)}
+	args := []string{"-n", ns, "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", dev}
 	if addr.Is6() {
 		args = append(args, "nodad")
 	}
@@ -192,11 +197,10 @@ func (l *lab) startBIRD(conf string) {
 	path := filepath.Join(dir, "bird.conf")
 	must(l.t, os.WriteFile(path, []byte(fmt.Sprintf("log %q all;\n%s", filepath.Join(dir, "bird.log"), conf)), 0o644))
 	l.info.BIRD = filepath.Join(dir, "bird.ctl")
-	l.startDaemon("bird", dir, "bird", "-f", "-c", path, "-s", l.info.BIRD, "-P", filepath.Join(dir, "bird.pid"))
-	waitFor(l.t, 10*time.Second, func() (bool, string) {
-		out, err := birdc(l.info.BIRD, "show status")
-		return err == nil, out
-	})
+	l.startDaemon("bird", dir, func() error {
+		_, err := birdc(l.info.BIRD, "show status")
+		return err
+	}, "bird", "-f", "-c", path, "-s", l.info.BIRD, "-P", filepath.Join(dir, "bird.pid"))
 }
 
 // startFRR runs FRR's bgpd (without zebra) in the router namespace with conf.
@@ -207,15 +211,15 @@ func (l *lab) startFRR(conf string) {
 	path := filepath.Join(dir, "bgpd.conf")
 	must(l.t, os.WriteFile(path, []byte(fmt.Sprintf("log file %s\n%s", filepath.Join(dir, "bgpd.log"), conf)), 0o644))
 	l.info.FRR = dir
-	l.startDaemon("frr", dir, frrBGPD, "-Z", "-S", "-n", "-f", path, "--vty_socket", dir, "-i", filepath.Join(dir, "bgpd.pid"))
-	waitFor(l.t, 10*time.Second, func() (bool, string) {
-		out, err := vtysh(dir, "show bgp summary")
-		return err == nil, out
-	})
+	l.startDaemon("frr", dir, func() error {
+		_, err := vtysh(dir, "show bgp summary")
+		return err
+	}, frrBGPD, "-Z", "-S", "-n", "-f", path, "--vty_socket", dir, "-i", filepath.Join(dir, "bgpd.pid"))
 }
 
-// startDaemon starts argv in the router namespace; cleanup kills it by its own pid.
-func (l *lab) startDaemon(kind, dir string, argv ...string) {
+// startDaemon starts argv in the router namespace and waits until ready returns nil;
+// cleanup kills it by its own pid.
+func (l *lab) startDaemon(kind, dir string, ready func() error, argv ...string) {
 	l.t.Helper()
 	out, err := os.Create(filepath.Join(dir, kind+".out"))
 	must(l.t, err)
@@ -234,6 +238,15 @@ func (l *lab) startDaemon(kind, dir string, argv ...string) {
 				}
 			}
 		}
+	})
+	waitFor(l.t, 10*time.Second, func() (bool, string) {
+		select {
+		case <-done:
+			l.t.Fatalf("%s exited at start (its output is below)", kind)
+		default:
+		}
+		err := ready()
+		return err == nil, fmt.Sprintf("%s is not ready: %v", kind, err)
 	})
 }
 
@@ -336,14 +349,12 @@ func birdRoutesOf(t *testing.T, sock, proto string) map[string]birdRoute {
 
 // frrPath is the part of `show bgp <afi> unicast <prefix> json` the tests read.
 type frrPath struct {
-	Valid      bool `json:"valid"`
-	Community  struct{ String string } `json:"community"`
-	Large      struct{ String string } `json:"largeCommunity"`
-	LocalPref  *uint32                 `json:"locPrf"`
-	Nexthops   []struct{ IP string }   `json:"nexthops"`
-	Peer       struct{ PeerID string } `json:"peer"`
-	ASPath     struct{ String string } `json:"aspath"`
-	LocalPref2 *uint32                 `json:"localpref"`
+	Valid          bool                    `json:"valid"`
+	Community      struct{ String string } `json:"community"`
+	LargeCommunity struct{ String string } `json:"largeCommunity"`
+	LocalPref      *uint32                 `json:"locPrf"`
+	ASPath         struct{ String string } `json:"aspath"`
+	Nexthops       []struct{ IP string }   `json:"nexthops"`
 }
 
 // frrRoutes returns FRR's table for a family ("ipv4" or "ipv6"): prefix -> next hops.
