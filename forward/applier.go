@@ -43,9 +43,6 @@ type SyncResult struct {
 	// Operations is the number of operations in the transaction; zero when nothing changed
 	// (then nft was not run).
 	Operations int
-	// AffinityEntriesDeleted counts ClientIP affinity entries removed because their endpoint
-	// left their frontend.
-	AffinityEntriesDeleted int
 	// Duration is the time taken to diff, build and run the transaction.
 	Duration time.Duration
 	// Stats describes the Ruleset that was applied.
@@ -76,11 +73,6 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 		kind = "full"
 		rs.writeFull(tx)
 	} else {
-		n, err := a.writeAffinityCleanup(ctx, tx, a.current, rs)
-		if err != nil {
-			return res, err
-		}
-		res.AffinityEntriesDeleted = n
 		a.writeDiff(tx, a.current, rs, start)
 	}
 	res.Operations = tx.NumOperations()
@@ -99,14 +91,11 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 	return res, nil
 }
 
-// compatible reports whether new can be reached from old by changing elements and regular
-// chains only: same sets and maps, same base chains.
+// compatible reports whether new can be reached from old by changing elements, regular chains
+// and sets that one of them lacks: the sets and chains both have are declared alike.
 func compatible(old, new *Ruleset) bool {
-	if len(old.sets) != len(new.sets) {
-		return false
-	}
-	for i, st := range new.sets {
-		if !st.sameDefinition(old.sets[i]) {
+	for _, st := range new.sets {
+		if o := old.setIndex[st.name()]; o != nil && !st.sameDefinition(o) {
 			return false
 		}
 	}
@@ -118,10 +107,16 @@ func compatible(old, new *Ruleset) bool {
 	return true
 }
 
-// writeDiff queues the operations that turn old into new: chains first (new elements may
-// point to them), then element deletions and additions per set, then chains that lost their
-// last reference are flushed, and chains flushed long enough ago are deleted.
+// writeDiff queues the operations that turn old into new, in an order nft accepts within one
+// transaction: new sets and chains before the rules and elements that refer to them; chains
+// that are gone flushed, which drops their references to sets, before those sets are deleted.
+// A chain that is gone is deleted only staleChainGrace later (see there).
 func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now time.Time) {
+	for _, st := range new.sets {
+		if old.setIndex[st.name()] == nil {
+			tx.Add(st.object())
+		}
+	}
 	for _, c := range new.chains {
 		oc := old.chainIndex[c.def.Name]
 		switch {
@@ -138,13 +133,18 @@ func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now ti
 			writeRules(tx, c)
 		}
 	}
-	for i, st := range new.sets {
-		writeElementDiff(tx, old.sets[i], st)
+	for _, st := range new.sets {
+		writeElementDiff(tx, old.setIndex[st.name()], st)
 	}
 	for _, oc := range old.chains {
 		if !new.hasChain(oc.def.Name) {
 			tx.Flush(&knftables.Chain{Name: oc.def.Name})
 			a.stale[oc.def.Name] = now
+		}
+	}
+	for _, st := range old.sets {
+		if new.setIndex[st.name()] == nil {
+			tx.Delete(st.object())
 		}
 	}
 	for name, since := range a.stale {
@@ -157,8 +157,11 @@ func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now ti
 
 // writeElementDiff deletes the elements of old that new lacks or changed, then adds the
 // elements of new that old lacks or had otherwise. Replacing a value takes a delete and an
-// add: nft refuses to overwrite a map element.
+// add: nft refuses to overwrite a map element. A nil old is an empty set.
 func writeElementDiff(tx *knftables.Transaction, old, new *set) {
+	if old == nil {
+		old = &set{}
+	}
 	for i := range old.elems {
 		oe := &old.elems[i]
 		j, ok := new.index[oe.k]

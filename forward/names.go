@@ -1,8 +1,11 @@
 package forward
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -36,25 +39,66 @@ const (
 	affinityRecordChain = "affinity-record"
 )
 
-// Shared chains named after a parameter, never after a Service. There is one per distinct
-// value in use (endpoint count or affinity timeout), so their number does not grow with the
-// number of Services, and their names stay short: "pick-" plus at most 10 digits, well under
-// knftables.NameLengthMax (256).
-const (
-	pickChainPrefix           = "pick-"
-	pickAffinityChainPrefix   = "pick-affinity-"
-	affinityUpdateChainPrefix = "affinity-update-"
-)
+// Shared chains named after a parameter, never after a Service: one per distinct endpoint
+// count in use, so their number does not grow with the number of Services, and their names
+// stay short ("pick-" and at most 10 digits).
+const pickChainPrefix = "pick-"
 
 // pickChain is the chain that DNATs to one of n endpoints of the packet's frontend.
 func pickChain(n int) string { return pickChainPrefix + strconv.Itoa(n) }
 
-// pickAffinityChain is pickChain(n) preceded by the ClientIP affinity lookup.
-func pickAffinityChain(n int) string { return pickAffinityChainPrefix + strconv.Itoa(n) }
+// Per-Service objects exist only for sessionAffinity ClientIP (see affinity.go): per Service
+// port two chains in prerouting and one in postrouting, and one timed set of clients per
+// endpoint. Their names follow kube-proxy's scheme: a prefix, then a hash of the full name, then
+// the name, cut to fit. The hash keeps names unique when the end is cut, and keeps apart names
+// that differ in one digit. nftables names may hold [A-Za-z0-9_./-]; Kubernetes names and
+// protocols use [a-z0-9-], so "/" and "__" separate the parts, and the colons of IPv6
+// addresses become dots.
+const (
+	affinityChainPrefix       = "affinity-"        // + Service port: prerouting, all endpoints
+	affinityLocalChainPrefix  = "affinity-local-"  // + Service port: prerouting, this node's endpoints
+	affinityRecordChainPrefix = "affinity-record-" // + Service port: postrouting, records the choice
+	affinitySetPrefix         = "affinity-"        // + endpoint: clients that used it recently
 
-// affinityUpdateChain records a client's endpoint with the given timeout.
-func affinityUpdateChain(timeout time.Duration) string {
-	return affinityUpdateChainPrefix + strconv.FormatInt(int64(timeout/time.Second), 10) + "s"
+	// perServiceNameMax leaves room for the longest prefix (16 bytes) within
+	// knftables.NameLengthMax (256). In practice names stay under it: a namespace and a name
+	// (63 bytes each), a protocol (4), a port name (15), a timeout ("86400s"), an IPv6 address
+	// (39), a port (5), the hash (8) and separators make at most 212 bytes.
+	perServiceNameMax = knftables.NameLengthMax - len(affinityRecordChainPrefix)
+)
+
+// hashAndTruncate prefixes name with 8 characters of its SHA-256 in base32 and cuts the result
+// to perServiceNameMax bytes.
+func hashAndTruncate(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	name = base32.StdEncoding.EncodeToString(sum[:])[:8] + "-" + name
+	if len(name) > perServiceNameMax {
+		name = name[:perServiceNameMax-3] + "..."
+	}
+	return name
+}
+
+// servicePortName is the per-Service part of affinity chain names, e.g.
+// "ULMVA6XW-default/web/tcp/http/10800s". The timeout is part of it: a changed timeout makes
+// new sets (nft cannot change a set's timeout) and new chains to use them.
+func servicePortName(sp *servicePort) string {
+	port := sp.portName
+	if port == "" {
+		port = strconv.Itoa(int(sp.port))
+	}
+	return hashAndTruncate(fmt.Sprintf("%s/%s/%s/%s/%ds", sp.namespace, sp.name, sp.protocol, port, int64(sp.affinity/time.Second)))
+}
+
+// endpointName is the per-endpoint part of affinity set names, e.g.
+// "5OJB2KTY-default/web/tcp/http/10800s__198.18.1.2/8080".
+func endpointName(sp *servicePort, ep endpoint) string {
+	port := sp.portName
+	if port == "" {
+		port = strconv.Itoa(int(sp.port))
+	}
+	ip := strings.ReplaceAll(ep.addr.String(), ":", ".")
+	return hashAndTruncate(fmt.Sprintf("%s/%s/%s/%s/%ds__%s/%d", sp.namespace, sp.name, sp.protocol, port,
+		int64(sp.affinity/time.Second), ip, ep.port))
 }
 
 // ipFamily selects the per-family half of the table. Sets and maps in an inet table are typed,
@@ -83,17 +127,13 @@ func (f ipFamily) suffix() string { return [...]string{"-v4", "-v6"}[f] }
 func frontendsMap(f ipFamily) string         { return "frontends" + f.suffix() }
 func endpointsMap(f ipFamily) string         { return "endpoints" + f.suffix() }
 func noEndpointsMap(f ipFamily) string       { return "no-endpoints" + f.suffix() }
-func externalIPsSet(f ipFamily) string       { return "external-ips" + f.suffix() }
+func masqueradeSet(f ipFamily) string        { return "masquerade-frontends" + f.suffix() }
 func localEndpointsSet(f ipFamily) string    { return "local-endpoints" + f.suffix() }
 func hairpinSet(f ipFamily) string           { return "hairpin" + f.suffix() }
-func affinityMap(f ipFamily) string          { return "affinity" + f.suffix() }
 func affinityFrontendsMap(f ipFamily) string { return "affinity-frontends" + f.suffix() }
 
 // gotoVerdict is a verdict map value.
 func gotoVerdict(chain string) string { return "goto " + chain }
-
-// jumpVerdict is a verdict map value that returns to the caller.
-func jumpVerdict(chain string) string { return "jump " + chain }
 
 // elementComment is the comment on frontend elements: the Service port that owns them, so
 // `nft list map inet ironlb frontends-v4` answers "whose is this?". Namespace and name are at

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -37,19 +36,11 @@ type Options struct {
 	// its pods, so replies return here anyway); LoadBalancer and NodePort traffic with
 	// externalTrafficPolicy Cluster is masqueraded either way when its endpoint is remote.
 	MasqueradeAll bool
-	// AffinityMapSize bounds the ClientIP affinity map of each family (client and frontend
-	// to endpoint, one entry per client per frontend). When it is full, new clients are
-	// balanced without affinity until entries expire. Zero means 65535.
-	AffinityMapSize uint64
 }
 
 // DefaultOptions returns the options the speaker uses unless told otherwise: ClusterIPs
-// forwarded, masquerading only where needed, 65535 affinity entries per family.
-func DefaultOptions() Options {
-	return Options{ClusterIPs: true, AffinityMapSize: defaultAffinityMapSize}
-}
-
-const defaultAffinityMapSize = 65535
+// forwarded, masquerading only where needed.
+func DefaultOptions() Options { return Options{ClusterIPs: true} }
 
 // Input is everything the rules depend on.
 type Input struct {
@@ -65,9 +56,6 @@ type Input struct {
 // address, protocol and port, the first in namespace/name order wins.
 func Render(in Input) *Ruleset {
 	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses)}
-	if b.opts.AffinityMapSize == 0 {
-		b.opts.AffinityMapSize = defaultAffinityMapSize
-	}
 	b.skeleton()
 	for _, sp := range servicePorts(in.Node.Name, in.Services, in.EndpointSlices) {
 		b.servicePort(sp)
@@ -120,7 +108,9 @@ func (b *builder) skeleton() {
 	}
 	r.addChain(knftables.Chain{Name: servicesChain})
 	r.addChain(knftables.Chain{Name: endpointsCheckChain})
-	r.addChain(knftables.Chain{Name: rejectChain}, "reject")
+	// TCP gets a reset, anything else ICMP port unreachable: both fail the client's connect at
+	// once, and resets are not subject to the kernel's ICMP rate limits.
+	r.addChain(knftables.Chain{Name: rejectChain}, "meta l4proto tcp reject with tcp reset", "reject")
 	r.addChain(knftables.Chain{Name: masqueradingChain})
 	r.addChain(knftables.Chain{Name: affinityRecordChain})
 	for _, f := range families {
@@ -138,31 +128,29 @@ func (b *builder) familySkeleton(f ipFamily) {
 		Comment: knftables.PtrTo("frontend . slot -> endpoint address . port")})
 	r.addMap(knftables.Map{Name: noEndpointsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontends without usable endpoints -> reject or drop")})
-	r.addSet(knftables.Set{Name: externalIPsSet(f), Type: a,
-		Comment: knftables.PtrTo("frontend addresses whose connections to other nodes are masqueraded")})
+	r.addSet(knftables.Set{Name: masqueradeSet(f), Type: tuple,
+		Comment: knftables.PtrTo("frontends whose connections to other nodes are masqueraded")})
 	r.addSet(knftables.Set{Name: localEndpointsSet(f), Type: a,
 		Comment: knftables.PtrTo("endpoints on this node")})
 	r.addSet(knftables.Set{Name: hairpinSet(f), Type: a + " . " + a,
 		Comment: knftables.PtrTo("local endpoint . itself: a pod reaching itself through a Service")})
-	r.addMap(knftables.Map{Name: affinityMap(f), Type: a + " . " + tuple + " : " + a + " . inet_service",
-		Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Size: knftables.PtrTo(b.opts.AffinityMapSize),
-		Comment: knftables.PtrTo("ClientIP affinity: client . frontend -> endpoint, written by the packet path")})
 	r.addMap(knftables.Map{Name: affinityFrontendsMap(f), Type: tuple + " : verdict",
-		Comment: knftables.PtrTo("frontends with ClientIP affinity -> chain recording it")})
+		Comment: knftables.PtrTo("frontends with ClientIP affinity -> the chain recording clients")})
 
 	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
 	r.addChain(knftables.Chain{Name: endpointsCheckChain}, x+" daddr . meta l4proto . th dport vmap @"+noEndpointsMap(f))
+	// Postrouting sees the packet after DNAT; "ct original" gives the frontend it was sent to.
+	// (A verdict map cannot serve as the set here: the kernel checks its jump targets, which
+	// DNAT, against every hook that looks it up.)
 	orig := "ct original " + x + " daddr . meta l4proto . ct original proto-dst"
 	r.addChain(knftables.Chain{Name: masqueradingChain},
 		"ct status dnat "+x+" saddr . "+x+" daddr @"+hairpinSet(f)+" masquerade fully-random",
-		l4+" ct status dnat "+x+" daddr != @"+localEndpointsSet(f)+" ct original "+x+" daddr @"+externalIPsSet(f)+
-			" "+orig+" @"+frontendsMap(f)+" masquerade fully-random")
+		l4+" ct status dnat "+x+" daddr != @"+localEndpointsSet(f)+" "+orig+" @"+masqueradeSet(f)+" masquerade fully-random")
 	r.addChain(knftables.Chain{Name: affinityRecordChain}, l4+" ct status dnat "+orig+" vmap @"+affinityFrontendsMap(f))
 }
 
-// pick returns the chain that frontends with n endpoints (and affinity or not) go to,
-// creating it on first use.
-func (b *builder) pick(n int, affinity bool) string {
+// pick returns the chain that frontends with n endpoints go to, creating it on first use.
+func (b *builder) pick(n int) string {
 	name := pickChain(n)
 	if !b.r.hasChain(name) {
 		var rules []string
@@ -173,63 +161,31 @@ func (b *builder) pick(n int, affinity bool) string {
 		}
 		b.r.addChain(knftables.Chain{Name: name}, rules...)
 	}
-	if !affinity {
-		return name
-	}
-	aff := pickAffinityChain(n)
-	if !b.r.hasChain(aff) {
-		var rules []string
-		for _, f := range families {
-			x := f.nft()
-			rules = append(rules, l4+" dnat "+x+" addr . port to "+x+" saddr . "+x+" daddr . meta l4proto . th dport map @"+affinityMap(f))
-		}
-		b.r.addChain(knftables.Chain{Name: aff}, append(rules, "goto "+name)...)
-	}
-	return aff
-}
-
-// affinityUpdate returns the chain that records (or refreshes) a client's endpoint with the
-// given timeout, creating it on first use. It runs in postrouting, after the DNAT chose.
-func (b *builder) affinityUpdate(timeout time.Duration) string {
-	name := affinityUpdateChain(timeout)
-	if !b.r.hasChain(name) {
-		var rules []string
-		secs := strconv.FormatInt(int64(timeout/time.Second), 10) + "s"
-		for _, f := range families {
-			x := f.nft()
-			rules = append(rules, l4+" update @"+affinityMap(f)+" { "+x+" saddr . ct original "+x+
-				" daddr . meta l4proto . ct original proto-dst timeout "+secs+" : "+x+" daddr . th dport }")
-		}
-		b.r.addChain(knftables.Chain{Name: name}, rules...)
-	}
 	return name
 }
 
 // servicePort adds the frontends of one Service port in each family.
 func (b *builder) servicePort(sp *servicePort) {
-	comment := sp.comment()
+	fe := frontendArgs{sp: sp, comment: sp.comment()}
 	for _, f := range families {
-		cluster := sp.usableEndpoints(f, false)
-		local := sp.usableEndpoints(f, true)
-		internal, external := cluster, cluster
-		if sp.internalLocal {
-			internal = local
-		}
-		if sp.externalLocal {
-			external = local
-		}
-		fe := frontendArgs{sp: sp, comment: comment, anyEndpoints: len(cluster) > 0}
+		fe.cluster[f] = sp.usableEndpoints(f, false)
+		fe.local[f] = sp.usableEndpoints(f, true)
+	}
+	if sp.affinity > 0 {
+		fe.affinity = newAffinity(sp)
+	}
+	for _, f := range families {
 		if b.opts.ClusterIPs {
 			for _, a := range sp.clusterIPs {
 				if familyOf(a) == f {
-					b.frontend(fe, a, sp.port, internal, b.opts.MasqueradeAll)
+					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll)
 				}
 			}
 		}
 		masq := b.opts.MasqueradeAll || !sp.externalLocal
 		for _, a := range sp.ingressIPs {
 			if familyOf(a) == f {
-				b.frontend(fe, a, sp.port, external, masq)
+				b.frontend(&fe, a, sp.port, sp.externalLocal, masq)
 			}
 		}
 		if sp.nodePort == 0 || !sp.families[f] {
@@ -237,22 +193,29 @@ func (b *builder) servicePort(sp *servicePort) {
 		}
 		for _, a := range b.nodeAddrs {
 			if familyOf(a) == f {
-				b.frontend(fe, a, sp.nodePort, external, masq)
+				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq)
 			}
 		}
 	}
 }
 
 type frontendArgs struct {
-	sp           *servicePort
-	comment      string
-	anyEndpoints bool // the port has usable endpoints of this family somewhere
+	sp       *servicePort
+	comment  string
+	cluster  [2][]endpoint // usable endpoints per family
+	local    [2][]endpoint // usable endpoints on this node per family
+	affinity *affinity     // nil without ClientIP affinity
 }
 
 // frontend adds one address:port of a Service port: the dispatch element and one endpoint
-// element per endpoint, or a reject/drop element when there is no endpoint to go to.
-func (b *builder) frontend(fe frontendArgs, addr netip.Addr, port uint16, eps []endpoint, masquerade bool) {
+// element per endpoint, or a reject/drop element when there is no endpoint to go to. With
+// localOnly it uses this node's endpoints only.
+func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade bool) {
 	r, f, sp := b.r, familyOf(addr), fe.sp
+	eps := fe.cluster[f]
+	if localOnly {
+		eps = fe.local[f]
+	}
 	a := addr.String()
 	key := []string{a, sp.protocol, itoa(int(port))}
 	if r.hasElement(frontendsMap(f), key...) || r.hasElement(noEndpointsMap(f), key...) {
@@ -263,13 +226,18 @@ func (b *builder) frontend(fe frontendArgs, addr netip.Addr, port uint16, eps []
 		// but none here for a Local policy: drop, as kube-proxy does; the announcer does not
 		// attract this traffic to this node anyway.
 		verdict := "drop"
-		if !fe.anyEndpoints {
+		if len(fe.cluster[f]) == 0 {
 			verdict = gotoVerdict(rejectChain)
 		}
 		r.addElement(noEndpointsMap(f), key, []string{verdict}, fe.comment)
 		return
 	}
-	r.addElement(frontendsMap(f), key, []string{gotoVerdict(b.pick(len(eps), sp.affinity > 0))}, fe.comment)
+	target := b.pick(len(eps))
+	if fe.affinity != nil {
+		target = b.affinityChain(fe, localOnly)
+		r.addElement(affinityFrontendsMap(f), key, []string{gotoVerdict(fe.affinity.recordChain)}, "")
+	}
+	r.addElement(frontendsMap(f), key, []string{gotoVerdict(target)}, fe.comment)
 	for i, ep := range eps {
 		e := ep.addr.String()
 		r.addElement(endpointsMap(f), []string{a, sp.protocol, key[2], itoa(i)}, []string{e, itoa(int(ep.port))}, "")
@@ -279,9 +247,6 @@ func (b *builder) frontend(fe frontendArgs, addr netip.Addr, port uint16, eps []
 		}
 	}
 	if masquerade {
-		r.addElement(externalIPsSet(f), []string{a}, nil, "")
-	}
-	if sp.affinity > 0 {
-		r.addElement(affinityFrontendsMap(f), key, []string{gotoVerdict(b.affinityUpdate(sp.affinity))}, "")
+		r.addElement(masqueradeSet(f), key, nil, "")
 	}
 }

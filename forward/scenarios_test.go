@@ -116,7 +116,7 @@ var scenarios = map[string]func() Input{
 	// Options: no ClusterIPs, and masquerade everything that leaves the node.
 	"options": func() Input {
 		in := clusterPolicy()
-		in.Options = Options{ClusterIPs: false, MasqueradeAll: true, AffinityMapSize: 1000}
+		in.Options = Options{ClusterIPs: false, MasqueradeAll: true}
 		return in
 	},
 }
