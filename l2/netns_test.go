@@ -10,8 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,19 +207,14 @@ func inNetNS(ns string, fn func() error) error {
 	return fnErr
 }
 
-// startAnnouncer runs an Announcer whose sockets live in namespace ns until the test ends.
-// Its events are sent on the returned channel (buffered; extra events are dropped).
-func startAnnouncer(t *testing.T, ns string, cfg AnnouncerConfig) (*Announcer, <-chan Event) {
+// startAnnouncer runs an Announcer whose sockets live in namespace ns until the test ends,
+// recording its events.
+func startAnnouncer(t *testing.T, ns string, cfg AnnouncerConfig) (*Announcer, *recorder) {
 	t.Helper()
-	events := make(chan Event, 100)
+	rec := &recorder{}
 	cfg.OpenIn = func(open func() error) error { return inNetNS(ns, open) }
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("netns", ns)
-	cfg.OnEvent = func(e Event) {
-		select {
-		case events <- e:
-		default:
-		}
-	}
+	cfg.OnEvent = rec.add
 	a := NewAnnouncer(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -228,7 +225,51 @@ func startAnnouncer(t *testing.T, ns string, cfg AnnouncerConfig) (*Announcer, <
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return a, events
+	return a, rec
+}
+
+// recorder keeps an announcer's events.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) add(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// mark returns a position in the events: wait looks at the events after it.
+func (r *recorder) mark() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.events)
+}
+
+// since returns the events after mark.
+func (r *recorder) since(mark int) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events[mark:])
+}
+
+// wait returns the first event after mark for link of the given kind, or fails after d.
+func (r *recorder) wait(t *testing.T, mark int, link Link, kind EventKind, d time.Duration) Event {
+	t.Helper()
+	var found *Event
+	if !waitFor(d, func() bool {
+		for _, e := range r.since(mark) {
+			if e.Link == link && e.Kind == kind {
+				found = &e
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no %v event for %v within %v; events: %+v", kind, link, d, r.since(mark))
+	}
+	return *found
 }
 
 // waitUp waits until every given link of a is up.
