@@ -181,13 +181,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer srv.Close()
 	}
 
-	c.factory.Start(ctx.Done())
-	go c.poolInf.Run(ctx.Done())
-	defer c.factory.Shutdown()
+	infCtx, stopInformers := context.WithCancel(ctx)
+	c.factory.Start(infCtx.Done())
+	go c.poolInf.Run(infCtx.Done())
+	defer func() { stopInformers(); c.factory.Shutdown() }() // Shutdown waits for stopped informers
 	synced := append([]cache.InformerSynced{c.poolInf.HasSynced},
 		c.factory.Core().V1().Services().Informer().HasSynced,
 		c.factory.Core().V1().Namespaces().Informer().HasSynced)
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	if !cache.WaitForCacheSync(infCtx.Done(), synced...) {
 		return nil // ctx ended
 	}
 	c.ready.Store(true)

@@ -88,11 +88,14 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	s.broadcast = record.NewBroadcaster()
 	s.recorder = s.broadcast.NewRecorder(scheme, corev1.EventSource{Component: "ironlb-speaker", Host: cfg.NodeName})
 	acfg := cfg.Announcer
-	if acfg.Log == nil {
-		acfg.Log = cfg.Log
+	if acfg.Logger == nil {
+		acfg.Logger = cfg.Log
 	}
-	acfg.Observer = m
+	acfg.OnEvent = s.linkEvent
 	s.announcer = l2.NewAnnouncer(acfg)
+	if err := reg.Register(&l2Collector{a: s.announcer}); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 	s.status = &statusWriter{crd: crd, node: cfg.NodeName, log: cfg.Log}
 
 	handler := cache.ResourceEventHandlerFuncs{
@@ -144,9 +147,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 		defer srv.Close()
 	}
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopInformers()
 	s.factory.Start(infCtx.Done())
-	defer s.factory.Shutdown()
+	defer func() { stopInformers(); s.factory.Shutdown() }()
 	synced := []cache.InformerSynced{
 		s.factory.Core().V1().Services().Informer().HasSynced,
 		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
@@ -385,4 +387,24 @@ func (s *Speaker) httpHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// linkEvent reports an interface the announcer cannot answer on as a Warning event on the
+// Services whose IPs need it; the other interfaces keep working.
+func (s *Speaker) linkEvent(ev l2.Event) {
+	switch ev.Kind {
+	case l2.LinkFailed:
+		s.log.Warn("cannot answer on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs), "err", ev.Err)
+		svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
+		for _, svc := range svcs {
+			for _, ip := range ingressAddrs(svc) {
+				if slices.Contains(ev.IPs, ip) {
+					s.recorder.Eventf(svc, corev1.EventTypeWarning, "InterfaceFailed", "node %s cannot answer %s for %s on %s: %v",
+						s.cfg.NodeName, ev.Protocol, ip, ev.Interface, ev.Err)
+				}
+			}
+		}
+	case l2.LinkUp:
+		s.log.Info("answering on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs))
+	}
 }
