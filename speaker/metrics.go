@@ -1,16 +1,14 @@
 package speaker
 
 import (
+	"github.com/ironlb/ironlb/l2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the speaker's Prometheus metrics; it is also the announcer's observer.
+// metrics are the speaker's own Prometheus metrics; l2Collector adds the announcer's counters.
 type metrics struct {
-	owned      prometheus.Gauge
-	plan       prometheus.Histogram
-	requests   *prometheus.CounterVec
-	replies    *prometheus.CounterVec
-	gratuitous *prometheus.CounterVec
+	owned prometheus.Gauge
+	plan  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,20 +20,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ironlb_speaker_plan_duration_seconds", Help: "Time to plan and apply this node's announcements.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ironlb_speaker_l2_requests_total", Help: "ARP requests and neighbour solicitations seen for owned IPs, by protocol and interface.",
-		}, []string{"protocol", "interface"}),
-		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ironlb_speaker_l2_replies_total", Help: "ARP replies and neighbour advertisements sent, by protocol and interface.",
-		}, []string{"protocol", "interface"}),
-		gratuitous: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ironlb_speaker_l2_gratuitous_total", Help: "Gratuitous ARPs and unsolicited neighbour advertisements sent, by protocol and interface.",
-		}, []string{"protocol", "interface"}),
 	}
-	for _, c := range []prometheus.Collector{m.owned, m.plan, m.requests, m.replies, m.gratuitous} {
+	for _, c := range []prometheus.Collector{m.owned, m.plan} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+var (
+	l2Requests   = prometheus.NewDesc("ironlb_speaker_l2_requests_total", "ARP requests and neighbour solicitations received, by interface and protocol.", []string{"interface", "protocol"}, nil)
+	l2Replies    = prometheus.NewDesc("ironlb_speaker_l2_replies_total", "ARP replies and solicited neighbour advertisements sent for owned IPs.", []string{"interface", "protocol"}, nil)
+	l2Gratuitous = prometheus.NewDesc("ironlb_speaker_l2_gratuitous_total", "Gratuitous ARPs and unsolicited neighbour advertisements sent.", []string{"interface", "protocol"}, nil)
+	l2Conflicts  = prometheus.NewDesc("ironlb_speaker_l2_conflicts_total", "Announcements by another host of an IP this node owns.", []string{"interface", "protocol"}, nil)
+	l2SendErrors = prometheus.NewDesc("ironlb_speaker_l2_send_errors_total", "Frames that could not be sent.", []string{"interface", "protocol"}, nil)
+)
+
+// l2Collector exports the announcer's per-link counters at scrape time.
+type l2Collector struct{ a *l2.Announcer }
+
+func (c *l2Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{l2Requests, l2Replies, l2Gratuitous, l2Conflicts, l2SendErrors} {
+		ch <- d
+	}
+}
+
+func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
+	for link, n := range c.a.Stats() {
+		labels := []string{link.Interface, string(link.Protocol)}
+		for d, v := range map[*prometheus.Desc]uint64{l2Requests: n.Requests, l2Replies: n.Replies, l2Gratuitous: n.Gratuitous, l2Conflicts: n.Conflicts, l2SendErrors: n.SendErrors} {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		}
+	}
 }
