@@ -24,7 +24,11 @@ var (
 )
 
 // cmpOpts compares the package's frame structs, which have unexported fields.
-var cmpOpts = cmp.Options{cmp.AllowUnexported(arpPacket{}, solicitation{}, advertisement{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+var cmpOpts = cmp.Options{
+	cmp.AllowUnexported(arpPacket{}, solicitation{}, advertisement{}),
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+}
 
 func arpRequestFrame() []byte {
 	return appendARP(nil, &arpPacket{

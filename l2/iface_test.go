@@ -2,9 +2,13 @@ package l2
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // node is a typical node: a physical NIC on the LAN, a second physical NIC on another
@@ -114,4 +118,53 @@ func pfx(s ...string) []netip.Prefix {
 		out[i] = netip.MustParsePrefix(p)
 	}
 	return out
+}
+
+func TestReadInterfaces(t *testing.T) {
+	n := newTestNet(t)
+	a, b := n.ns("a"), n.ns("b")
+	n.veth(a, "eth0", b, "eth0")
+	n.addr(a, "eth0", "198.51.100.10/24", "2001:db8:100::10/64")
+	n.must("", "ip", "-n", a, "link", "add", "br9", "type", "bridge")
+	// sysfs shows the namespace that mounted it, so the test makes up the one the reader
+	// looks at: eth0 has a device behind it, br9 (down) and lo do not.
+	sys := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(sys, "eth0", "device"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var got []Interface
+	if err := inNetNS(a, func() error {
+		var err error
+		got, err = readInterfaces(sys)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		// Drop the kernel's link-local address, whose value is random.
+		got[i].Prefixes = slices.DeleteFunc(got[i].Prefixes, func(p netip.Prefix) bool { return p.Addr().IsLinkLocalUnicast() })
+	}
+	want := []Interface{
+		{Name: "br9", Virtual: true},
+		{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "2001:db8:100::10/64"), Up: true},
+		{Name: "lo", Prefixes: pfx("127.0.0.1/8", "::1/128"), Up: true, Loopback: true, Virtual: true},
+	}
+	if diff := cmp.Diff(want, got, cmpOpts, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("interfaces (-want +got):\n%s", diff)
+	}
+	chosen, _ := ChooseInterfaces(netip.MustParseAddr("198.51.100.200"), nil, got)
+	if !slices.Equal(chosen, []string{"eth0"}) {
+		t.Errorf("ChooseInterfaces over the read interfaces = %v, want [eth0]", chosen)
+	}
+}
+
+func TestInterfacesOfThisHost(t *testing.T) {
+	got, err := Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(got, func(ifi Interface) bool { return ifi.Loopback })
+	if i < 0 || !got[i].Virtual || !got[i].Up {
+		t.Errorf("no up, virtual loopback interface among %+v", got)
+	}
 }
