@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -33,33 +35,40 @@ type errorRecord struct {
 // from its goroutines, also while the speaker waits for a GoBGP call under its own lock.
 type sessionErrors struct {
 	mu     sync.Mutex
-	names  map[netip.Addr]string // configured neighbor address -> peer name
-	last   map[string]errorRecord
+	peers  map[netip.Addr]peerRef // by configured neighbor address
+	last   map[string]errorRecord // by peer name
 	notify func()
 	now    func() time.Time
 }
 
+// peerRef names the peer at an address, and says how this node presents itself to it
+// (for the errors where the router refused us).
+type peerRef struct {
+	name string
+	us   string // "AS 65000, router ID 198.51.100.2, from 198.51.100.2"
+}
+
 func newSessionErrors(notify func()) *sessionErrors {
 	return &sessionErrors{
-		names:  map[netip.Addr]string{},
+		peers:  map[netip.Addr]peerRef{},
 		last:   map[string]errorRecord{},
 		notify: notify,
 		now:    time.Now,
 	}
 }
 
-// setNames replaces the address -> peer name index.
-func (e *sessionErrors) setNames(names map[netip.Addr]string) {
+// setPeers replaces the address -> peer index.
+func (e *sessionErrors) setPeers(peers map[netip.Addr]peerRef) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.names = names
+	e.peers = peers
 }
 
-// name returns the peer configured at addr, or "".
-func (e *sessionErrors) name(addr netip.Addr) string {
+// peer returns the peer configured at addr; its name is "" if there is none.
+func (e *sessionErrors) peer(addr netip.Addr) peerRef {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.names[addr]
+	return e.peers[addr]
 }
 
 // forget drops a session's error, when the session is removed or reconfigured.
@@ -81,10 +90,10 @@ func (e *sessionErrors) get(name string) errorRecord {
 // notifies nobody, so status writers are not woken for nothing.
 func (e *sessionErrors) record(addr netip.Addr, text string) {
 	e.mu.Lock()
-	name, ok := e.names[addr]
-	changed := ok && e.last[name].text != text
+	p, ok := e.peers[addr]
+	changed := ok && e.last[p.name].text != text
 	if changed {
-		e.last[name] = errorRecord{text: text, at: e.now()}
+		e.last[p.name] = errorRecord{text: text, at: e.now()}
 	}
 	e.mu.Unlock()
 	if changed {
@@ -126,19 +135,24 @@ func (l *gobgpLogger) GetLevel() log.LogLevel { return log.DebugLevel }
 
 func (l *gobgpLogger) handle(level slog.Level, msg string, f log.Fields) {
 	key, _ := f["Key"].(string)
-	addr, addrErr := netip.ParseAddr(key)
-	if text, ok := describeEvent(msg, f); ok && addrErr == nil {
-		l.errs.record(addr.Unmap(), text)
+	addr, err := netip.ParseAddr(key)
+	var peer peerRef
+	if err == nil {
+		addr = addr.Unmap()
+		peer = l.errs.peer(addr)
+	}
+	if peer.name != "" {
+		if text, ok := describeEvent(msg, f, peer.us); ok {
+			l.errs.record(addr, text)
+		}
 	}
 	ctx := context.Background()
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, len(f)+1)
-	if addrErr == nil {
-		if name := l.errs.name(addr.Unmap()); name != "" {
-			attrs = append(attrs, slog.String("peer", name))
-		}
+	if peer.name != "" {
+		attrs = append(attrs, slog.String("peer", peer.name))
 	}
 	keys := make([]string, 0, len(f))
 	for k := range f {
@@ -152,8 +166,8 @@ func (l *gobgpLogger) handle(level slog.Level, msg string, f log.Fields) {
 }
 
 // describeEvent turns the GoBGP log messages that explain a session failure into the
-// session's LastError text.
-func describeEvent(msg string, f log.Fields) (string, bool) {
+// session's LastError text; us says how this node presents itself to the peer.
+func describeEvent(msg string, f log.Fields, us string) (string, bool) {
 	switch msg {
 	case "failed to connect": // fsm.go connectLoop, at debug level
 		err, ok := f["Error"].(error)
@@ -164,7 +178,7 @@ func describeEvent(msg string, f log.Fields) (string, bool) {
 	case "failed to set md5": // server.go, on the listening socket
 		err, _ := f["Err"].(error)
 		return fmt.Sprintf("setting the TCP MD5 password on the listening socket: %v", err), true
-	case "received notification": // fsm.go recvMessageWithError
+	case "received notification": // fsm.go recvMessageWithError, in Established only
 		code, _ := f["Code"].(uint8)
 		subcode, _ := f["Subcode"].(uint8)
 		reason, _ := f["Communicated-Reason"].(string)
@@ -184,23 +198,59 @@ func describeEvent(msg string, f log.Fields) (string, bool) {
 		}
 		return "sent NOTIFICATION: " + notificationText(code, subcode, reason, detail), true
 	case "state changed": // fsm.go StateChange, at debug level
-		reason := fmt.Sprint(f["reason"])
-		old, _ := f["old"].(string)
-		if reason != "read-failed" && reason != "write-failed" {
-			return "", false // the others are deliberate or come with a NOTIFICATION, read above
-		}
-		return fmt.Sprintf("connection lost in state %s (%s)", fsmStateName(old), reason), true
+		return describeStateChange(f, us)
 	}
 	return "", false
 }
 
-// describeDialError explains a failed connection attempt; a kernel without TCP MD5 support
-// refuses the password's socket option with ENOPROTOOPT.
-func describeDialError(err error) string {
-	if errors.Is(err, syscall.ENOPROTOOPT) {
-		return fmt.Sprintf("connect: the kernel refused the TCP MD5 signature option for the session's password (it lacks CONFIG_TCP_MD5SIG): %v", err)
+// describeStateChange explains the session failures that GoBGP logs only as a state change.
+//
+// GoBGP v3 does not decode a NOTIFICATION received before the session is Established (in
+// OpenSent or OpenConfirm, which is where a router refuses our OPEN: a wrong AS number,
+// router ID or capability); it closes the connection with reason "invalid-msg" and no
+// notification attached. (When GoBGP itself sends one, the reason carries it, and the
+// "sent notification" message has been read.)
+func describeStateChange(f log.Fields, us string) (string, bool) {
+	reason := fmt.Sprint(f["reason"])
+	old := fsmStateName(fmt.Sprint(f["old"]))
+	opening := old == string(StateOpenSent) || old == string(StateOpenConfirm)
+	switch {
+	case reason == "invalid-msg" && opening && !carriesNotification(f["reason"]):
+		return fmt.Sprintf("received a NOTIFICATION in state %s (GoBGP v3 does not decode it before the session is established): "+
+			"the router refused this node's OPEN; check that the router expects this node as it presents itself (%s)", old, us), true
+	case (reason == "read-failed" || reason == "write-failed") && opening:
+		return fmt.Sprintf("the router closed the connection in state %s without a NOTIFICATION (%s); "+
+			"is this node configured as its neighbor (%s)?", old, reason, us), true
+	case reason == "read-failed" || reason == "write-failed":
+		return fmt.Sprintf("connection closed or reset in state %s (%s)", old, reason), true
 	}
-	return fmt.Sprintf("connect: %v", err)
+	return "", false // the others are deliberate or come with a NOTIFICATION, read above
+}
+
+// carriesNotification reports whether GoBGP's state change reason (its unexported
+// *fsmStateReason) has a NOTIFICATION attached, as when GoBGP sent one.
+func carriesNotification(reason any) bool {
+	v := reflect.ValueOf(reason)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	n := v.Elem().FieldByName("BGPNotification")
+	return n.IsValid() && n.Kind() == reflect.Pointer && !n.IsNil()
+}
+
+// describeDialError explains a failed connection attempt: "connecting to ADDR: ERR" (a
+// net.OpError would also print GoBGP's wildcard source address). A kernel without TCP MD5
+// support refuses the password's socket option with ENOPROTOOPT.
+func describeDialError(err error) string {
+	text := err.Error()
+	var op *net.OpError
+	if errors.As(err, &op) && op.Addr != nil && op.Err != nil {
+		text = fmt.Sprintf("connecting to %s: %v", op.Addr, op.Err)
+	}
+	if errors.Is(err, syscall.ENOPROTOOPT) {
+		return "the kernel refused the TCP MD5 signature option for the session's password (it lacks CONFIG_TCP_MD5SIG): " + text
+	}
+	return text
 }
 
 // ownCease reports the NOTIFICATIONs the speaker sends on purpose (removing or replacing a

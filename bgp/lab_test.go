@@ -442,7 +442,12 @@ type started struct {
 
 func startSpeaker(t *testing.T, cfg Config) *started {
 	t.Helper()
-	s := New(cfg)
+	return runSpeaker(t, New(cfg))
+}
+
+// runSpeaker runs s for the rest of the test.
+func runSpeaker(t *testing.T, s *Speaker) *started {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

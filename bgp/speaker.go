@@ -266,10 +266,10 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	desired, errs := compilePeers(peers, s.cfg.ASN, s.peers, now)
-	names := map[netip.Addr]string{}
+	refs := map[netip.Addr]peerRef{}
 	for _, d := range desired {
 		if d.err == "" {
-			names[d.peer.Address] = d.peer.Name
+			refs[d.peer.Address] = peerRef{name: d.peer.Name, us: s.presentation(&d.peer)}
 		}
 	}
 	old := map[string]desiredPeer{}
@@ -285,7 +285,7 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	for name := range old {
 		s.errs.forget(name)
 	}
-	s.errs.setNames(names)
+	s.errs.setPeers(refs)
 	s.peers = desired
 	if s.phase == phaseRunning {
 		_, syncErrs := s.syncLocked()
@@ -293,6 +293,15 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	}
 	s.notify()
 	return errors.Join(errs...)
+}
+
+// presentation says how this node presents itself to a peer, for error messages.
+func (s *Speaker) presentation(p *Peer) string {
+	from := "the address the kernel picks to reach " + p.Address.String()
+	if p.SourceAddress.IsValid() {
+		from = p.SourceAddress.String()
+	}
+	return fmt.Sprintf("AS %d, router ID %s, from %s", p.LocalASN, addrString(s.cfg.RouterID), from)
 }
 
 // compilePeers normalizes peers, sorted by name. A duplicate name is an error of the call;
