@@ -125,12 +125,19 @@ func (f ipFamily) suffix() string { return [...]string{"-v4", "-v6"}[f] }
 
 // Per-family sets and maps. Their names are constants plus the family suffix.
 func frontendsMap(f ipFamily) string         { return "frontends" + f.suffix() }
-func endpointsMap(f ipFamily) string         { return "endpoints" + f.suffix() }
 func noEndpointsMap(f ipFamily) string       { return "no-endpoints" + f.suffix() }
 func masqueradeSet(f ipFamily) string        { return "masquerade-frontends" + f.suffix() }
 func localEndpointsSet(f ipFamily) string    { return "local-endpoints" + f.suffix() }
 func hairpinSet(f ipFamily) string           { return "hairpin" + f.suffix() }
 func affinityFrontendsMap(f ipFamily) string { return "affinity-frontends" + f.suffix() }
+
+// protocols are the transport protocols Services use, in nft spelling.
+var protocols = [...]string{"tcp", "udp", "sctp"}
+
+// endpointsMap is the map of frontend slots to endpoints for one protocol and family. It is per
+// protocol because its typeof must name the port field by protocol ("tcp dport"): nft 1.0.6
+// cannot read back a map declared with "th dport" in its data once it holds elements.
+func endpointsMap(f ipFamily, proto string) string { return "endpoints-" + proto + f.suffix() }
 
 // gotoVerdict is a verdict map value.
 func gotoVerdict(chain string) string { return "goto " + chain }

@@ -123,9 +123,11 @@ func (b *builder) familySkeleton(f ipFamily) {
 	tuple := a + " . inet_proto . inet_service"
 	r.addMap(knftables.Map{Name: frontendsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontend (address . protocol . port) with endpoints -> pick chain")})
-	r.addMap(knftables.Map{Name: endpointsMap(f),
-		TypeOf:  x + " daddr . meta l4proto . th dport . numgen random mod 65536 : " + x + " daddr . th dport",
-		Comment: knftables.PtrTo("frontend . slot -> endpoint address . port")})
+	for _, p := range protocols {
+		r.addMap(knftables.Map{Name: endpointsMap(f, p),
+			TypeOf:  x + " daddr . " + p + " dport . numgen random mod 65536 : " + x + " daddr . " + p + " dport",
+			Comment: knftables.PtrTo(p + " frontend . slot -> endpoint address . port")})
+	}
 	r.addMap(knftables.Map{Name: noEndpointsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontends without usable endpoints -> reject or drop")})
 	r.addSet(knftables.Set{Name: masqueradeSet(f), Type: tuple,
@@ -156,8 +158,10 @@ func (b *builder) pick(n int) string {
 		var rules []string
 		for _, f := range families {
 			x := f.nft()
-			rules = append(rules, l4+" dnat "+x+" addr . port to "+x+" daddr . meta l4proto . th dport . numgen random mod "+
-				itoa(n)+" map @"+endpointsMap(f))
+			for _, p := range protocols {
+				rules = append(rules, "meta l4proto "+p+" dnat "+x+" addr . port to "+x+" daddr . "+p+" dport . numgen random mod "+
+					itoa(n)+" map @"+endpointsMap(f, p))
+			}
 		}
 		b.r.addChain(knftables.Chain{Name: name}, rules...)
 	}
@@ -240,7 +244,7 @@ func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, local
 	r.addElement(frontendsMap(f), key, []string{gotoVerdict(target)}, fe.comment)
 	for i, ep := range eps {
 		e := ep.addr.String()
-		r.addElement(endpointsMap(f), []string{a, sp.protocol, key[2], itoa(i)}, []string{e, itoa(int(ep.port))}, "")
+		r.addElement(endpointsMap(f, sp.protocol), []string{a, key[2], itoa(i)}, []string{e, itoa(int(ep.port))}, "")
 		if ep.local {
 			r.addElement(localEndpointsSet(f), []string{e}, nil, "")
 			r.addElement(hairpinSet(f), []string{e, e}, nil, "")
