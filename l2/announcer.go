@@ -38,6 +38,7 @@ type Announcer struct {
 	fresh   map[ownedPair]bool // pairs SetOwned added since the loop last took them
 	status  []LinkStatus       // the loop's view of its links, for Status
 	counts  map[Link]*linkCounters
+	open    map[Link]*responder // open responders, for Stats to read their drop counts
 	running bool
 }
 
@@ -52,7 +53,7 @@ type ownedPair struct {
 
 // linkCounters are a link's Counters, updated by its responder without a lock.
 type linkCounters struct {
-	requests, replies, gratuitous, conflicts, sendErrors atomic.Uint64
+	requests, replies, gratuitous, conflicts, sendErrors, dropped atomic.Uint64
 }
 
 // NewAnnouncer returns an Announcer that owns nothing; it opens nothing until Run. cfg is
@@ -72,6 +73,7 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 		owned:  ownedTable{},
 		fresh:  map[ownedPair]bool{},
 		counts: map[Link]*linkCounters{},
+		open:   map[Link]*responder{},
 	}
 	a.table.Store(&a.owned)
 	return a
@@ -168,6 +170,9 @@ func (a *Announcer) Status() []LinkStatus {
 func (a *Announcer) Stats() map[Link]Counters {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, r := range a.open {
+		r.collectDrops()
+	}
 	out := make(map[Link]Counters, len(a.counts))
 	for l, c := range a.counts {
 		out[l] = Counters{
@@ -176,6 +181,7 @@ func (a *Announcer) Stats() map[Link]Counters {
 			Gratuitous: c.gratuitous.Load(),
 			Conflicts:  c.conflicts.Load(),
 			SendErrors: c.sendErrors.Load(),
+			Dropped:    c.dropped.Load(),
 		}
 	}
 	return out

@@ -95,6 +95,9 @@ func openResponder(a *Announcer, link Link, failed chan<- readFailure, done <-ch
 		if err != nil {
 			return fmt.Errorf("opening a packet socket on %s (needs CAP_NET_RAW): %w", link.Interface, err)
 		}
+		if err := setReceiveBuffer(r.conn, a.cfg.ReceiveBuffer); err != nil {
+			a.log.Debug("cannot set the receive buffer", "interface", link.Interface, "err", err)
+		}
 		return nil
 	})
 	if err != nil {
@@ -106,6 +109,9 @@ func openResponder(a *Announcer, link Link, failed chan<- readFailure, done <-ch
 		a.log.Info("interface has no IPv4 address; answering ARP for owned IPs anyway", "interface", link.Interface)
 	}
 	r.c = a.countersFor(link)
+	a.mu.Lock()
+	a.open[link] = r
+	a.mu.Unlock()
 	serve := r.serveARP
 	if link.Protocol == NDP {
 		serve = r.serveNDP
@@ -124,6 +130,37 @@ func openResponder(a *Announcer, link Link, failed chan<- readFailure, done <-ch
 	return r, nil
 }
 
+// setReceiveBuffer sets conn's receive buffer to n bytes (n <= 0: leave it), beyond
+// net.core.rmem_max if the process may.
+func setReceiveBuffer(conn *packet.Conn, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n); serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// collectDrops adds the frames the kernel dropped on r's socket since the last call to
+// r's counters (reading the kernel's statistics resets them). The caller holds a.mu, so
+// that two calls do not interleave.
+func (r *responder) collectDrops() {
+	if st, err := r.conn.Stats(); err == nil {
+		r.c.dropped.Add(uint64(st.Drops))
+	}
+}
+
 // openIn runs open where sockets must be opened (AnnouncerConfig.OpenIn).
 func (a *Announcer) openIn(open func() error) error {
 	if a.cfg.OpenIn != nil {
@@ -134,6 +171,12 @@ func (a *Announcer) openIn(open func() error) error {
 
 // close stops the read goroutine, closes the sockets and waits for the goroutine to end.
 func (r *responder) close() {
+	r.a.mu.Lock()
+	r.collectDrops()
+	if r.a.open[r.link] == r {
+		delete(r.a.open, r.link)
+	}
+	r.a.mu.Unlock()
 	r.closing.Store(true)
 	_ = r.conn.Close()
 	r.groups.close()
