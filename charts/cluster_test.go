@@ -476,11 +476,11 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 		}},
 		{"controller creates and renews its Lease", controllerName, true, func(c clients) error {
 			leases := c.kube.CoordinationV1().Leases(releaseNS)
-			l, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: controllerName}}, metav1.CreateOptions{})
-			if err != nil {
+			if _, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: controllerName}}, metav1.CreateOptions{}); err != nil {
 				return err
 			}
-			if l, err = leases.Get(ctx, controllerName, metav1.GetOptions{}); err != nil {
+			l, err := leases.Get(ctx, controllerName, metav1.GetOptions{}) // client-go's LeaseLock reads, then updates
+			if err != nil {
 				return err
 			}
 			now := metav1.NowMicro()
