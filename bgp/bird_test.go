@@ -44,8 +44,8 @@ func birdEBGP(li linkInfo, extra string) string {
 protocol device { scan time 1; }
 template bgp node {
   passive on; hold time 9; error wait time 1, 5; debug { states, routes };
-  ipv4 { import all; export none; };
-  ipv6 { import all; export none; };
+  ipv4 { import all; export where proto = "offered4"; };
+  ipv6 { import all; export where proto = "offered6"; };
 }
 protocol bgp node4 from node { local %s as %d; neighbor %s as %d; }
 protocol bgp node6 from node { local %s as %d; neighbor %s as %d; }
@@ -78,7 +78,11 @@ func TestBIRD(t *testing.T) {
 	l := newLab(t, 1)
 	l.addAddress(false, 1, nodeIBGP)
 	l.addAddress(true, 1, routerIBGP)
-	l.startBIRD(birdEBGP(l.info.Links[0], birdIBGP()))
+	// BIRD also offers the node a route on each session, which the node must not learn.
+	l.startBIRD(birdEBGP(l.info.Links[0], birdIBGP()+`
+protocol static offered4 { ipv4; route 198.51.100.128/26 blackhole; }
+protocol static offered6 { ipv6; route 2001:db8:eeee::/48 blackhole; }
+`))
 	l.runChild()
 }
 
@@ -140,6 +144,7 @@ func birdChild(t *testing.T, info *labInfo) {
 		})
 	}
 	t.Logf("BIRD's routes:\n%s", must1(birdc(info.BIRD, "show route all")))
+	notLearned(t, s.Speaker)
 	waitFor(t, 2*time.Second, func() (bool, string) {
 		a, b, c := s.session(t, "bird-v4"), s.session(t, "bird-v6"), s.session(t, "bird-ibgp")
 		return a.PrefixesSent == 3 && b.PrefixesSent == 3 && c.PrefixesSent == 2,
@@ -207,6 +212,34 @@ func withdrawnBeforeClose(t *testing.T, log, proto string, prefixes ...string) {
 		if removed < 0 || removed > closed {
 			t.Errorf("BIRD did not see %s withdrawn on %s before the session closed:\n%s", prefix, proto, tail(log, 40))
 		}
+	}
+}
+
+// notLearned checks that the routes BIRD offered are counted on every session but learned
+// nowhere: GoBGP's tables hold only the speaker's own routes.
+func notLearned(t *testing.T, s *Speaker) {
+	t.Helper()
+	waitFor(t, 5*time.Second, func() (bool, string) {
+		var counts []string
+		ok := true
+		for _, st := range s.Sessions() {
+			counts = append(counts, fmt.Sprintf("%s %d", st.Peer, st.PrefixesReceived))
+			ok = ok && st.PrefixesReceived == 2
+		}
+		return ok, fmt.Sprintf("prefixes received: %v, want 2 on each session", counts)
+	})
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	for _, f := range []*api.Family{familyIPv4, familyIPv6,
+		{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_MPLS_VPN}, {Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_MPLS_VPN}} {
+		must(t, srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f}, func(d *api.Destination) {
+			for _, p := range d.Paths {
+				if p.NeighborIp != "<nil>" {
+					t.Errorf("GoBGP learned %s from %s", d.Prefix, p.NeighborIp)
+				}
+			}
+		}))
 	}
 }
 

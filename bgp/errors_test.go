@@ -62,7 +62,7 @@ func errorsChild(t *testing.T, info *labInfo) {
 	must(t, s.SetPaths([]Path{{Prefix: netip.MustParsePrefix("203.0.113.10/32")}}))
 
 	want := map[string]string{
-		"wrong-peer-asn":  "sent NOTIFICATION: OPEN Message Error, Bad Peer AS (as number mismatch expected 65099, received 65001)",
+		"wrong-peer-asn": "sent NOTIFICATION: OPEN Message Error, Bad Peer AS (as number mismatch expected 65099, received 65001)",
 		"wrong-local-asn": "received a NOTIFICATION in state OpenConfirm (GoBGP v3 does not decode it before the session is established): " +
 			"the router refused this node's OPEN; check that the router expects this node as it presents itself (AS 65007, router ID 198.51.100.18, from 198.51.100.25)",
 		"unreachable":     "connecting to 198.51.100.29:179: connect: no route to host",
