@@ -85,9 +85,13 @@ func FuzzSolicitationBody(f *testing.F) {
 	seed(ip6Client, solicitedNode(ip6Owned), &macClient)
 	seed(ip6Client, ip6Owned, nil)
 	seed(netip.IPv6Unspecified(), solicitedNode(ip6Owned), nil)
+	// TestFuzzRegressions' first case: an unknown option of 256 bytes.
+	long := make([]byte, 256)
+	long[0], long[1] = 200, 32
+	f.Add(ip6Client.AsSlice(), solicitedNode(ip6Owned).AsSlice(), append(append([]byte{0, 0, 0, 0}, ip6Owned.AsSlice()...), long...))
 	f.Fuzz(func(t *testing.T, src, dst, rest []byte) {
 		// Solicitations are short; long inputs only slow the fuzzer's minimization down.
-		if len(src) != 16 || len(dst) != 16 || len(rest) > 256 {
+		if len(src) != 16 || len(dst) != 16 || len(rest) > 400 {
 			return
 		}
 		icmp := append([]byte{icmpTypeNS, 0, 0, 0}, rest...)
@@ -188,4 +192,64 @@ func FuzzAdvertisement(f *testing.F) {
 			t.Fatalf("option %+v", na.Options[0])
 		}
 	})
+}
+
+// TestFuzzRegressions keeps, by name, the inputs where the frame code and the reference
+// libraries were found to differ or nearly went wrong.
+func TestFuzzRegressions(t *testing.T) {
+	snm := solicitedNode(ip6Owned)
+	withOptions := func(opts ...[]byte) []byte {
+		body := []byte{icmpTypeNS, 0, 0, 0, 0, 0, 0, 0}
+		body = append(body, ip6Owned.AsSlice()...)
+		for _, o := range opts {
+			body = append(body, o...)
+		}
+		return ipv6Frame(multicastMAC(snm), macClient, ip6Client, snm, ndpHopLimit, body)
+	}
+	option := func(typ byte, units int) []byte {
+		o := make([]byte, units*8)
+		o[0], o[1] = typ, byte(units)
+		return o
+	}
+	sllao := append([]byte{optSourceLLA, 1}, macClient[:]...)
+	other := mac{0x02, 0, 0, 0, 0, 0xdd}
+	sllao2 := append([]byte{optSourceLLA, 1}, other[:]...)
+
+	for _, tc := range []struct {
+		name     string
+		frame    []byte
+		wantErr  error
+		wantLLA  *mac
+		ndpFails bool // mdlayher/ndp v1.1.0 cannot parse the message
+	}{
+		{name: "an unknown option of 256 bytes: RFC 4861 says skip it; ndp's uint8 length arithmetic overflows",
+			frame: withOptions(option(200, 32), sllao), wantLLA: &macClient, ndpFails: true},
+		{name: "an unknown option of 248 bytes is fine for both",
+			frame: withOptions(option(200, 31), sllao), wantLLA: &macClient},
+		{name: "an option of length zero ends parsing with an error, not a loop",
+			frame: withOptions([]byte{200, 0, 0, 0, 0, 0, 0, 0}), wantErr: errInvalidNS, ndpFails: true},
+		{name: "two source link-layer options: the last one counts",
+			frame: withOptions(sllao, sllao2), wantLLA: &other},
+		{name: "a source link-layer option of 16 bytes (not Ethernet) is ignored",
+			frame: withOptions(option(optSourceLLA, 2)), ndpFails: true},
+		{name: "a prefix information option in a solicitation is skipped",
+			frame: withOptions(option(3, 4), sllao), wantLLA: &macClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parseSolicitation(tc.frame)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+			if err == nil {
+				checkSolicitation(t, tc.frame, s)
+				if (tc.wantLLA == nil) != !s.hasSourceLLA || (tc.wantLLA != nil && *tc.wantLLA != s.sourceLLA) {
+					t.Errorf("source link-layer address %v (present %v), want %v", s.sourceLLA, s.hasSourceLLA, tc.wantLLA)
+				}
+			}
+			_, ndpErr := ndp.ParseMessage(tc.frame[ethHeaderLen+ipv6HeaderLen:])
+			if (ndpErr != nil) != tc.ndpFails {
+				t.Errorf("mdlayher/ndp error %v, want failure %v", ndpErr, tc.ndpFails)
+			}
+		})
+	}
 }
