@@ -202,7 +202,8 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	}
 
 	// Install.
-	helmOK("install", release, chartDir, "--create-namespace")
+	notes := helmOK("install", release, chartDir, "--create-namespace")
+	checkNotesExample(t, admin, notes)
 	manifest := decodeObjects(t, helmOK("get", "manifest", release))
 	if diff := cmp.Diff(inventory(render(t, releaseNS)), inventory(manifest)); diff != "" {
 		t.Errorf("installed objects differ from the default rendering (-rendered +installed):\n%s", diff)
@@ -263,6 +264,38 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	}
 	if got := ironlbCRDs(t, admin); !slices.Equal(got, crds) {
 		t.Errorf("after uninstall, CRDs %v; want %v kept (Helm never deletes CRDs)", got, crds)
+	}
+}
+
+// checkNotesExample creates the first pool and advertisement NOTES.txt shows (the YAML between
+// "cat <<'YAML'" and "YAML"), so the example stays valid for the CRDs' validation, then deletes
+// them again.
+func checkNotesExample(t *testing.T, admin clients, notes string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(notes, "cat <<'YAML' | kubectl apply -f -\n")
+	example, _, ok2 := strings.Cut(rest, "\nYAML\n")
+	if !ok || !ok2 {
+		t.Errorf("the install notes show no example to apply:\n%s", notes)
+		return
+	}
+	objs := decodeObjects(t, example)
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.GetKind())
+		ri, err := admin.resource(o)
+		if err == nil {
+			_, err = ri.Create(t.Context(), o, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Errorf("the notes' example %s %s: %v", o.GetKind(), o.GetName(), err)
+			continue
+		}
+		if err := ri.Delete(t.Context(), o.GetName(), metav1.DeleteOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"IPPool", "L2Advertisement"}, kinds); diff != "" {
+		t.Errorf("the notes' example (-want +got):\n%s", diff)
 	}
 }
 
