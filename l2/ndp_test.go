@@ -2,10 +2,13 @@ package l2
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/ndp"
 )
 
 // ndpLAN is a LAN for NDP tests: a bridge with an announcer node "a" and a client "c".
@@ -191,4 +194,72 @@ func TestNDPLinuxClient(t *testing.T) {
 		t.Errorf("replies %d, not more than %d before the probe", r, before)
 	}
 	t.Logf("kernel NUD probes seen: %d; client entry: %s", len(unicast), got)
+}
+
+// TestRawICMPv6SocketMissesUnicastProbes shows why solicitations are read from a packet
+// socket: a raw ICMPv6 socket (mdlayher/ndp's Conn) on the announcer's interface receives a
+// multicast solicitation for a group it joined, but not a unicast NUD probe for an address
+// the node does not have, although the probe reaches the interface (the packet socket sees
+// it).
+func TestRawICMPv6SocketMissesUnicastProbes(t *testing.T) {
+	for _, forwarding := range []string{"0", "1"} {
+		t.Run("forwarding="+forwarding, func(t *testing.T) {
+			l := newNDPLAN(t)
+			l.must(l.a, "sysctl", "-qw", "net.ipv6.conf.all.forwarding="+forwarding)
+			var conn *ndp.Conn
+			if err := inNetNS(l.a, func() error {
+				ifi, err := net.InterfaceByName("eth0")
+				if err != nil {
+					return err
+				}
+				conn, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+				if err != nil {
+					return err
+				}
+				return conn.JoinGroup(solicitedNode(l.owned))
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			raw := make(chan ndp.Message, 10)
+			go func() {
+				for {
+					m, _, _, err := conn.ReadFrom()
+					if err != nil {
+						return
+					}
+					if _, ok := m.(*ndp.NeighborSolicitation); ok {
+						raw <- m
+					}
+				}
+			}()
+			packetSock := sniff(t, l.a, "eth0", etherTypeIPv6)
+			client := sniff(t, l.c, "eth0", etherTypeIPv6)
+			isNS := func(b []byte) bool { _, err := parseSolicitation(b); return err == nil }
+			rawCount := func() int {
+				n := 0
+				for timeout := time.After(300 * time.Millisecond); ; {
+					select {
+					case <-raw:
+						n++
+					case <-timeout:
+						return n
+					}
+				}
+			}
+
+			client.send(t, solicitationFrame(l.macA, l.macC, l.client, l.owned, l.owned, &l.macC))
+			if n := rawCount(); n != 0 {
+				t.Errorf("the raw ICMPv6 socket received %d unicast probes", n)
+			}
+			if n := len(packetSock.collect(0, isNS)); n != 1 {
+				t.Errorf("the packet socket received %d unicast probes, want 1", n)
+			}
+			snm := solicitedNode(l.owned)
+			client.send(t, solicitationFrame(multicastMAC(snm), l.macC, l.client, snm, l.owned, &l.macC))
+			if n := rawCount(); n != 1 {
+				t.Errorf("the raw ICMPv6 socket received %d multicast solicitations, want 1", n)
+			}
+		})
+	}
 }

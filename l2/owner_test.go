@@ -75,7 +75,7 @@ func TestOwnerSpread(t *testing.T) {
 		{"300 IPv6 keys over 3 nodes", []string{"node-a", "node-b", "node-c"}, keys6(300)},
 		{"1000 IPv4 keys over 10 nodes", names("worker-", 10), keys4(1000)},
 		// The e2e spread test: 30 Services from the lab's L2 pool on the lab's nodes. With
-		// 30 keys a node gets more than 15 with probability ~2% (binomial tail), so this
+		// 30 keys some node gets more than 15 with probability ~6% (binomial tail), so this
 		// pins the lab's names and pool rather than claiming it for any.
 		{"30 lab IPv4 keys over the lab's 3 nodes", []string{"node1", "node2", "node3"}, keysFrom("198.51.100.200", 30)},
 		{"30 lab IPv6 keys over the lab's 3 nodes", []string{"node1", "node2", "node3"}, keysFrom("2001:db8:100::200", 30)},
