@@ -154,23 +154,32 @@ func (s *scenario) announcers(name string) []string {
 	return nodes
 }
 
-// owner waits until exactly one node announces the Service (and, when not "", it is not
-// notNode) and returns it.
+// owner waits until exactly one node other than notNode announces the Service and returns it.
+// notNode's own announcement may remain: a speaker killed with SIGKILL cannot remove it (its
+// next start does).
 func (s *scenario) owner(name, notNode string) *lab.Node {
 	s.t.Helper()
 	var got []string
 	s.eventually("one L2 announcer of "+name, 20*time.Second, func() (bool, string) {
-		got = s.announcers(name)
-		return len(got) == 1 && got[0] != notNode, fmt.Sprint(got)
+		got = slices.DeleteFunc(s.announcers(name), func(n string) bool { return n == notNode })
+		return len(got) == 1, fmt.Sprint(got)
 	})
 	return env.lab.Node(got[0])
+}
+
+// with returns the scenario for a subtest: the same objects, failing the subtest.
+func (s *scenario) with(t *testing.T) *scenario {
+	c := *s
+	c.t = t
+	return &c
 }
 
 var arpingReply = regexp.MustCompile(`bytes from ([0-9a-f:]{17}) \(([0-9.]+)\)`)
 
 // arping sends count ARP requests for ip from the LAN client and returns the MAC of each reply.
 func arping(ctx context.Context, ip string, count int) ([]string, error) {
-	out, err := lab.Exec(ctx, lab.NSLANClient, "arping", "-c", fmt.Sprint(count), "-w", "2", "-i", "eth0", ip)
+	// One request every 200 ms; wait a second past the last for its reply.
+	out, err := lab.Exec(ctx, lab.NSLANClient, "arping", "-c", fmt.Sprint(count), "-W", "0.2", "-w", fmt.Sprint(count/5+2), "-i", "eth0", ip)
 	var macs []string
 	for _, m := range arpingReply.FindAllStringSubmatch(string(out), -1) {
 		macs = append(macs, m[1])

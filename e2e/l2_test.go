@@ -105,10 +105,17 @@ func TestL2Failover(t *testing.T) {
 	for _, f := range faults {
 		for trial := 1; trial <= 2; trial++ {
 			t.Run(fmt.Sprintf("%s/%d", f.name, trial), func(t *testing.T) {
+				s := s.with(t)
 				old := s.owner("fo", "")
 				if macs, err := arping(s.ctx, ip, 1); err != nil || len(macs) != 1 || macs[0] != old.MAC.String() {
 					t.Fatalf("before the fault: replies %v (%v), want one from %s", macs, err, old.MAC)
 				}
+				// The client's kernel resolves the IP (arping does not touch its table).
+				s.eventually("the client's neighbour entry names "+old.Name, 5*time.Second, func() (bool, string) {
+					_, _ = lab.HTTPGet(s.ctx, lab.NSLANClient, "http://"+ip+"/", 100*time.Millisecond)
+					mac, state := neighbour(s.ctx, ip)
+					return mac == old.MAC.String(), mac + " " + state
+				})
 				capture := startCapture(t, ip)
 				f.inject(t, old)
 				repaired := false

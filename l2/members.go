@@ -98,9 +98,8 @@ func (m *Members) Start() error {
 	}
 	c.Events = eventNotifier{m.notify}
 	c.LogOutput = io.Discard
-	c.Logger = nil
 	if m.cfg.Log != nil {
-		c.Logger = log.New(slogWriter{m.cfg.Log}, "", 0)
+		c.LogOutput, c.Logger = nil, log.New(slogWriter{m.cfg.Log}, "", 0)
 	}
 	ml, err := memberlist.Create(c)
 	if err != nil {
