@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -42,20 +43,25 @@ const (
 // helmBin returns the helm binary hack/install-deps.sh installs, failing the test without it.
 func helmBin(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOPATH").Output()
+	bin, err := findHelm()
 	if err != nil {
-		t.Fatalf("go env GOPATH: %v", err)
-	}
-	gopath := strings.TrimSpace(string(out))
-	if i := strings.IndexByte(gopath, os.PathListSeparator); i >= 0 {
-		gopath = gopath[:i]
-	}
-	bin := filepath.Join(gopath, "bin", "helm")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("helm is missing (%v): run hack/install-deps.sh", err)
+		t.Fatal(err)
 	}
 	return bin
 }
+
+var findHelm = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOPATH: %w", err)
+	}
+	gopath, _, _ := strings.Cut(strings.TrimSpace(string(out)), string(os.PathListSeparator))
+	bin := filepath.Join(gopath, "bin", "helm")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("helm is missing (%w): run hack/install-deps.sh", err)
+	}
+	return bin, nil
+})
 
 // helm runs helm with its caches and configuration in a temporary directory and returns its
 // combined output; a non-zero exit is returned as an error carrying that output.
