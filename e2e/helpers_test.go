@@ -24,14 +24,14 @@ var seq atomic.Int64
 
 // scenario is one test's objects: a namespace, pools and advertisements, all removed at the end.
 type scenario struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	ns   string
 	crd  rest.Interface
 	undo []func()
 }
 
-func newScenario(t *testing.T) *scenario {
+func newScenario(t testing.TB) *scenario {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	crd, err := v1alpha1.NewRESTClient(env.lab.RESTConfig)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -216,10 +217,10 @@ type capture struct {
 	lines []string
 }
 
-func startCapture(t *testing.T, ip string) *capture {
+func startCapture(t testing.TB, ip string) *capture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := lab.Command(ctx, lab.NSLANClient, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "-U", "arp")
+	cmd := lab.Command(ctx, lab.NSLANClient, "tcpdump", "-i", "eth0", "-n", "-e", "-tt", "-l", "-U", "arp")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -265,21 +266,38 @@ func startCapture(t *testing.T, ip string) *capture {
 	return c
 }
 
-// sawGratuitousFrom reports a gratuitous ARP for the IP (a request with sender = target, or an
-// unsolicited reply) sent from mac.
+// sawGratuitousFrom reports a gratuitous ARP for the IP sent from mac.
 func (c *capture) sawGratuitousFrom(mac string) bool {
+	return !c.firstGratuitous(func(from string) bool { return from == mac }).IsZero()
+}
+
+// firstGratuitousNotFrom returns the capture time of the first gratuitous ARP for the IP sent
+// from another MAC than mac (any MAC for ""), or the zero time.
+func (c *capture) firstGratuitousNotFrom(mac string) time.Time {
+	return c.firstGratuitous(func(from string) bool { return from != mac })
+}
+
+// firstGratuitous finds the first gratuitous ARP for the IP (a request with sender = target, or
+// an unsolicited reply) whose source MAC passes from. Lines look like
+// "1763719512.123456 aa:bb:cc:dd:ee:ff > ff:ff:ff:ff:ff:ff, ethertype ARP ... who-has IP tell IP".
+func (c *capture) firstGratuitous(from func(string) bool) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range c.lines {
 		f := strings.Fields(l)
-		if len(f) < 2 || f[1] != mac {
+		if len(f) < 2 || !from(f[1]) {
 			continue
 		}
-		if strings.Contains(l, "who-has "+c.ip+" tell "+c.ip) || strings.Contains(l, "Reply "+c.ip+" is-at "+mac) {
-			return true
+		if !strings.Contains(l, "who-has "+c.ip+" tell "+c.ip) && !strings.Contains(l, "Reply "+c.ip+" is-at "+f[1]) {
+			continue
 		}
+		sec, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		return time.Unix(0, int64(sec*1e9))
 	}
-	return false
+	return time.Time{}
 }
 
 func (c *capture) String() string {

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/e2e/lab"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The L2 figures of BENCHMARKS.md. Run them with
+//
+//	go test ./e2e -run '^$' -bench 'L2' -benchtime 1x -timeout 30m
+//
+// Each reports its percentiles as benchmark metrics (ms).
+
+// BenchmarkL2Failover: time from a fault on the owner to the first gratuitous ARP from the new
+// owner seen by a client on the LAN, 20 trials per fault kind.
+func BenchmarkL2Failover(b *testing.B) {
+	s := newScenario(b)
+	pool := s.l2Pool("198.51.100.230-198.51.100.239")
+	s.pods("bench", env.lab.Nodes...)
+	s.service("bench", "bench", pool, nil)
+	ip := s.ingress("bench")[0]
+	kinds := []struct {
+		name           string
+		inject, repair func(n *lab.Node)
+	}{
+		{"SIGKILL", func(n *lab.Node) { env.ilb.Speakers[n.Name].Stop(syscall.SIGKILL, time.Second) }, benchRestart(b)},
+		{"link-down", func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "down") },
+			func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "up") }},
+		{"SIGTERM", func(n *lab.Node) { env.ilb.Speakers[n.Name].Stop(syscall.SIGTERM, 5*time.Second) }, benchRestart(b)},
+	}
+	for _, k := range kinds {
+		var took []time.Duration
+		for trial := 0; trial < 20; trial++ {
+			old := s.owner("bench", "")
+			capture := startCapture(s.t, ip)
+			start := time.Now()
+			k.inject(old)
+			var first time.Time
+			s.eventually("a gratuitous ARP from a new owner", 15*time.Second, func() (bool, string) {
+				first = capture.firstGratuitousNotFrom(old.MAC.String())
+				return !first.IsZero(), capture.String()
+			})
+			took = append(took, first.Sub(start))
+			k.repair(old)
+			s.eventually("one owner again", 30*time.Second, func() (bool, string) {
+				macs, _ := arping(s.ctx, ip, 1)
+				a := s.announcers("bench")
+				return len(macs) == 1 && len(a) == 1, fmt.Sprint(macs, a)
+			})
+		}
+		report(b, "failover-"+k.name, took)
+	}
+}
+
+// BenchmarkL2AssignToAnswer: time from the controller's status write of a new Service's IP
+// (seen by a watch) to the owner's first gratuitous ARP, 20 Services.
+func BenchmarkL2AssignToAnswer(b *testing.B) {
+	s := newScenario(b)
+	pool := s.l2Pool("198.51.100.140-198.51.100.159")
+	s.pods("a2a", env.lab.Nodes...)
+	var took []time.Duration
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("a2a-%d", i)
+		ip := fmt.Sprintf("198.51.100.%d", 140+i)
+		capture := startCapture(s.t, ip)
+		w, err := env.lab.Client.CoreV1().Services(s.ns).Watch(s.ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.service(name, "a2a", pool, nil)
+		var assigned time.Time
+		for ev := range w.ResultChan() {
+			if svc, ok := ev.Object.(*corev1.Service); ok && len(svc.Status.LoadBalancer.Ingress) > 0 {
+				if got := svc.Status.LoadBalancer.Ingress[0].IP; got != ip {
+					b.Fatalf("%s got %s, want %s", name, got, ip)
+				}
+				assigned = time.Now()
+				break
+			}
+		}
+		w.Stop()
+		var first time.Time
+		s.eventually("the owner's first gratuitous ARP for "+ip, 10*time.Second, func() (bool, string) {
+			first = capture.firstGratuitousNotFrom("")
+			return !first.IsZero(), capture.String()
+		})
+		took = append(took, first.Sub(assigned))
+	}
+	report(b, "assign-to-answer", took)
+}
+
+// BenchmarkL2SteadyState counts ownership moves while every node is healthy, for 10 minutes,
+// with one core kept busy by a spinning goroutine.
+func BenchmarkL2SteadyState(b *testing.B) {
+	s := newScenario(b)
+	pool := s.l2Pool("198.51.100.120-198.51.100.129")
+	s.pods("steady", env.lab.Nodes...)
+	for i := 0; i < 10; i++ {
+		s.service(fmt.Sprintf("steady-%d", i), "steady", pool, nil)
+	}
+	owners := func() map[string]string {
+		m := map[string]string{}
+		for i := 0; i < 10; i++ {
+			if a := s.announcers(fmt.Sprintf("steady-%d", i)); len(a) == 1 {
+				m[a[0]+"/"+strconv.Itoa(i)] = a[0]
+			}
+		}
+		return m
+	}
+	s.eventually("10 owned Services", 30*time.Second, func() (bool, string) { return len(owners()) == 10, fmt.Sprint(owners()) })
+	capture := startCapture(s.t, "198.51.100.12")
+	stop := make(chan struct{})
+	go func() { // keep a core busy
+		runtime.LockOSThread()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	before := owners()
+	time.Sleep(10 * time.Minute) // the measurement window itself, not an assertion
+	close(stop)
+	after := owners()
+	moves := 0
+	for k, v := range before {
+		if after[k] != v {
+			moves++
+		}
+	}
+	garps := strings.Count(capture.String(), "\n")
+	b.ReportMetric(float64(moves), "moves")
+	b.Logf("ownership moves in 10 min with healthy nodes and a busy core: %d; gratuitous lines seen: %d", moves, garps)
+}
+
+func report(b *testing.B, name string, d []time.Duration) {
+	slices.Sort(d)
+	p := func(q float64) float64 {
+		i := int(q*float64(len(d))+0.5) - 1
+		i = max(0, min(i, len(d)-1))
+		return float64(d[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(p(0.5), name+"-p50-ms")
+	b.ReportMetric(p(0.99), name+"-p99-ms")
+	b.Logf("%s: n=%d p50=%.0f ms p99=%.0f ms max=%.0f ms all=%v", name, len(d), p(0.5), p(0.99), float64(d[len(d)-1].Microseconds())/1000, d)
+}
+
+func benchRestart(b *testing.B) func(n *lab.Node) {
+	return func(n *lab.Node) {
+		if _, err := env.ilb.StartSpeaker(context.Background(), env.lab, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustExec(b *testing.B, ns string, argv ...string) {
+	if _, err := lab.Exec(context.Background(), ns, argv...); err != nil {
+		b.Fatal(err)
+	}
+}
