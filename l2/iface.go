@@ -27,6 +27,9 @@ type Interface struct {
 	Up bool
 	// Loopback is true for loopback interfaces (lo), which are never chosen.
 	Loopback bool
+	// Master is the bridge or bond this interface is a port of, or "". Frames for the
+	// port's traffic are handled by the master, so the default choice skips ports.
+	Master string
 }
 
 // ChooseInterfaces returns the names of the interfaces that ip is announced on, sorted, and
@@ -41,8 +44,9 @@ type Interface struct {
 // fit many nodes.
 //
 // With no patterns, chosen holds the up interfaces with a subnet that contains ip; if there
-// is none, every up interface that is neither virtual nor loopback. chosen can be empty; the
-// caller reports that.
+// is none, every up interface that is neither virtual nor loopback. Either way it skips the
+// ports of a bridge or bond (their master is the interface to answer on). chosen can be
+// empty; the caller reports that.
 //
 // ChooseInterfaces is pure.
 func ChooseInterfaces(ip netip.Addr, patterns []string, ifaces []Interface) (chosen, missing []string) {
@@ -70,13 +74,13 @@ func ChooseInterfaces(ip netip.Addr, patterns []string, ifaces []Interface) (cho
 
 	ip = ip.WithZone("")
 	for _, ifi := range ifaces {
-		if ifi.Up && !ifi.Loopback && slices.ContainsFunc(ifi.Prefixes, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		if ifi.Up && !ifi.Loopback && ifi.Master == "" && slices.ContainsFunc(ifi.Prefixes, func(p netip.Prefix) bool { return p.Contains(ip) }) {
 			chosen = append(chosen, ifi.Name)
 		}
 	}
 	if len(chosen) == 0 {
 		for _, ifi := range ifaces {
-			if ifi.Up && !ifi.Loopback && !ifi.Virtual {
+			if ifi.Up && !ifi.Loopback && !ifi.Virtual && ifi.Master == "" {
 				chosen = append(chosen, ifi.Name)
 			}
 		}
@@ -93,7 +97,9 @@ func sortedUnique(s []string) []string {
 }
 
 // Interfaces reads the node's network interfaces, in the network namespace of the calling
-// thread (the one the speaker runs in), sorted by name.
+// thread (the one the speaker runs in), sorted by name. Virtual and Master come from
+// /sys/class/net, which shows the network namespace sysfs was mounted in (`ip netns exec`
+// mounts the namespace's own).
 func Interfaces() ([]Interface, error) {
 	return readInterfaces("/sys/class/net")
 }
@@ -140,6 +146,13 @@ func readInterfaces(sysClassNet string) ([]Interface, error) {
 			it.Virtual = true
 		default:
 			return nil, fmt.Errorf("checking whether %s is virtual: %w", ifi.Name, err)
+		}
+		master, err := os.Readlink(filepath.Join(sysClassNet, ifi.Name, "master"))
+		switch {
+		case err == nil:
+			it.Master = filepath.Base(master)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("reading the master of %s: %w", ifi.Name, err)
 		}
 		out = append(out, it)
 	}

@@ -12,13 +12,15 @@ import (
 )
 
 // node is a typical node: a physical NIC on the LAN, a second physical NIC on another
-// subnet, one that is down, a bridge with a LAN-side IPv6 subnet, a VLAN, veths and lo.
+// subnet, one that is down, a bridge with a LAN-side IPv6 subnet and a physical port, a
+// VLAN, veths and lo.
 var node = []Interface{
 	{Name: "lo", Prefixes: pfx("127.0.0.1/8", "::1/128"), Up: true, Loopback: true, Virtual: true},
 	{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "fe80::1/64"), Up: true},
 	{Name: "eth1", Prefixes: pfx("192.0.2.10/25"), Up: true},
 	{Name: "eth2", Up: false},
 	{Name: "br0", Prefixes: pfx("2001:db8:100::10/64"), Up: true, Virtual: true},
+	{Name: "eno1", Up: true, Master: "br0"},
 	{Name: "eth0.100", Prefixes: pfx("203.0.113.10/24"), Up: true, Virtual: true},
 	{Name: "veth1234", Up: true, Virtual: true},
 	{Name: "vethdown", Up: false, Virtual: true},
@@ -51,6 +53,22 @@ func TestChooseInterfaces(t *testing.T) {
 				{Name: "c", Prefixes: pfx("198.51.100.2/24"), Up: true, Virtual: true},
 			},
 			wantChosen: []string{"a", "b", "c"}},
+		{name: "default: a bridge or bond port is skipped, even with a containing subnet",
+			ip: "198.51.100.200",
+			ifaces: []Interface{
+				{Name: "bond0", Prefixes: pfx("198.51.100.1/24"), Up: true, Virtual: true},
+				{Name: "eth0", Prefixes: pfx("198.51.100.2/24"), Up: true, Master: "bond0"},
+				{Name: "eth1", Up: true, Master: "bond0"},
+			},
+			wantChosen: []string{"bond0"}},
+		{name: "default: a port is not a fallback either",
+			ip: "203.0.113.1",
+			ifaces: []Interface{
+				{Name: "bond0", Up: true, Virtual: true},
+				{Name: "eth0", Up: true, Master: "bond0"},
+			}},
+		{name: "a port named in a pattern is chosen",
+			ip: "198.51.100.200", patterns: []string{"eno1"}, ifaces: node, wantChosen: []string{"eno1"}},
 		{name: "default: a down interface's subnet does not count",
 			ip: "198.51.100.200",
 			ifaces: []Interface{
@@ -90,10 +108,10 @@ func TestChooseInterfaces(t *testing.T) {
 			wantChosen: []string{"eth1"}, wantMissing: []string{"eth["}},
 		{name: "overlapping patterns choose each interface once, sorted",
 			ip: "198.51.100.200", patterns: []string{"veth*", "eth1", "*1*", "eth1"}, ifaces: node,
-			wantChosen: []string{"eth0.100", "eth1", "veth1234", "vethdown"}},
+			wantChosen: []string{"eno1", "eth0.100", "eth1", "veth1234", "vethdown"}},
 		{name: "loopback is never chosen, by name or by glob, nor missing",
 			ip: "198.51.100.200", patterns: []string{"lo", "*"}, ifaces: node,
-			wantChosen: []string{"br0", "eth0", "eth0.100", "eth1", "eth2", "veth1234", "vethdown"}},
+			wantChosen: []string{"br0", "eno1", "eth0", "eth0.100", "eth1", "eth2", "veth1234", "vethdown"}},
 		{name: "patterns ignore subnets",
 			ip: "2001:db8:100::200", patterns: []string{"eth1"}, ifaces: node, wantChosen: []string{"eth1"}},
 		{name: "missing keeps the patterns' order and duplicates",
@@ -127,9 +145,13 @@ func TestReadInterfaces(t *testing.T) {
 	n.addr(a, "eth0", "198.51.100.10/24", "2001:db8:100::10/64")
 	n.must("", "ip", "-n", a, "link", "add", "br9", "type", "bridge")
 	// sysfs shows the namespace that mounted it, so the test makes up the one the reader
-	// looks at: eth0 has a device behind it, br9 (down) and lo do not.
+	// looks at: eth0 has a device behind it, br9 (down) and lo do not; eth0 is a port of
+	// br9.
 	sys := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(sys, "eth0", "device"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../devices/virtual/net/br9", filepath.Join(sys, "eth0", "master")); err != nil {
 		t.Fatal(err)
 	}
 	var got []Interface
@@ -146,13 +168,13 @@ func TestReadInterfaces(t *testing.T) {
 	}
 	want := []Interface{
 		{Name: "br9", Virtual: true},
-		{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "2001:db8:100::10/64"), Up: true},
+		{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "2001:db8:100::10/64"), Up: true, Master: "br9"},
 		{Name: "lo", Prefixes: pfx("127.0.0.1/8", "::1/128"), Up: true, Loopback: true, Virtual: true},
 	}
 	if diff := cmp.Diff(want, got, cmpOpts, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("interfaces (-want +got):\n%s", diff)
 	}
-	chosen, _ := ChooseInterfaces(netip.MustParseAddr("198.51.100.200"), nil, got)
+	chosen, _ := ChooseInterfaces(netip.MustParseAddr("198.51.100.200"), []string{"eth*"}, got)
 	if !slices.Equal(chosen, []string{"eth0"}) {
 		t.Errorf("ChooseInterfaces over the read interfaces = %v, want [eth0]", chosen)
 	}
