@@ -66,14 +66,14 @@ func (b *builder) affinityChain(fe *frontendArgs, localOnly bool) string {
 
 // affinityEndpoint adds the client set of one endpoint and its record rule (once), and returns
 // the prerouting rule that sends the set's clients to the endpoint.
-func (b *builder) affinityEndpoint(aff *affinity, f ipFamily, ep endpoint) string {
-	x, proto, set := f.nft(), aff.sp.protocol, affinitySetPrefix+endpointName(aff.sp, ep)
-	dest := netip.AddrPortFrom(ep.addr, ep.port).String()
+func (b *builder) affinityEndpoint(aff *affinity, f ipFamily, ep renderedEndpoint) string {
+	x, proto, set := f.nft(), aff.sp.protocol, affinitySetPrefix+endpointName(aff.sp, ep.endpoint)
+	dest := netip.AddrPortFrom(ep.endpoint.addr, ep.port).String()
 	if b.r.setIndex[set] == nil {
 		b.r.addSet(knftables.Set{Name: set, Type: f.addrType(),
 			Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: knftables.PtrTo(aff.sp.affinity)})
 		b.r.addChain(knftables.Chain{Name: aff.recordChain},
-			x+" daddr "+ep.addr.String()+" "+proto+" dport "+itoa(int(ep.port))+" update @"+set+" { "+x+" saddr }")
+			x+" daddr "+ep.addr+" "+proto+" dport "+itoa(int(ep.port))+" update @"+set+" { "+x+" saddr }")
 	}
 	return x + " saddr @" + set + " meta l4proto " + proto + " dnat " + x + " to " + dest
 }

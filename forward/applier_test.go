@@ -68,7 +68,7 @@ func manyServices(n, eps int) ([]*corev1.Service, []*discoveryv1.EndpointSlice) 
 	for i := range n {
 		name := fmt.Sprintf("svc-%05d", i)
 		svcs = append(svcs, service(name, lb, nthAddr("198.18.0.0", i),
-			[]corev1.ServicePort{tcpPort("http", 80, int32(30000+i%2768))}, ingress(nthAddr("203.0.112.0", i))))
+			[]corev1.ServicePort{tcpPort("http", 80, int32(30000+i))}, ingress(nthAddr("203.0.112.0", i))))
 		var endpoints []discoveryv1.Endpoint
 		for j := range eps {
 			k := i*eps + j

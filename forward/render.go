@@ -55,9 +55,11 @@ type Input struct {
 // ExternalName, unparsable addresses and ports are skipped. When two Services claim the same
 // address, protocol and port, the first in namespace/name order wins.
 func Render(in Input) *Ruleset {
-	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses)}
+	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses), verdicts: map[string]string{}}
 	b.skeleton()
-	for _, sp := range servicePorts(in.Node.Name, in.Services, in.EndpointSlices) {
+	sps := servicePorts(in.Node.Name, in.Services, in.EndpointSlices)
+	b.reserve(sps)
+	for _, sp := range sps {
 		b.servicePort(sp)
 	}
 	return b.r
@@ -80,6 +82,64 @@ type builder struct {
 	r         *Ruleset
 	opts      Options
 	nodeAddrs []netip.Addr
+	fam       [2]familySets
+	verdicts  map[string]string // chain -> "goto chain", made once
+}
+
+func (b *builder) gotoVerdict(chain string) string {
+	v, ok := b.verdicts[chain]
+	if !ok {
+		v = gotoVerdict(chain)
+		b.verdicts[chain] = v
+	}
+	return v
+}
+
+// familySets are the per-family sets and maps the Services fill.
+type familySets struct {
+	frontends, noEndpoints, masquerade, local, hairpin, affinityFrontends *set
+	endpoints                                                             map[string]*set // by protocol
+}
+
+// reserve sizes the sets for the Service ports about to be added, from an upper bound of
+// their frontends and endpoint elements: growing maps of 100,000s of entries step by step
+// costs more than rendering them.
+func (b *builder) reserve(sps []*servicePort) {
+	var frontends [2]int
+	endpoints := [2]map[string]int{{}, {}}
+	for _, sp := range sps {
+		var eps [2]int
+		for _, ep := range sp.endpoints {
+			eps[familyOf(ep.addr)]++
+		}
+		var n [2]int
+		if b.opts.ClusterIPs {
+			for _, a := range sp.clusterIPs {
+				n[familyOf(a)]++
+			}
+		}
+		for _, a := range sp.ingressIPs {
+			n[familyOf(a)]++
+		}
+		if sp.nodePort != 0 {
+			for _, a := range b.nodeAddrs {
+				if sp.families[familyOf(a)] {
+					n[familyOf(a)]++
+				}
+			}
+		}
+		for _, f := range families {
+			frontends[f] += n[f]
+			endpoints[f][sp.protocol] += n[f] * eps[f]
+		}
+	}
+	for _, f := range families {
+		b.fam[f].frontends.reserve(frontends[f])
+		b.fam[f].masquerade.reserve(frontends[f])
+		for p, n := range endpoints[f] {
+			b.fam[f].endpoints[p].reserve(n)
+		}
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -119,24 +179,25 @@ func (b *builder) skeleton() {
 }
 
 func (b *builder) familySkeleton(f ipFamily) {
-	r, x, a := b.r, f.nft(), f.addrType()
+	r, x, a, fs := b.r, f.nft(), f.addrType(), &b.fam[f]
 	tuple := a + " . inet_proto . inet_service"
-	r.addMap(knftables.Map{Name: frontendsMap(f), Type: tuple + " : verdict",
+	fs.frontends = r.addMap(knftables.Map{Name: frontendsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontend (address . protocol . port) with endpoints -> pick chain")})
+	fs.endpoints = map[string]*set{}
 	for _, p := range protocols {
-		r.addMap(knftables.Map{Name: endpointsMap(f, p),
+		fs.endpoints[p] = r.addMap(knftables.Map{Name: endpointsMap(f, p),
 			TypeOf:  x + " daddr . " + p + " dport . numgen random mod 65536 : " + x + " daddr . " + p + " dport",
 			Comment: knftables.PtrTo(p + " frontend . slot -> endpoint address . port")})
 	}
-	r.addMap(knftables.Map{Name: noEndpointsMap(f), Type: tuple + " : verdict",
+	fs.noEndpoints = r.addMap(knftables.Map{Name: noEndpointsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontends without usable endpoints -> reject or drop")})
-	r.addSet(knftables.Set{Name: masqueradeSet(f), Type: tuple,
+	fs.masquerade = r.addSet(knftables.Set{Name: masqueradeSet(f), Type: tuple,
 		Comment: knftables.PtrTo("frontends whose connections to other nodes are masqueraded")})
-	r.addSet(knftables.Set{Name: localEndpointsSet(f), Type: a,
+	fs.local = r.addSet(knftables.Set{Name: localEndpointsSet(f), Type: a,
 		Comment: knftables.PtrTo("endpoints on this node")})
-	r.addSet(knftables.Set{Name: hairpinSet(f), Type: a + " . " + a,
+	fs.hairpin = r.addSet(knftables.Set{Name: hairpinSet(f), Type: a + " . " + a,
 		Comment: knftables.PtrTo("local endpoint . itself: a pod reaching itself through a Service")})
-	r.addMap(knftables.Map{Name: affinityFrontendsMap(f), Type: tuple + " : verdict",
+	fs.affinityFrontends = r.addMap(knftables.Map{Name: affinityFrontendsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontends with ClientIP affinity -> the chain recording clients")})
 
 	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
@@ -171,9 +232,10 @@ func (b *builder) pick(n int) string {
 // servicePort adds the frontends of one Service port in each family.
 func (b *builder) servicePort(sp *servicePort) {
 	fe := frontendArgs{sp: sp, comment: sp.comment()}
+	all := rendered(sp.endpoints)
 	for _, f := range families {
-		fe.cluster[f] = sp.usableEndpoints(f, false)
-		fe.local[f] = sp.usableEndpoints(f, true)
+		fe.cluster[f] = usable(all, f, false)
+		fe.local[f] = usable(all, f, true)
 	}
 	if sp.affinity > 0 {
 		fe.affinity = newAffinity(sp)
@@ -206,51 +268,91 @@ func (b *builder) servicePort(sp *servicePort) {
 type frontendArgs struct {
 	sp       *servicePort
 	comment  string
-	cluster  [2][]endpoint // usable endpoints per family
-	local    [2][]endpoint // usable endpoints on this node per family
-	affinity *affinity     // nil without ClientIP affinity
+	cluster  [2][]renderedEndpoint // usable endpoints per family
+	local    [2][]renderedEndpoint // usable endpoints on this node per family
+	affinity *affinity             // nil without ClientIP affinity
+}
+
+// renderedEndpoint is an endpoint with its strings made once for all its frontends.
+type renderedEndpoint struct {
+	endpoint
+	addr  string
+	value string // "addr . port": the endpoint element value
+}
+
+func rendered(eps []endpoint) []renderedEndpoint {
+	out := make([]renderedEndpoint, len(eps))
+	for i, ep := range eps {
+		a := ep.addr.String()
+		out[i] = renderedEndpoint{endpoint: ep, addr: a, value: a + " . " + itoa(int(ep.port))}
+	}
+	return out
+}
+
+// usable returns the endpoints of family f that traffic may go to, in the order of eps: the
+// ready ones, or when none is ready the serving and terminating ones, so that connections still
+// find a backend while a rollout replaces the last pods. With localOnly, only this node's
+// endpoints count, and the fallback is judged among them alone.
+func usable(eps []renderedEndpoint, f ipFamily, localOnly bool) []renderedEndpoint {
+	var ready, terminating []renderedEndpoint
+	for _, ep := range eps {
+		if familyOf(ep.endpoint.addr) != f || (localOnly && !ep.local) {
+			continue
+		}
+		switch {
+		case ep.ready:
+			ready = append(ready, ep)
+		case ep.serving && ep.terminating:
+			terminating = append(terminating, ep)
+		}
+	}
+	if len(ready) == 0 {
+		return terminating
+	}
+	return ready
 }
 
 // frontend adds one address:port of a Service port: the dispatch element and one endpoint
 // element per endpoint, or a reject/drop element when there is no endpoint to go to. With
 // localOnly it uses this node's endpoints only.
 func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade bool) {
-	r, f, sp := b.r, familyOf(addr), fe.sp
+	f, sp := familyOf(addr), fe.sp
+	fs := &b.fam[f]
 	eps := fe.cluster[f]
 	if localOnly {
 		eps = fe.local[f]
 	}
-	a := addr.String()
-	key := []string{a, sp.protocol, itoa(int(port))}
-	if r.hasElement(frontendsMap(f), key...) || r.hasElement(noEndpointsMap(f), key...) {
+	a, p := addr.String(), itoa(int(port))
+	k := a + " . " + sp.protocol + " . " + p
+	if fs.frontends.has(k) || fs.noEndpoints.has(k) {
 		return
 	}
 	if len(eps) == 0 {
-		// No endpoint at all: reject at once (ICMP port unreachable). Endpoints elsewhere
-		// but none here for a Local policy: drop, as kube-proxy does; the announcer does not
-		// attract this traffic to this node anyway.
+		// No endpoint at all: reject at once (TCP reset, ICMP port unreachable). Endpoints
+		// elsewhere but none here for a Local policy: drop, as kube-proxy does; the announcer
+		// does not attract this traffic to this node anyway.
 		verdict := "drop"
 		if len(fe.cluster[f]) == 0 {
 			verdict = gotoVerdict(rejectChain)
 		}
-		r.addElement(noEndpointsMap(f), key, []string{verdict}, fe.comment)
+		fs.noEndpoints.add(k, verdict, fe.comment)
 		return
 	}
 	target := b.pick(len(eps))
 	if fe.affinity != nil {
 		target = b.affinityChain(fe, localOnly)
-		r.addElement(affinityFrontendsMap(f), key, []string{gotoVerdict(fe.affinity.recordChain)}, "")
+		fs.affinityFrontends.add(k, gotoVerdict(fe.affinity.recordChain), "")
 	}
-	r.addElement(frontendsMap(f), key, []string{gotoVerdict(target)}, fe.comment)
+	fs.frontends.add(k, b.gotoVerdict(target), fe.comment)
+	endpoints := fs.endpoints[sp.protocol]
 	for i, ep := range eps {
-		e := ep.addr.String()
-		r.addElement(endpointsMap(f, sp.protocol), []string{a, key[2], itoa(i)}, []string{e, itoa(int(ep.port))}, "")
+		endpoints.add(a+" . "+p+" . "+itoa(i), ep.value, "")
 		if ep.local {
-			r.addElement(localEndpointsSet(f), []string{e}, nil, "")
-			r.addElement(hairpinSet(f), []string{e, e}, nil, "")
+			fs.local.add(ep.addr, "", "")
+			fs.hairpin.add(ep.addr+" . "+ep.addr, "", "")
 		}
 	}
 	if masquerade {
-		r.addElement(masqueradeSet(f), key, nil, "")
+		fs.masquerade.add(k, "", "")
 	}
 }

@@ -48,29 +48,6 @@ func (sp *servicePort) comment() string {
 	return elementComment(sp.namespace, sp.name, port)
 }
 
-// usableEndpoints returns the endpoints of family f that traffic may go to, sorted: the ready
-// ones, or when none is ready the serving and terminating ones, so that connections still find
-// a backend while a rollout replaces the last pods. With localOnly, only this node's endpoints
-// count, and the fallback is judged among them alone.
-func (sp *servicePort) usableEndpoints(f ipFamily, localOnly bool) []endpoint {
-	var ready, terminating []endpoint
-	for _, ep := range sp.endpoints {
-		if familyOf(ep.addr) != f || (localOnly && !ep.local) {
-			continue
-		}
-		switch {
-		case ep.ready:
-			ready = append(ready, ep)
-		case ep.serving && ep.terminating:
-			terminating = append(terminating, ep)
-		}
-	}
-	if len(ready) == 0 {
-		return terminating
-	}
-	return ready
-}
-
 func familyOf(a netip.Addr) ipFamily {
 	if a.Is4() {
 		return ipv4
@@ -226,7 +203,6 @@ func slicesByService(all []*discoveryv1.EndpointSlice) map[string][]*discoveryv1
 // while the controller moves endpoints) counts once, ready if any copy is.
 func endpointsFor(node string, p *corev1.ServicePort, proto string, svcSlices []*discoveryv1.EndpointSlice) []endpoint {
 	var out []endpoint
-	seen := map[netip.AddrPort]int{}
 	for _, s := range svcSlices {
 		port, ok := slicePort(s, p.Name, proto)
 		if !ok {
@@ -234,24 +210,23 @@ func endpointsFor(node string, p *corev1.ServicePort, proto string, svcSlices []
 		}
 		for i := range s.Endpoints {
 			ep, ok := newEndpoint(node, &s.Endpoints[i], port)
-			if !ok || familyOf(ep.addr) != addressFamily(s.AddressType) {
-				continue
+			if ok && familyOf(ep.addr) == addressFamily(s.AddressType) {
+				out = append(out, ep)
 			}
-			k := netip.AddrPortFrom(ep.addr, ep.port)
-			if j, dup := seen[k]; dup {
-				if ep.ready && !out[j].ready {
-					out[j] = ep
-				}
-				continue
-			}
-			seen[k] = len(out)
-			out = append(out, ep)
 		}
 	}
-	slices.SortFunc(out, func(a, b endpoint) int {
-		return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.port, b.port))
+	// Sorted by address and port, a ready copy first, so that Compact keeps it.
+	slices.SortStableFunc(out, func(a, b endpoint) int {
+		return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.port, b.port), -cmp.Compare(btoi(a.ready), btoi(b.ready)))
 	})
-	return out
+	return slices.CompactFunc(out, func(a, b endpoint) bool { return a.addr == b.addr && a.port == b.port })
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func addressFamily(t discoveryv1.AddressType) ipFamily {

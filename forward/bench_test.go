@@ -1,0 +1,145 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// The benchmarks that load rules need root and run in their own namespace. Figures and the
+// commands that produce them are in BENCHMARKS.md ("Forwarding").
+//
+//	go test -run '^$' -bench . -benchtime 1x ./forward/
+
+// benchInput is n LoadBalancer Services with 5 endpoints each: every Service has a ClusterIP,
+// an ingress IP and a NodePort, so 3 frontends and 15 endpoint elements.
+func benchInput(n int) Input {
+	svcs, slices := manyServices(n, 5)
+	return Input{Node: testNode, Services: svcs, EndpointSlices: slices, Options: DefaultOptions()}
+}
+
+// BenchmarkRender renders the table for 1,000 and 10,000 Services: pure CPU, no nft.
+func BenchmarkRender(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		in := benchInput(n)
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var rs *Ruleset
+			for b.Loop() {
+				rs = Render(in)
+			}
+			st := rs.Stats()
+			b.ReportMetric(float64(st.Rules), "rules")
+			b.ReportMetric(float64(st.Elements), "elements")
+		})
+	}
+}
+
+// BenchmarkFullSync10k renders 10,000 Services and replaces the table with them in one
+// transaction, as a speaker does at start (the table from the previous iteration is there, as
+// after a restart). It reports render and apply time separately.
+func BenchmarkFullSync10k(b *testing.B) {
+	ns := newNamespace(b, "bench-full")
+	in := benchInput(10000)
+	var render, apply time.Duration
+	for b.Loop() {
+		start := time.Now()
+		rs := Render(in)
+		render += time.Since(start)
+		start = time.Now()
+		a := benchApplier(b, ns)
+		var err error
+		inNamespace(b, ns, func() { _, err = a.Sync(context.Background(), rs) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		apply += time.Since(start)
+	}
+	b.ReportMetric(render.Seconds()/float64(b.N), "render-s")
+	b.ReportMetric(apply.Seconds()/float64(b.N), "apply-s")
+}
+
+// BenchmarkKubeProxyLayout10k loads kube-proxy's nftables layout for the same 10,000 Services
+// (a chain per Service with an inline "numgen random mod N map { ... }", which nft makes an
+// anonymous set) into an empty namespace, then ironlb's, and reports both and the ratio.
+func BenchmarkKubeProxyLayout10k(b *testing.B) {
+	in := benchInput(10000)
+	var kp, ours time.Duration
+	for b.Loop() {
+		kpNS, ourNS := newNamespace(b, "bench-kp"), newNamespace(b, "bench-ours")
+		var nft knftables.Interface
+		inNamespace(b, kpNS, func() {
+			var err error
+			if nft, err = knftables.New(knftables.IPv4Family, "kube-proxy"); err != nil {
+				b.Fatal(err)
+			}
+		})
+		tx := nft.NewTransaction()
+		writeKubeProxyLayout(tx, in)
+		start := time.Now()
+		var err error
+		inNamespace(b, kpNS, func() { err = nft.Run(context.Background(), tx) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		kp += time.Since(start)
+
+		start = time.Now()
+		rs := Render(in)
+		a := benchApplier(b, ourNS)
+		inNamespace(b, ourNS, func() { _, err = a.Sync(context.Background(), rs) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		ours += time.Since(start)
+	}
+	b.ReportMetric(kp.Seconds()/float64(b.N), "kube-proxy-s")
+	b.ReportMetric(ours.Seconds()/float64(b.N), "ironlb-s")
+	b.ReportMetric(kp.Seconds()/ours.Seconds(), "ratio")
+}
+
+// BenchmarkOneServiceChange10k: with 10,000 Services loaded, one Service gains or loses an
+// endpoint, alternately; each iteration is one incremental Sync (diff, transaction, nft run).
+// Rendering is not included: BenchmarkRender measures it.
+func BenchmarkOneServiceChange10k(b *testing.B) {
+	ns := newNamespace(b, "bench-change")
+	base := benchInput(10000)
+	changed := base
+	changed.EndpointSlices = append([]*discoveryv1.EndpointSlice(nil), base.EndpointSlices...)
+	s := base.EndpointSlices[4242].DeepCopy()
+	s.Endpoints = append(s.Endpoints, ep("198.19.255.1", otherNode, ready))
+	changed.EndpointSlices[4242] = s
+	rulesets := []*Ruleset{Render(base), Render(changed)}
+	a := benchApplier(b, ns)
+	var err error
+	inNamespace(b, ns, func() { _, err = a.Sync(context.Background(), rulesets[0]) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	ops, i := 0, 0
+	for b.Loop() {
+		i++
+		var res SyncResult
+		inNamespace(b, ns, func() { res, err = a.Sync(context.Background(), rulesets[i%2]) })
+		if err != nil || res.Full {
+			b.Fatalf("sync %d: %+v, %v", i, res, err)
+		}
+		ops += res.Operations
+	}
+	b.ReportMetric(float64(ops)/float64(b.N), "ops")
+}
+
+func benchApplier(b *testing.B, ns string) *Applier {
+	var nft knftables.Interface
+	inNamespace(b, ns, func() {
+		var err error
+		if nft, err = NewInterface(); err != nil {
+			b.Fatal(err)
+		}
+	})
+	return NewApplier(nft)
+}
