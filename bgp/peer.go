@@ -101,14 +101,14 @@ func (p Peer) normalize(localASN uint32) (Peer, error) {
 	}
 	p.HoldTime = time.Duration(seconds(p.HoldTime)) * time.Second
 	if p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second {
-		errs = append(errs, fmt.Sprintf("hold time %s is outside 3s-65535s", p.HoldTime))
+		errs = append(errs, fmt.Sprintf("hold time %s is outside 3s-65535s", secs(p.HoldTime)))
 	}
 	if p.KeepaliveTime == 0 {
 		p.KeepaliveTime = p.HoldTime / 3
 	}
 	p.KeepaliveTime = time.Duration(seconds(p.KeepaliveTime)) * time.Second
 	if p.KeepaliveTime < time.Second || p.KeepaliveTime >= p.HoldTime {
-		errs = append(errs, fmt.Sprintf("keepalive time %s must be at least 1s and less than the hold time %s", p.KeepaliveTime, p.HoldTime))
+		errs = append(errs, fmt.Sprintf("keepalive time %s must be at least 1s and less than the hold time %s", secs(p.KeepaliveTime), secs(p.HoldTime)))
 	}
 	if p.EBGPMultiHop != 0 && p.PeerASN == p.LocalASN {
 		errs = append(errs, "eBGP multihop is set on an iBGP session (peer ASN equals local ASN)")
@@ -122,7 +122,7 @@ func (p Peer) normalize(localASN uint32) (Peer, error) {
 		}
 		p.RestartTime = time.Duration(seconds(p.RestartTime)) * time.Second
 		if p.RestartTime > 4095*time.Second {
-			errs = append(errs, fmt.Sprintf("restart time %s is above 4095s", p.RestartTime))
+			errs = append(errs, fmt.Sprintf("restart time %s is above 4095s", secs(p.RestartTime)))
 		}
 	} else {
 		p.RestartTime = 0
@@ -132,3 +132,6 @@ func (p Peer) normalize(localASN uint32) (Peer, error) {
 	}
 	return p, nil
 }
+
+// secs prints a duration in seconds, as BGP timers are given ("90s", not "1m30s").
+func secs(d time.Duration) string { return fmt.Sprintf("%ds", seconds(d)) }
