@@ -27,8 +27,9 @@ var (
 	pod3v6 = ep("2001:db8:3::2", "node2", ready)
 )
 
-func notReadyEP(e discoveryv1.Endpoint) discoveryv1.Endpoint {
-	e.Conditions = ep("", "", notReady).Conditions
+// inState returns e with the conditions of st.
+func inState(e discoveryv1.Endpoint, st epState) discoveryv1.Endpoint {
+	e.Conditions = ep("", "", st).Conditions
 	return e
 }
 
@@ -44,19 +45,23 @@ func labServices() []*corev1.Service {
 		service("sticky", lb, "198.18.0.14", []corev1.ServicePort{tcpPort("http", 80, 30085)}, ingress("203.0.113.14"), clientIPAffinity(60)),
 		service("self", clusterT, "198.18.0.15", []corev1.ServicePort{tcpPort("http", 80, 0)}),
 		service("dns", lb, "198.18.0.16", dns, ingress("203.0.113.16")),
+		service("draining", lb, "198.18.0.17", []corev1.ServicePort{tcpPort("http", 80, 30087)}, ingress("203.0.113.17")),
+		service("node-local", clusterT, "198.18.0.18", []corev1.ServicePort{tcpPort("http", 80, 0)}, internalLocal),
 	}
 }
 
 func labSlices(sticky ...discoveryv1.Endpoint) []*discoveryv1.EndpointSlice {
 	dnsPort := []discoveryv1.EndpointPort{epPort("dns", corev1.ProtocolUDP, 5353)}
 	return []*discoveryv1.EndpointSlice{
-		slice("web", "web-v4", http, pod1v4, notReadyEP(pod2v4), pod3v4),
+		slice("web", "web-v4", http, pod1v4, inState(pod2v4, notReady), pod3v4),
 		slice("web", "web-v6", http, pod1v6, pod3v6),
 		slice("local", "local-1", http, pod1v4, pod3v4),
 		slice("remote", "remote-1", http, pod3v4),
 		slice("sticky", "sticky-1", http, sticky...),
 		slice("self", "self-1", http, pod1v4),
 		slice("dns", "dns-1", dnsPort, pod1v4, pod3v4),
+		slice("draining", "draining-1", http, inState(pod1v4, terminatingServing), inState(pod3v4, terminatingNotServing)),
+		slice("node-local", "node-local-1", http, pod1v4, pod3v4),
 	}
 }
 
@@ -113,6 +118,12 @@ func TestDatapath(t *testing.T) {
 		if _, err := getUDP(l.client, "203.0.113.13:53", time.Second); !isRefused(err) {
 			t.Errorf("UDP to 203.0.113.13:53: got %v, want connection refused (ICMP port unreachable)", err)
 		}
+	})
+	t.Run("no ready endpoint: the serving terminating one, not the one that stopped serving", func(t *testing.T) {
+		wantOnly(t, getMany(t, l.client, "203.0.113.17:80", 20), lan("pod1"))
+	})
+	t.Run("internalTrafficPolicy Local: the ClusterIP goes to this node's endpoint only", func(t *testing.T) {
+		wantOnly(t, getMany(t, l.node1, "198.18.0.18:80", 20), reply{"pod1", node1V4})
 	})
 	t.Run("UDP", func(t *testing.T) {
 		seen := map[string]bool{}

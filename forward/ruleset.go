@@ -120,7 +120,6 @@ func (st *set) has(k string) bool {
 	return ok
 }
 
-
 func (st *set) name() string {
 	if st.def != nil {
 		return st.def.Name
