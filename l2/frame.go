@@ -239,7 +239,7 @@ func parseSolicitation(b []byte) (solicitation, error) {
 	copy(s.ethDst[:], b[0:6])
 	copy(s.ethSrc[:], b[6:12])
 	if s.ethSrc.multicast() {
-		return s, fmt.Errorf("Ethernet source %s: %w", s.ethSrc, errBadSender)
+		return s, fmt.Errorf("source %s: %w", s.ethSrc, errBadSender)
 	}
 	return s, nil
 }

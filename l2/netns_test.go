@@ -69,7 +69,7 @@ func removeLeftoverNamespaces() error {
 
 // requireRoot fails the test, rather than skipping it, when it cannot create namespaces
 // and raw sockets: a skipped data-plane test looks like a passing one in CI.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root: it creates network namespaces and veth links (CAP_SYS_ADMIN, CAP_NET_ADMIN) and opens packet sockets (CAP_NET_RAW); run `go test` as root")
@@ -78,11 +78,11 @@ func requireRoot(t *testing.T) {
 
 // testNet is a set of namespaces for one test.
 type testNet struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	t.Helper()
 	requireRoot(t)
 	return &testNet{t: t, prefix: fmt.Sprintf("%s%d-%d-", nsPrefix, os.Getpid(), nsSeq.Add(1))}
@@ -209,7 +209,7 @@ func inNetNS(ns string, fn func() error) error {
 
 // startAnnouncer runs an Announcer whose sockets live in namespace ns until the test ends,
 // recording its events.
-func startAnnouncer(t *testing.T, ns string, cfg AnnouncerConfig) (*Announcer, *recorder) {
+func startAnnouncer(t testing.TB, ns string, cfg AnnouncerConfig) (*Announcer, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	cfg.OpenIn = func(open func() error) error { return inNetNS(ns, open) }
@@ -273,7 +273,7 @@ func (r *recorder) wait(t *testing.T, mark int, link Link, kind EventKind, d tim
 }
 
 // waitUp waits until every given link of a is up.
-func waitUp(t *testing.T, a *Announcer, links ...Link) {
+func waitUp(t testing.TB, a *Announcer, links ...Link) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -308,7 +308,7 @@ type captured struct {
 	at time.Time
 }
 
-func sniff(t *testing.T, ns, ifname string, etherType int) *sniffer {
+func sniff(t testing.TB, ns, ifname string, etherType int) *sniffer {
 	t.Helper()
 	var s sniffer
 	if err := inNetNS(ns, func() error {
@@ -345,7 +345,7 @@ func sniff(t *testing.T, ns, ifname string, etherType int) *sniffer {
 }
 
 // send writes a frame to its destination address.
-func (s *sniffer) send(t *testing.T, frame []byte) {
+func (s *sniffer) send(t testing.TB, frame []byte) {
 	t.Helper()
 	if _, err := s.conn.WriteTo(frame, &packet.Addr{HardwareAddr: frame[0:6]}); err != nil {
 		t.Fatal(err)
