@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/forward"
 	"github.com/ironlb/ironlb/l2"
 )
 
@@ -19,6 +20,11 @@ type Config struct {
 	Members l2.MembersConfig
 	// Announcer tunes gratuitous ARP / unsolicited NA.
 	Announcer l2.AnnouncerConfig
+	// Forwarding is auto, on or off: whether this node's nftables rules forward LoadBalancer,
+	// NodePort and ClusterIP traffic. auto: on unless kube-proxy's rules are on the node.
+	Forwarding string
+	// ForwardOptions tune the rules.
+	ForwardOptions forward.Options
 	// JoinTimeout bounds how long a starting speaker waits to join the other members before it
 	// plans: planning alone would make it own every IP for a moment (the others look dead).
 	JoinTimeout time.Duration
@@ -33,11 +39,13 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Class:       controller.DefaultConfig().Class,
-		Members:     l2.DefaultMembersConfig(),
-		Announcer:   l2.DefaultAnnouncerConfig(),
-		JoinTimeout: 3 * time.Second,
-		Resync:      10 * time.Second,
-		MetricsAddr: ":7473",
+		Class:          controller.DefaultConfig().Class,
+		Members:        l2.DefaultMembersConfig(),
+		Announcer:      l2.DefaultAnnouncerConfig(),
+		Forwarding:     ForwardingAuto,
+		ForwardOptions: forward.DefaultOptions(),
+		JoinTimeout:    3 * time.Second,
+		Resync:         10 * time.Second,
+		MetricsAddr:    ":7473",
 	}
 }

@@ -69,9 +69,10 @@ type Warning struct {
 // Plan computes this node's announcements from a snapshot. It is pure and deterministic.
 //
 // Layer 2: for each IP of each Service of ours, the candidate nodes are those selected by an
-// L2Advertisement of the IP's pool, not excluded, alive, and with a ready endpoint (for
-// externalTrafficPolicy Local: on the node itself; for Cluster: anywhere, else nobody
-// announces). The owner is l2.Owner over the candidates, keyed by the smallest IP of the
+// L2Advertisement of the IP's pool, not excluded and alive; for externalTrafficPolicy Local,
+// only those with a ready local endpoint. A Service without any endpoint is still announced
+// (by one of all eligible nodes), so that clients are refused at once by the forwarding rules
+// instead of waiting seconds for an ARP answer that never comes. The owner is l2.Owner over the candidates, keyed by the smallest IP of the
 // IP's group — the IPs connected through Services that hold them (a shared IP, both families
 // of a Service) — so a group stays on one node whenever the candidates agree.
 func Compute(s *Snapshot) Plan {
@@ -110,7 +111,7 @@ func Compute(s *Snapshot) Plan {
 			}
 			info.services = append(info.services, svc)
 			pool := poolOf(pools, ip)
-			if pool == nil || !hasEndpoint {
+			if pool == nil {
 				continue
 			}
 			for _, ad := range ads {
@@ -122,7 +123,10 @@ func Compute(s *Snapshot) Plan {
 					if !ad.selectsNode(n) || excluded(n) || (s.Alive != nil && !s.Alive[name]) {
 						continue
 					}
-					if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[name] {
+					// With no endpoint anywhere the IP is still answered, by one node of all
+					// eligible ones, whose rules refuse connections at once: an unanswered
+					// ARP would make clients hang for seconds instead.
+					if hasEndpoint && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[name] {
 						continue
 					}
 					info.candidates[name] = true

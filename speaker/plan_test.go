@@ -113,9 +113,12 @@ func TestPlanEligibility(t *testing.T) {
 		{"a Cluster Service with a ready endpoint is owned by one of all nodes", func(w *world) {
 			w.svc("web", []string{ip}, false, "node3")
 		}, []string{"node1", "node2", "node3"}},
-		{"no endpoint at all: nobody announces", func(w *world) {
+		{"no endpoint at all: still answered by one node, whose rules refuse at once", func(w *world) {
 			w.svc("web", []string{ip}, false)
-		}, nil},
+		}, []string{"node1", "node2", "node3"}},
+		{"Local without any endpoint: also answered, to be refused", func(w *world) {
+			w.svc("web", []string{ip}, true)
+		}, []string{"node1", "node2", "node3"}},
 		{"only unready endpoints that still serve: announced (terminating fallback)", func(w *world) {
 			w.svc("web", []string{ip}, false)
 			w.endpoints("web", false, "node2")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/forward"
 	"github.com/ironlb/ironlb/l2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -49,6 +50,8 @@ type Speaker struct {
 	members   *l2.Members // created by Run, once the node's address is known
 	announcer *l2.Announcer
 	status    *statusWriter
+	fwd       *forwarder // nil while forwarding is off
+	fwdMetric *forwardMetrics
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -97,6 +100,9 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	s.status = &statusWriter{crd: crd, node: cfg.NodeName, log: cfg.Log}
+	if s.fwdMetric, err = newForwardMetrics(reg); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
 
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.kick() },
@@ -161,7 +167,11 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
+	var err error
 
+	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric); err != nil {
+		return err
+	}
 	if err := s.startMembers(ctx); err != nil {
 		return err
 	}
@@ -297,6 +307,13 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 		s.log.Warn("reading this node's interfaces", "err", err)
 		return prev
 	}
+	if s.fwd != nil {
+		// Forwarding first: an announced IP must find its rules in place.
+		if err := s.fwd.sync(ctx, s.forwardNode(snap), snap.Services, snap.Slices); err != nil {
+			s.log.Warn("forwarding", "err", err)
+			time.AfterFunc(time.Second, s.kick)
+		}
+	}
 	plan := Compute(snap)
 	s.announcer.SetOwned(plan.L2)
 	s.metrics.owned.Set(float64(len(plan.L2)))
@@ -407,4 +424,13 @@ func (s *Speaker) linkEvent(ev l2.Event) {
 	case l2.LinkUp:
 		s.log.Info("answering on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs))
 	}
+}
+
+// forwardNode is this node as the forwarding rules see it: its name and InternalIPs.
+func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
+	n := forward.Node{Name: s.cfg.NodeName}
+	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
+		n.Addresses = nodeAddrs(self)
+	}
+	return n
 }

@@ -187,3 +187,14 @@ func (l *Lab) servePod(p *Pod, spec PodSpec) error {
 	}
 	return nil
 }
+
+// Pods returns the lab's pods.
+func (l *Lab) Pods() []*Pod {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Pod, 0, len(l.pods))
+	for _, p := range l.pods {
+		out = append(out, p)
+	}
+	return out
+}
