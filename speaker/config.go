@@ -30,6 +30,9 @@ type Config struct {
 	JoinTimeout time.Duration
 	// Resync re-plans this often even without events, to notice interface changes.
 	Resync time.Duration
+	// RejoinInterval is how often nodes missing from memberlist (new, or back from a
+	// partition) are contacted; each attempt at an unreachable node costs a TCP connect.
+	RejoinInterval time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string
 	// Log receives structured logs; default slog.Default().

@@ -181,8 +181,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if err := s.status.prune(ctx); err != nil {
 		s.log.Warn("removing stale ServiceAnnouncements", "err", err)
 	}
+	go s.rejoin(ctx)
 	s.ready.Store(true)
-	s.log.Info("speaker running", "memberlist", s.cfg.Members.BindAddr)
+	s.log.Info("speaker running")
 
 	var prev Plan
 	warned := map[Warning]bool{}
@@ -347,9 +348,6 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 	if !maps.EqualFunc(prev.L2, plan.L2, slices.Equal) {
 		s.log.Debug("plan applied", "owned", len(plan.L2), "elapsed", time.Since(start))
 	}
-	if _, err := s.members.Join(s.peerAddrs()); err != nil {
-		s.log.Debug("joining new members", "err", err)
-	}
 	return plan
 }
 
@@ -433,4 +431,23 @@ func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
 		n.Addresses = nodeAddrs(self)
 	}
 	return n
+}
+
+// rejoin contacts, every RejoinInterval, the nodes memberlist does not list: new nodes, and
+// nodes declared dead that came back (after a partition neither side probes the other).
+func (s *Speaker) rejoin(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := s.members.Join(s.peerAddrs()); n > 0 {
+			s.log.Info("rejoined members", "count", n)
+		} else if err != nil {
+			s.log.Debug("joining members", "err", err)
+		}
+	}
 }
