@@ -91,7 +91,7 @@ func birdChild(t *testing.T, info *labInfo) {
 	s := startSpeaker(t, testConfig(t, li))
 	must(t, s.SetPeers([]Peer{
 		{Name: "bird-v4", Address: li.Router4, PeerASN: routerASN},
-		{Name: "bird-v6", Address: li.Router6, PeerASN: routerASN},
+		{Name: "bird-v6", Address: li.Router6, PeerASN: routerASN, GracefulRestart: true, RestartTime: 77 * time.Second},
 		{Name: "bird-ibgp", Address: routerIBGP, SourceAddress: nodeIBGP, PeerASN: routerASN, LocalASN: routerASN},
 	}))
 	for _, name := range []string{"bird-v4", "bird-v6", "bird-ibgp"} {
@@ -144,6 +144,7 @@ func birdChild(t *testing.T, info *labInfo) {
 		})
 	}
 	t.Logf("BIRD's routes:\n%s", must1(birdc(info.BIRD, "show route all")))
+	t.Logf("BIRD's node6:\n%s", must1(birdc(info.BIRD, "show protocols all node6")))
 	notLearned(t, s.Speaker)
 	waitFor(t, 2*time.Second, func() (bool, string) {
 		a, b, c := s.session(t, "bird-v4"), s.session(t, "bird-v6"), s.session(t, "bird-ibgp")

@@ -32,8 +32,8 @@ type Peer struct {
 	// 4271's hold time 0), so there is no way to ask for one here.
 	HoldTime time.Duration
 	// KeepaliveTime is the interval between KEEPALIVEs: at least 1 s and less than
-	// HoldTime. 0: a third of HoldTime. GoBGP uses it as is; it does not rescale it to the
-	// negotiated hold time.
+	// HoldTime. 0: a third of HoldTime. When the router proposes a shorter hold time than
+	// HoldTime, GoBGP sends KEEPALIVEs every third of the negotiated one instead.
 	KeepaliveTime time.Duration
 	// EBGPMultiHop is the TTL of an eBGP session's packets, 1 to 255, for a router that is
 	// not directly connected. 0: directly connected (TTL 1, GoBGP's default for eBGP).

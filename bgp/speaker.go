@@ -62,7 +62,7 @@ type SessionState struct {
 
 // Speaker is one node's BGP speaker: an embedded GoBGP server, its sessions (SetPeers) and
 // its announcements (SetPaths). Its methods are safe for concurrent use. Only one Speaker
-// may run per process: GoBGP keeps some state in package variables.
+// may run at a time in a process: GoBGP keeps some state in package variables.
 type Speaker struct {
 	cfg     Config
 	log     *slog.Logger
