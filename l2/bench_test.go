@@ -1,7 +1,6 @@
 package l2
 
 import (
-	"fmt"
 	"maps"
 	"net"
 	"net/netip"
@@ -207,14 +206,21 @@ func TestARPUnderLoad(t *testing.T) {
 // sends as fast as it can; replies/s then includes the requests the responder's socket
 // dropped).
 func BenchmarkARPReplies(b *testing.B) {
-	for _, window := range []int{16, 256, 0} {
-		name := fmt.Sprintf("window=%d", window)
-		if window == 0 {
-			name = "window=none"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name          string
+		window        int
+		receiveBuffer int
+	}{
+		{"window=16", 16, 1 << 20},
+		{"window=256", 256, 1 << 20},
+		{"window=none/rcvbuf=1MiB", 0, 1 << 20},
+		{"window=none/rcvbuf=kernel-default", 0, 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			l := newLoadNet(b)
-			a, _ := startAnnouncer(b, l.a, DefaultAnnouncerConfig())
+			cfg := DefaultAnnouncerConfig()
+			cfg.ReceiveBuffer = tc.receiveBuffer
+			a, _ := startAnnouncer(b, l.a, cfg)
 			owned := ownedIPs(240, 0)
 			a.SetOwned(owned)
 			waitUp(b, a, Link{"eth0", ARP})
@@ -225,7 +231,7 @@ func BenchmarkARPReplies(b *testing.B) {
 			}
 			var total loadResult
 			for b.Loop() {
-				r := arpLoad(b, l.c, l.macC, l.macA, targets, 20000, window)
+				r := arpLoad(b, l.c, l.macC, l.macA, targets, 20000, tc.window)
 				total.sent += r.sent
 				total.replies += r.replies
 				total.elapsed += r.elapsed

@@ -69,8 +69,10 @@ type AnnouncerConfig struct {
 //     replies can cross a failover). MetalLB and keepalived also repeat a few times.
 //   - GratuitousInterval 500 ms: the repeats land within a second of the takeover, well
 //     inside the failover budget (a sub-second failover is pointless if a lost first packet
-//     costs 15 s), and spaced beyond Linux's 1 s ARP locktime window between the first and
-//     last; 2 frames x 3 rounds per IPv4 address is little broadcast traffic.
+//     costs 15 s). Each gratuitous update starts Linux's 1 s ARP locktime, during which a
+//     neighbour ignores ordinary replies (say, a late one from the old owner); rounds 500 ms
+//     apart keep the entry pinned to the new owner for 2 s without a gap. 2 frames x 3
+//     rounds per IPv4 address is little broadcast traffic.
 //   - RetryInterval 1 s: an interface that comes back is answered on within a second, for
 //     one interface lookup per second while it is missing.
 //   - ReceiveBuffer 1 MiB: about 1,300 queued requests, a burst like every host of a /22
