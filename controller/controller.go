@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -118,8 +119,8 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		AddFunc: enqueue, DeleteFunc: enqueue,
 		UpdateFunc: func(old, cur any) {
 			o, n := old.(*corev1.Service), cur.(*corev1.Service)
-			// Our own status writes come back as updates: skip those that change nothing we read.
-			if o.ResourceVersion == n.ResourceVersion || (o.Generation == n.Generation && sameInputs(o, n)) {
+			// Skip resyncs and updates that change nothing we read.
+			if o.ResourceVersion == n.ResourceVersion || sameInputs(o, n) {
 				return
 			}
 			enqueue(cur)
@@ -127,15 +128,22 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	}); err != nil {
 		return nil, fmt.Errorf("service handler: %w", err)
 	}
-	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(old, cur any) {
-			o, n := old.(*corev1.Namespace), cur.(*corev1.Namespace)
-			if labels.Equals(o.Labels, n.Labels) {
-				return
-			}
-			svcs, _ := c.services.Services(n.Name).List(labels.Everything())
+	// A namespace's labels are part of its Services' requests. The Service and Namespace
+	// informers watch separately, so a new namespace's Service can arrive first (and be
+	// reconciled without the labels): a namespace's arrival requeues its Services too.
+	nsServices := func(obj any) {
+		if ns, ok := obj.(*corev1.Namespace); ok {
+			svcs, _ := c.services.Services(ns.Name).List(labels.Everything())
 			for _, s := range svcs {
 				enqueue(s)
+			}
+		}
+	}
+	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: nsServices,
+		UpdateFunc: func(old, cur any) {
+			if !labels.Equals(old.(*corev1.Namespace).Labels, cur.(*corev1.Namespace).Labels) {
+				nsServices(cur)
 			}
 		},
 	}); err != nil {
@@ -158,10 +166,11 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 }
 
 // sameInputs reports whether two versions of a Service ask the same of the allocator; the
-// status (which the controller writes itself) is compared only by what it holds.
+// status (which the controller writes itself) is compared only by what it holds. The spec is
+// compared in full: Services have no metadata.generation to tell a spec change.
 func sameInputs(o, n *corev1.Service) bool {
 	return labels.Equals(o.Labels, n.Labels) && labels.Equals(o.Annotations, n.Annotations) &&
-		statusEqual(o.Status, n.Status)
+		equality.Semantic.DeepEqual(o.Spec, n.Spec) && statusEqual(o.Status, n.Status)
 }
 
 // Run starts the informers and the metrics endpoint, campaigns for leadership and allocates
@@ -278,11 +287,10 @@ func (c *Controller) restore() int {
 		if !c.cfg.Class.Handles(svc) || len(ips) == 0 {
 			continue
 		}
-		req, err := RequestFor(svc, c.namespaceLabels(svc.Namespace))
-		if err != nil {
-			// Keep the addresses under the Service's name; the reconcile reports the annotation.
-			req = allocator.Request{Service: svc.Namespace + "/" + svc.Name, Namespace: svc.Namespace}
-		}
+		// On a malformed request RequestFor still fills in what it could read, the sharing key
+		// and ports included, so that the Services sharing an address with this one keep it;
+		// the reconcile reports the error.
+		req, _ := RequestFor(svc, c.namespaceLabels(svc.Namespace))
 		if _, err := c.alloc.Restore(req, ips); err != nil {
 			c.log.Warn("cannot restore a Service's addresses; it will be reconciled", "service", req.Service, "ips", joinAddrs(ips), "err", err)
 			continue
@@ -376,15 +384,17 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		return err
 	}
 	if !c.cfg.Class.Handles(svc) {
-		held := c.release(key)
-		// Clear what ironlb wrote: only if it held addresses or wrote its condition.
+		// Clear what ironlb wrote (only if it held addresses or wrote its condition), then
+		// release: no other Service is given the addresses while this one still shows them,
+		// and a failed write is retried with the addresses still held.
+		as, held := c.alloc.Assignment(key)
 		if next, changed := clearedStatus(svc.Status); changed && (held || hasOurCondition(svc)) {
 			if err := c.updateStatus(ctx, svc, next); err != nil {
 				return err
 			}
-			if held {
-				c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPReleased", "Released %s: the Service is no longer a LoadBalancer of class %s", joinAddrs(ingressIPs(svc)), c.classDescription())
-			}
+		}
+		if c.release(key) {
+			c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPReleased", "Released %s: the Service is no longer a LoadBalancer of class %s", joinAddrs(as.Addrs()), c.classDescription())
 		}
 		return nil
 	}
@@ -392,21 +402,21 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	var o outcome
 	held, _ := c.alloc.Assignment(key)
 	req, err := RequestFor(svc, c.namespaceLabels(ns))
+	var as allocator.Assignment
 	if err == nil {
-		var as allocator.Assignment
 		as, err = c.alloc.Allocate(req)
-		if err == nil {
-			o = allocated(as)
-		} else {
-			held, _ = c.alloc.Assignment(key)
-		}
 	}
 	if err != nil {
+		// A failed Allocate changes nothing: the Service keeps what it held.
 		o = failed(err, held)
 		c.metrics.failures.WithLabelValues(o.reason).Inc()
 		c.pending[key] = true
 	} else {
+		o = allocated(as)
 		delete(c.pending, key)
+		if freed(held, as) {
+			c.retryPending()
+		}
 	}
 	next, changed := applyOutcome(svc.Status, o, svc.Generation)
 	if !changed {
@@ -437,11 +447,23 @@ func (c *Controller) release(key string) bool {
 		return false
 	}
 	c.log.Info("released", "service", key)
+	c.retryPending()
+	c.queue.AddAfter(poolStatusKey, c.cfg.PoolStatusDelay)
+	return true
+}
+
+// retryPending queues the Services that failed to allocate: an address was freed.
+func (c *Controller) retryPending() {
 	for k := range c.pending {
 		c.queue.Add(k)
 	}
-	c.queue.AddAfter(poolStatusKey, c.cfg.PoolStatusDelay)
-	return true
+}
+
+// freed reports whether the Service gave up an address it held (it moved, or dropped a family).
+func freed(before, after allocator.Assignment) bool {
+	return slices.ContainsFunc(before.IPs, func(b allocator.Assigned) bool {
+		return !slices.ContainsFunc(after.IPs, func(a allocator.Assigned) bool { return a.Addr == b.Addr })
+	})
 }
 
 func (c *Controller) updateStatus(ctx context.Context, svc *corev1.Service, st corev1.ServiceStatus) error {

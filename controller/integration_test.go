@@ -219,7 +219,9 @@ func TestTypeAndClassChangesRelease(t *testing.T) {
 		s := h.getSvc(h.ns, "lb")
 		return len(s.Status.LoadBalancer.Ingress) == 0 && !hasOurCondition(s), describe(s)
 	})
-	h.waitEvent(h.ns, "lb", "IPReleased")
+	if ev := h.waitEvent(h.ns, "lb", "IPReleased"); !strings.Contains(ev.Message, "198.51.100.100") {
+		t.Errorf("IPReleased event %q does not name the released address 198.51.100.100", ev.Message)
+	}
 	h.waitStatus(h.ns, "waiting", metav1.ConditionTrue, ReasonAllocated, "198.51.100.100")
 
 	// Another class is not ours: never touched. Back to our class: allocated. The class is

@@ -72,6 +72,7 @@ type poolView struct {
 	outside  []allocator.Outside   // held addresses it no longer contains
 	stats    []allocator.PoolStats // per family
 	deleting bool
+	ranges   []allocator.Range // a deleting pool's addresses (it is not compiled)
 }
 
 // desiredPoolStatus computes an IPPool's status from the allocator's view.

@@ -31,7 +31,9 @@ func (c *Controller) syncPoolSet() {
 	var compiled []allocator.Pool
 	for _, p := range pools {
 		v := poolView{deleting: p.DeletionTimestamp != nil}
-		if !v.deleting {
+		if v.deleting {
+			v.ranges, _ = allocator.ParseAddresses(p.Spec.Addresses)
+		} else {
 			cp, err := CompilePool(p)
 			if err != nil {
 				v.invalid = err
@@ -59,10 +61,7 @@ func (c *Controller) syncPoolSet() {
 // writePoolStatuses brings every IPPool's status, finalizer and metrics in line with the
 // allocator, and emits events on the transitions an operator must hear of.
 func (c *Controller) writePoolStatuses(ctx context.Context) error {
-	outside := map[string][]allocator.Outside{}
-	for _, o := range c.alloc.Outside() {
-		outside[o.Pool] = append(outside[o.Pool], o)
-	}
+	outside := outsideByPool(c.alloc.Outside(), c.views)
 	stats := map[string][]allocator.PoolStats{}
 	for _, s := range c.alloc.Stats() {
 		stats[s.Pool] = append(stats[s.Pool], s)
@@ -85,6 +84,29 @@ func (c *Controller) writePoolStatuses(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// outsideByPool groups the held addresses that are in no pool by the pool they were last in.
+// A pool being deleted also claims those in its ranges: after a restart the allocator does
+// not know where a restored address came from (Outside.Pool is ""), and the finalizer must
+// stay while a Service holds one of the pool's addresses.
+func outsideByPool(all []allocator.Outside, views map[string]poolView) map[string][]allocator.Outside {
+	outside := map[string][]allocator.Outside{}
+	for _, o := range all {
+		outside[o.Pool] = append(outside[o.Pool], o)
+	}
+	for name, v := range views {
+		if !v.deleting {
+			continue
+		}
+		outside[name] = nil
+		for _, o := range all {
+			if o.Pool == name || slices.ContainsFunc(v.ranges, func(r allocator.Range) bool { return r.Contains(o.Addr) }) {
+				outside[name] = append(outside[name], o)
+			}
+		}
+	}
+	return outside
+}
+
 func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v poolView) error {
 	// The finalizer: on every live pool; removed from a deleted one once nothing is held in it.
 	hasFinalizer := slices.Contains(p.Finalizers, PoolFinalizer)
@@ -104,6 +126,11 @@ func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v p
 	if poolStatusEqual(p.Status, next) {
 		return nil
 	}
+	cp := p.DeepCopy()
+	cp.Status = next
+	if err := c.putPool(ctx, cp, "status"); err != nil {
+		return err // no event: the retry compares with the same old status
+	}
 	for _, typ := range []string{v1alpha1.IPPoolOverlap, v1alpha1.IPPoolAddressesInUse} {
 		if meta.IsStatusConditionTrue(next.Conditions, typ) && !meta.IsStatusConditionTrue(p.Status.Conditions, typ) {
 			cond := meta.FindStatusCondition(next.Conditions, typ)
@@ -113,9 +140,7 @@ func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v p
 	if v.deleting && len(v.outside) > 0 && !meta.IsStatusConditionPresentAndEqual(p.Status.Conditions, v1alpha1.IPPoolReady, "False") {
 		c.recorder.Event(p, corev1.EventTypeWarning, "DeletionBlocked", meta.FindStatusCondition(next.Conditions, v1alpha1.IPPoolReady).Message)
 	}
-	cp := p.DeepCopy()
-	cp.Status = next
-	return c.putPool(ctx, cp, "status")
+	return nil
 }
 
 // putPool updates an IPPool (subresource "" or "status"). A conflict means the cache is behind:

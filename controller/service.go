@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -44,7 +45,8 @@ type requestError struct{ msg string }
 func (e *requestError) Error() string { return e.msg }
 
 // RequestFor turns a LoadBalancer Service (and its namespace's labels) into an allocation
-// request. An error means the Service asks for something malformed; it names the annotation.
+// request. An error means the Service asks for something malformed; it names the annotation
+// (or field). With an error, the request still holds everything that could be read.
 func RequestFor(svc *corev1.Service, nsLabels map[string]string) (allocator.Request, error) {
 	req := allocator.Request{
 		Service:         svc.Namespace + "/" + svc.Name,
@@ -76,38 +78,43 @@ func RequestFor(svc *corev1.Service, nsLabels map[string]string) (allocator.Requ
 		req.Ports = append(req.Ports, allocator.Port{Protocol: string(p.Protocol), Port: uint16(p.Port)})
 	}
 
-	var err error
-	if req.Pool, err = oneAnnotation(svc, poolAnnotations); err != nil {
-		return req, err
-	}
-	if req.SharingKey, err = oneAnnotation(svc, sharingAnnotations); err != nil {
-		return req, err
-	}
+	// Every annotation is read even when an earlier one is malformed: the controller restores
+	// the addresses of such a Service with the sharing key and ports read here.
+	var poolErr, keyErr, ipsErr error
+	req.Pool, poolErr = oneAnnotation(svc, poolAnnotations)
+	req.SharingKey, keyErr = oneAnnotation(svc, sharingAnnotations)
+	req.IPs, ipsErr = requestedIPs(svc)
+	return req, cmp.Or(poolErr, keyErr, ipsErr)
+}
+
+// requestedIPs reads the addresses asked for by annotation and spec.loadBalancerIP.
+func requestedIPs(svc *corev1.Service) ([]netip.Addr, error) {
 	ipsText, err := oneAnnotation(svc, ipsAnnotations)
 	if err != nil {
-		return req, err
+		return nil, err
 	}
+	var ips []netip.Addr
 	if ipsText != "" {
 		for _, s := range strings.Split(ipsText, ",") {
 			ip, perr := netip.ParseAddr(strings.TrimSpace(s))
 			if perr != nil {
-				return req, &requestError{fmt.Sprintf("annotation %s: %q is not an IP address", ipsAnnotationName(svc), strings.TrimSpace(s))}
+				return nil, &requestError{fmt.Sprintf("annotation %s: %q is not an IP address", ipsAnnotationName(svc), strings.TrimSpace(s))}
 			}
-			req.IPs = append(req.IPs, ip)
+			ips = append(ips, ip)
 		}
 	}
 	if lbIP := svc.Spec.LoadBalancerIP; lbIP != "" {
 		ip, perr := netip.ParseAddr(lbIP)
 		switch {
 		case perr != nil:
-			return req, &requestError{fmt.Sprintf("spec.loadBalancerIP: %q is not an IP address", lbIP)}
-		case len(req.IPs) > 0 && !slices.Contains(req.IPs, ip):
-			return req, &requestError{fmt.Sprintf("spec.loadBalancerIP %s is not among the addresses of annotation %s (%s)", ip, ipsAnnotationName(svc), ipsText)}
-		case len(req.IPs) == 0:
-			req.IPs = []netip.Addr{ip}
+			return nil, &requestError{fmt.Sprintf("spec.loadBalancerIP: %q is not an IP address", lbIP)}
+		case len(ips) > 0 && !slices.Contains(ips, ip):
+			return nil, &requestError{fmt.Sprintf("spec.loadBalancerIP %s is not among the addresses of annotation %s (%s)", ip, ipsAnnotationName(svc), ipsText)}
+		case len(ips) == 0:
+			ips = []netip.Addr{ip}
 		}
 	}
-	return req, nil
+	return ips, nil
 }
 
 // oneAnnotation returns the value of the first of names that the Service carries, and an error

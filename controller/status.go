@@ -67,7 +67,8 @@ func failed(err error, held allocator.Assignment) outcome {
 }
 
 // applyOutcome returns the Service status that reflects o, and whether it differs from the
-// current one. Ingress entries and conditions that are not ironlb's are kept as they are.
+// current one (transition times aside). The ingress list is ironlb's (the Service is of its
+// class) and is replaced; conditions that are not ironlb's are kept as they are.
 func applyOutcome(cur corev1.ServiceStatus, o outcome, generation int64) (corev1.ServiceStatus, bool) {
 	next := *cur.DeepCopy()
 	vip := corev1.LoadBalancerIPModeVIP
