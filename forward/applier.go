@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -33,6 +34,7 @@ type Applier struct {
 	now     func() time.Time
 	current *Ruleset             // what the table holds; nil when unknown
 	stale   map[string]time.Time // chains flushed, to delete once staleChainGrace has passed
+	kept    map[string]*chain    // pick chains no longer used, left in place (see writeChains)
 	last    SyncResult
 }
 
@@ -52,7 +54,7 @@ type SyncResult struct {
 // NewApplier returns an Applier writing through nft, which must be bound to ironlb's table
 // (see [NewInterface]; tests pass a knftables.Fake). It does not touch nftables until Sync.
 func NewApplier(nft knftables.Interface) *Applier {
-	return &Applier{nft: nft, now: time.Now, stale: map[string]time.Time{}}
+	return &Applier{nft: nft, now: time.Now, stale: map[string]time.Time{}, kept: map[string]*chain{}}
 }
 
 // Invalidate makes the next Sync replace the whole table, for instance on a timer in case
@@ -83,7 +85,7 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 		}
 	}
 	if res.Full {
-		a.stale = map[string]time.Time{}
+		a.stale, a.kept = map[string]time.Time{}, map[string]*chain{}
 	}
 	a.current = rs
 	res.Duration = a.now().Sub(start)
@@ -108,40 +110,18 @@ func compatible(old, new *Ruleset) bool {
 }
 
 // writeDiff queues the operations that turn old into new, in an order nft accepts within one
-// transaction: new sets and chains before the rules and elements that refer to them; chains
-// that are gone flushed, which drops their references to sets, before those sets are deleted.
-// A chain that is gone is deleted only staleChainGrace later (see there).
+// transaction: new sets and chains before the rules and elements that refer to them; element
+// deletions before additions (an element may move from one Service to another); chains that are
+// gone flushed, which drops their references to sets, before those sets are deleted.
 func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now time.Time) {
 	for _, st := range new.sets {
 		if old.setIndex[st.name()] == nil {
 			tx.Add(st.object())
 		}
 	}
-	for _, c := range new.chains {
-		oc := old.chainIndex[c.def.Name]
-		switch {
-		case oc == nil:
-			if _, flushed := a.stale[c.def.Name]; flushed {
-				delete(a.stale, c.def.Name)
-			} else {
-				def := c.def
-				tx.Add(&def)
-			}
-			writeRules(tx, c)
-		case !equalStrings(oc.rules, c.rules):
-			tx.Flush(&knftables.Chain{Name: c.def.Name})
-			writeRules(tx, c)
-		}
-	}
-	for _, st := range new.sets {
-		writeElementDiff(tx, old.setIndex[st.name()], st)
-	}
-	for _, oc := range old.chains {
-		if !new.hasChain(oc.def.Name) {
-			tx.Flush(&knftables.Chain{Name: oc.def.Name})
-			a.stale[oc.def.Name] = now
-		}
-	}
+	a.writeChains(tx, old, new)
+	writeElementDiff(tx, old, new)
+	a.writeGoneChains(tx, old, new, now)
 	for _, st := range old.sets {
 		if new.setIndex[st.name()] == nil {
 			tx.Delete(st.object())
@@ -155,27 +135,107 @@ func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now ti
 	}
 }
 
-// writeElementDiff deletes the elements of old that new lacks or changed, then adds the
-// elements of new that old lacks or had otherwise. Replacing a value takes a delete and an
-// add: nft refuses to overwrite a map element. A nil old is an empty set.
-func writeElementDiff(tx *knftables.Transaction, old, new *set) {
-	if old == nil {
-		old = &set{}
-	}
-	for i := range old.elems {
-		oe := &old.elems[i]
-		j, ok := new.index[oe.k]
-		if !ok || !new.elems[j].equal(oe) {
-			del := old.elementObject(oe)
-			del.Value, del.Comment = nil, nil
-			tx.Delete(del)
+// writeChains adds the chains of new that the table lacks and rewrites those whose rules
+// changed. A chain may still be in the table without being in old: flushed and waiting for
+// deletion (stale), or a pick chain kept unused.
+func (a *Applier) writeChains(tx *knftables.Transaction, old, new *Ruleset) {
+	for _, c := range new.chains {
+		name := c.def.Name
+		oc := old.chainIndex[name]
+		if oc == nil {
+			oc = a.kept[name]
+			delete(a.kept, name)
+		}
+		switch {
+		case oc == nil:
+			if _, flushed := a.stale[name]; flushed {
+				delete(a.stale, name)
+			} else {
+				def := c.def
+				tx.Add(&def)
+			}
+			writeRules(tx, c)
+		case !equalStrings(oc.rules, c.rules):
+			tx.Flush(&knftables.Chain{Name: name})
+			writeRules(tx, c)
 		}
 	}
-	for i := range new.elems {
-		ne := &new.elems[i]
-		j, ok := old.index[ne.k]
-		if !ok || !old.elems[j].equal(ne) {
-			tx.Add(new.elementObject(ne))
+}
+
+// writeGoneChains deals with the chains of old that new lacks. A pick chain stays as it is:
+// its rules use the big endpoint maps, and adding such a rule back later makes the kernel walk
+// every element of the map, so an unused pick chain (a few rules, no elements) is cheaper to
+// keep until the next full sync. Other chains are flushed now and deleted after the grace.
+func (a *Applier) writeGoneChains(tx *knftables.Transaction, old, new *Ruleset, now time.Time) {
+	for _, oc := range old.chains {
+		name := oc.def.Name
+		switch {
+		case new.hasChain(name):
+		case strings.HasPrefix(name, pickChainPrefix):
+			a.kept[name] = oc
+		default:
+			tx.Flush(&knftables.Chain{Name: name})
+			a.stale[name] = now
 		}
 	}
+}
+
+// writeElementDiff queues the element deletions, then additions, that turn old into new. Only
+// the groups (Service ports) whose hash changed are compared element by element.
+func writeElementDiff(tx *knftables.Transaction, old, new *Ruleset) {
+	var adds []*knftables.Element
+	for _, ng := range new.groups {
+		og := old.groupIndex[ng.key]
+		if og != nil && og.hash == ng.hash {
+			continue
+		}
+		adds = diffGroup(tx, og, ng, adds)
+	}
+	for _, og := range old.groups {
+		if new.groupIndex[og.key] == nil {
+			adds = diffGroup(tx, og, nil, adds)
+		}
+	}
+	for _, e := range adds {
+		tx.Add(e)
+	}
+}
+
+// diffGroup queues the deletion of old's elements that new lacks or changed and returns adds
+// with new's elements that old lacks or had otherwise. Either group may be nil.
+func diffGroup(tx *knftables.Transaction, old, new *group, adds []*knftables.Element) []*knftables.Element {
+	type setKey struct {
+		st string
+		k  string
+	}
+	index := func(g *group) map[setKey]*element {
+		m := map[setKey]*element{}
+		if g != nil {
+			for _, ref := range g.refs {
+				e := g.element(ref)
+				m[setKey{ref.st.name(), e.k}] = e
+			}
+		}
+		return m
+	}
+	oldIdx, newIdx := index(old), index(new)
+	if old != nil {
+		for _, ref := range old.refs {
+			e := old.element(ref)
+			if ne, ok := newIdx[setKey{ref.st.name(), e.k}]; !ok || !ne.equal(e) {
+				del := ref.st.elementObject(e)
+				del.Value, del.Comment = nil, nil
+				tx.Delete(del)
+			}
+		}
+	}
+	if new != nil {
+		for _, ref := range new.refs {
+			e := new.element(ref)
+			if oe, ok := oldIdx[setKey{ref.st.name(), e.k}]; !ok || !oe.equal(e) {
+				adds = append(adds, ref.st.elementObject(e))
+			}
+		}
+	}
+	return adds
 }

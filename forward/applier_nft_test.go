@@ -2,8 +2,13 @@ package forward
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/knftables"
@@ -148,4 +153,58 @@ func firstDifference(got, want string) string {
 		}
 	}
 	return "one listing is a prefix of the other (" + itoa(len(g)) + " vs " + itoa(len(w)) + " lines)"
+}
+
+// TestIncrementalInKernel replays TestIncrementalMatchesFull's transitions against the kernel:
+// nft must accept every incremental transaction, and the sets and maps must end up with the
+// elements a full sync gives.
+func TestIncrementalInKernel(t *testing.T) {
+	ns, fresh := newNamespace(t, "incremental"), newNamespace(t, "incremental-full")
+	names := slices.Sorted(maps.Keys(scenarios))
+	want := map[string][]string{}
+	for _, to := range names {
+		b, _, _ := kernelApplier(t, fresh)
+		mustKernelSync(t, fresh, b, scenarios[to]())
+		want[to] = tableElements(t, fresh)
+	}
+	for _, from := range names {
+		for _, to := range names {
+			a, _, _ := kernelApplier(t, ns)
+			mustKernelSync(t, ns, a, scenarios[from]())
+			if res := mustKernelSync(t, ns, a, scenarios[to]()); res.Full {
+				t.Errorf("%s to %s: %+v, want an incremental sync", from, to, res)
+			}
+			if diff := cmp.Diff(want[to], tableElements(t, ns)); diff != "" {
+				t.Errorf("%s to %s: elements (-full +incremental):\n%s", from, to, diff)
+			}
+		}
+	}
+}
+
+// tableElements returns every element of every set and map of the table in ns, one string each
+// ("set name: JSON"), sorted.
+func tableElements(t *testing.T, ns string) []string {
+	t.Helper()
+	var doc struct {
+		NFTables []map[string]struct {
+			Name string            `json:"name"`
+			Elem []json.RawMessage `json:"elem"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(nftIn(t, ns, "-j", "list", "table", "inet", TableName)), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, entry := range doc.NFTables {
+		for kind, obj := range entry {
+			if kind != "set" && kind != "map" {
+				continue
+			}
+			for _, e := range obj.Elem {
+				out = append(out, obj.Name+": "+string(e))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -231,7 +231,7 @@ func (b *builder) pick(n int) string {
 
 // servicePort adds the frontends of one Service port in each family.
 func (b *builder) servicePort(sp *servicePort) {
-	fe := frontendArgs{sp: sp, comment: sp.comment()}
+	fe := frontendArgs{sp: sp, comment: sp.comment(), group: b.r.startGroup(sp.key())}
 	all := rendered(sp.endpoints)
 	for _, f := range families {
 		fe.cluster[f] = usable(all, f, false)
@@ -267,6 +267,7 @@ func (b *builder) servicePort(sp *servicePort) {
 
 type frontendArgs struct {
 	sp       *servicePort
+	group    *group
 	comment  string
 	cluster  [2][]renderedEndpoint // usable endpoints per family
 	local    [2][]renderedEndpoint // usable endpoints on this node per family
@@ -335,24 +336,24 @@ func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, local
 		if len(fe.cluster[f]) == 0 {
 			verdict = gotoVerdict(rejectChain)
 		}
-		fs.noEndpoints.add(k, verdict, fe.comment)
+		fe.group.addTo(fs.noEndpoints, k, verdict, fe.comment)
 		return
 	}
 	target := b.pick(len(eps))
 	if fe.affinity != nil {
 		target = b.affinityChain(fe, localOnly)
-		fs.affinityFrontends.add(k, gotoVerdict(fe.affinity.recordChain), "")
+		fe.group.addTo(fs.affinityFrontends, k, gotoVerdict(fe.affinity.recordChain), "")
 	}
-	fs.frontends.add(k, b.gotoVerdict(target), fe.comment)
+	fe.group.addTo(fs.frontends, k, b.gotoVerdict(target), fe.comment)
 	endpoints := fs.endpoints[sp.protocol]
 	for i, ep := range eps {
-		endpoints.add(a+" . "+p+" . "+itoa(i), ep.value, "")
+		fe.group.addTo(endpoints, a+" . "+p+" . "+itoa(i), ep.value, "")
 		if ep.local {
-			fs.local.add(ep.addr, "", "")
-			fs.hairpin.add(ep.addr+" . "+ep.addr, "", "")
+			fe.group.addTo(fs.local, ep.addr, "", "")
+			fe.group.addTo(fs.hairpin, ep.addr+" . "+ep.addr, "", "")
 		}
 	}
 	if masquerade {
-		fs.masquerade.add(k, "", "")
+		fe.group.addTo(fs.masquerade, k, "", "")
 	}
 }

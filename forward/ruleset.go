@@ -14,6 +14,37 @@ type Ruleset struct {
 	chainIndex map[string]*chain
 	sets       []*set // sets and maps, in creation order
 	setIndex   map[string]*set
+	groups     []*group // the elements of each Service port, in render order
+	groupIndex map[string]*group
+}
+
+// group is the elements one Service port added, with a hash of them: an incremental sync
+// compares hashes and diffs the elements of changed groups only, so its cost follows the size
+// of the change, not of the table.
+type group struct {
+	key  string // namespace/name/protocol/port
+	hash uint64 // FNV-1a over the elements' set names, keys, values and comments
+	refs []elementRef
+}
+
+type elementRef struct {
+	st *set
+	i  int
+}
+
+func (g *group) element(r elementRef) *element { return &r.st.elems[r.i] }
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	return (h ^ 0xff) * fnvPrime // separator
 }
 
 type chain struct {
@@ -48,7 +79,27 @@ type Stats struct {
 }
 
 func newRuleset() *Ruleset {
-	return &Ruleset{chainIndex: map[string]*chain{}, setIndex: map[string]*set{}}
+	return &Ruleset{chainIndex: map[string]*chain{}, setIndex: map[string]*set{}, groupIndex: map[string]*group{}}
+}
+
+// startGroup starts recording the elements of a Service port; addTo adds to it.
+func (r *Ruleset) startGroup(key string) *group {
+	g := r.groupIndex[key]
+	if g == nil {
+		g = &group{key: key, hash: fnvOffset}
+		r.groups = append(r.groups, g)
+		r.groupIndex[key] = g
+	}
+	return g
+}
+
+// addTo adds an element to st as add does and records it in g.
+func (g *group) addTo(st *set, k, v, comment string) {
+	if !st.add(k, v, comment) {
+		return
+	}
+	g.refs = append(g.refs, elementRef{st: st, i: len(st.elems) - 1})
+	g.hash = fnvAdd(fnvAdd(fnvAdd(fnvAdd(g.hash, st.name()), k), v), comment)
 }
 
 // Stats returns the number of chains, rules, sets (and maps) and elements.

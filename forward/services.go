@@ -40,6 +40,11 @@ type endpoint struct {
 	terminating bool
 }
 
+// key identifies the Service port: a Service has at most one port per protocol and number.
+func (sp *servicePort) key() string {
+	return sp.namespace + "/" + sp.name + "/" + sp.protocol + "/" + itoa(int(sp.port))
+}
+
 func (sp *servicePort) comment() string {
 	port := sp.portName
 	if port == "" {
