@@ -37,9 +37,11 @@ type Config struct {
 	// Path's own NextHop overrides both.
 	NextHopIPv4, NextHopIPv6 netip.Addr
 
-	// ConnectRetry is how long GoBGP waits between attempts to open a session that failed to
-	// connect (it waits a random time between once and twice this value; the first attempt
-	// after a session is configured or drops comes within 1-2 s). Whole seconds, rounded up.
+	// ConnectRetry is how long GoBGP waits between attempts to open a session whose
+	// connection failed: a random time between once and twice this value. (A new session's
+	// first attempt comes within 1-2 s; a session that went down is retried after 5 s of
+	// idle hold and then 1-2 s.) Each attempt times out after ConnectRetry - 1 s. Whole
+	// seconds, rounded up.
 	ConnectRetry time.Duration
 
 	// ShutdownTimeout bounds how long Run, when its context ends, waits for the withdrawals

@@ -202,6 +202,7 @@ func (s *Speaker) start() (*server.BgpServer, context.CancelFunc, error) {
 // shutdown withdraws every route, closes the sessions and stops GoBGP.
 func (s *Speaker) shutdown() {
 	ctx := context.Background()
+	start := time.Now()
 	s.mu.Lock()
 	s.phase = phaseStopping
 	srv := s.srv
@@ -225,7 +226,6 @@ func (s *Speaker) shutdown() {
 	s.mu.Unlock()
 
 	// A session leaves Established once its Cease has been written, after the withdrawals.
-	start := time.Now()
 	for open := s.established(srv); open > 0; open = s.established(srv) {
 		if time.Since(start) > s.cfg.ShutdownTimeout {
 			s.log.Warn("BGP sessions still open at the shutdown timeout; stopping anyway", "sessions", open, "timeout", s.cfg.ShutdownTimeout)
@@ -286,12 +286,16 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 		s.errs.forget(name)
 	}
 	s.errs.setPeers(refs)
+	changed := !slices.EqualFunc(s.peers, desired, func(a, b desiredPeer) bool { return a.peer == b.peer && a.err == b.err })
 	s.peers = desired
 	if s.phase == phaseRunning {
-		_, syncErrs := s.syncLocked()
+		routesChanged, syncErrs := s.syncLocked()
 		errs = append(errs, syncErrs...)
+		changed = changed || routesChanged
 	}
-	s.notify()
+	if changed {
+		s.notify()
+	}
 	return errors.Join(errs...)
 }
 
