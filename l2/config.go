@@ -76,9 +76,9 @@ type AnnouncerConfig struct {
 //   - RetryInterval 1 s: an interface that comes back is answered on within a second, for
 //     one interface lookup per second while it is missing.
 //   - ReceiveBuffer 1 MiB: about 1,300 queued requests, a burst like every host of a /22
-//     resolving at once after a router restart; in BENCHMARKS.md's open-loop test it cut
-//     the requests dropped from 50% to 17%. At most 1 MiB of kernel memory per open
-//     responder, and only while requests wait.
+//     resolving at once after a router restart; in BENCHMARKS.md's open-loop test it
+//     roughly halved the requests dropped (from 51-61% to 18-31%). At most 1 MiB of
+//     kernel memory per open responder, and only while requests wait.
 func DefaultAnnouncerConfig() AnnouncerConfig {
 	return AnnouncerConfig{
 		GratuitousCount:    3,
