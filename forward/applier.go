@@ -16,15 +16,6 @@ import (
 // waits the same way.
 const staleChainGrace = time.Second
 
-// NewInterface returns a knftables interface bound to ironlb's table, using the nft binary.
-func NewInterface() (knftables.Interface, error) {
-	nft, err := knftables.New(TableFamily, TableName)
-	if err != nil {
-		return nil, fmt.Errorf("opening nftables table %s %s: %w", TableFamily, TableName, err)
-	}
-	return nft, nil
-}
-
 // Applier writes Rulesets into the kernel. The first sync, and the first after a failure or
 // [Applier.Invalidate], replaces the whole table in one transaction, whatever a previous
 // process left there; later syncs send only what changed: map and set elements, and the few

@@ -66,7 +66,7 @@ func countElements(t *testing.T, ns string, nft knftables.Interface, kind, name 
 // Service's chains and sets.
 func TestApplierInKernel(t *testing.T) {
 	ns := newNamespace(t, "applier")
-	svcs, slices := manyServices(500, 5)
+	svcs, slices := manyServices(500, 5, 3)
 	base := Input{Node: testNode, Services: svcs, EndpointSlices: slices, Options: DefaultOptions()}
 	a, nft, _ := kernelApplier(t, ns)
 

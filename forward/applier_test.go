@@ -63,8 +63,8 @@ func TestIncrementalMatchesFull(t *testing.T) {
 }
 
 // manyServices returns n LoadBalancer Services, each with a ClusterIP, an ingress IP, a
-// NodePort and eps ready endpoints, two thirds of them on other nodes.
-func manyServices(n, eps int) ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
+// NodePort and eps ready endpoints, spread round-robin over nodes nodes (this node first).
+func manyServices(n, eps, nodes int) ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
 	var svcs []*corev1.Service
 	var slices []*discoveryv1.EndpointSlice
 	for i := range n {
@@ -74,7 +74,10 @@ func manyServices(n, eps int) ([]*corev1.Service, []*discoveryv1.EndpointSlice) 
 		var endpoints []discoveryv1.Endpoint
 		for j := range eps {
 			k := i*eps + j
-			node := []string{thisNode, otherNode, "node3"}[k%3]
+			node := thisNode
+			if k%nodes != 0 {
+				node = fmt.Sprintf("node%d", k%nodes+1)
+			}
 			endpoints = append(endpoints, ep(nthAddr("198.19.0.0", k), node, ready))
 		}
 		slices = append(slices, slice(name, name+"-1", http, endpoints...))
@@ -94,7 +97,7 @@ func nthAddr(base string, i int) string {
 // ClusterIP, an ingress IP and a NodePort: 3 frontends), one Service changing costs the
 // operations on its own elements only, whatever the number of Services.
 func TestOneServiceChangeIsSmall(t *testing.T) {
-	svcs, slices := manyServices(300, 3)
+	svcs, slices := manyServices(300, 3, 3)
 	base := Input{Node: testNode, Services: svcs, EndpointSlices: slices, Options: DefaultOptions()}
 	withEndpoint := func(i int, e discoveryv1.Endpoint) Input {
 		in := base
@@ -124,7 +127,7 @@ func TestOneServiceChangeIsSmall(t *testing.T) {
 		// and its endpoint on this node in local-endpoints and hairpin.
 		{"a new Service", func() Input {
 			in := base
-			more, moreSlices := manyServices(301, 3)
+			more, moreSlices := manyServices(301, 3, 3)
 			in.Services, in.EndpointSlices = more, moreSlices
 			return in
 		}(), 3 + 9 + 2 + 2},

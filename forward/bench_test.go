@@ -15,10 +15,11 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 1x ./forward/
 
-// benchInput is n LoadBalancer Services with 5 endpoints each: every Service has a ClusterIP,
-// an ingress IP and a NodePort, so 3 frontends and 15 endpoint elements.
+// benchInput is n LoadBalancer Services with 5 endpoints each on a 10-node cluster: every
+// Service has a ClusterIP, an ingress IP and a NodePort, so 3 frontends and 15 endpoint
+// elements, and one endpoint in ten is on this node.
 func benchInput(n int) Input {
-	svcs, slices := manyServices(n, 5)
+	svcs, slices := manyServices(n, 5, 10)
 	return Input{Node: testNode, Services: svcs, EndpointSlices: slices, Options: DefaultOptions()}
 }
 
