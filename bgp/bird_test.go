@@ -200,7 +200,7 @@ func withdrawnBeforeClose(t *testing.T, log, proto string, prefixes ...string) {
 	t.Helper()
 	lines := strings.Split(log, "\n")
 	closed := slices.IndexFunc(lines, func(l string) bool {
-		return strings.Contains(l, proto+": Received: Administrative shutdown: \"ironlb speaker shutting down\"")
+		return strings.Contains(l, " "+proto+": Received: Administrative shutdown: \"ironlb speaker shutting down\"")
 	})
 	if closed < 0 {
 		t.Errorf("BIRD's log has no Administrative Shutdown received on %s:\n%s", proto, tail(log, 40))
@@ -208,7 +208,7 @@ func withdrawnBeforeClose(t *testing.T, log, proto string, prefixes ...string) {
 	}
 	for _, prefix := range prefixes {
 		removed := slices.IndexFunc(lines, func(l string) bool {
-			return strings.Contains(l, proto+".ipv") && strings.Contains(l, "> removed") && strings.Contains(l, " "+prefix+" ")
+			return strings.Contains(l, " "+proto+".ipv") && strings.Contains(l, "> removed") && strings.Contains(l, " "+prefix+" ")
 		})
 		if removed < 0 || removed > closed {
 			t.Errorf("BIRD did not see %s withdrawn on %s before the session closed:\n%s", prefix, proto, tail(log, 40))

@@ -146,6 +146,8 @@ func scaleChild(t *testing.T, info *labInfo) {
 func percentiles(d []time.Duration) string {
 	s := slices.Clone(d)
 	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))].Round(100 * time.Microsecond) }
+	at := func(q float64) time.Duration {
+		return s[min(len(s)-1, int(q*float64(len(s))))].Round(100 * time.Microsecond)
+	}
 	return fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s (n=%d)", at(0.5), at(0.9), at(0.99), s[len(s)-1].Round(100*time.Microsecond), len(s))
 }
