@@ -49,6 +49,7 @@ func DefaultConfig() Config {
 		ForwardOptions: forward.DefaultOptions(),
 		JoinTimeout:    3 * time.Second,
 		Resync:         10 * time.Second,
+		RejoinInterval: time.Second,
 		MetricsAddr:    ":7473",
 	}
 }
