@@ -110,10 +110,11 @@ func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*Iro
 		return nil, err
 	}
 	if bin, ok := bins["ironlb-controller"]; ok {
-		if ilb.Controller, err = l.Start(ctx, "controller", NSCtl, bin, "--kubeconfig", l.NodeKubeconfig,
-			"--namespace", SystemNamespace, "--identity", "controller-0"); err != nil {
+		args := []string{"--kubeconfig", l.NodeKubeconfig, "--namespace", SystemNamespace, "--identity", "controller-0"}
+		if ilb.Controller, err = l.Start(ctx, "controller", NSCtl, bin, args...); err != nil {
 			return nil, err
 		}
+		l.supervise(ilb.Controller, func() (*Process, error) { return l.Start(ctx, "controller", NSCtl, bin, args...) })
 	}
 	for _, n := range l.Nodes {
 		if _, err := ilb.StartSpeaker(ctx, l, n, extraSpeakerArgs...); err != nil {
@@ -137,4 +138,32 @@ func (ilb *IronLB) StartSpeaker(ctx context.Context, l *Lab, n *Node, extraArgs 
 	}
 	ilb.Speakers[n.Name] = p
 	return p, nil
+}
+
+// supervise restarts a process that exits on its own (as a Deployment would: the controller
+// exits when it loses its leader Lease), until the lab goes down.
+func (l *Lab) supervise(p *Process, restart func() (*Process, error)) {
+	l.bg.Add(1)
+	go func() {
+		defer l.bg.Done()
+		for {
+			select {
+			case <-l.bgCtx.Done():
+				return
+			case <-p.Exited():
+			}
+			select {
+			case <-l.bgCtx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			l.log.Warn("lab: restarting a component that exited", "name", p.Name)
+			next, err := restart()
+			if err != nil {
+				l.log.Error("lab: restarting", "name", p.Name, "err", err)
+				return
+			}
+			p = next
+		}
+	}()
 }

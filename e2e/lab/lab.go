@@ -67,6 +67,7 @@ type Lab struct {
 
 	log     *slog.Logger
 	proxy   net.Listener
+	bgCtx   context.Context // ends when the lab goes down
 	stopBg  context.CancelFunc
 	bg      sync.WaitGroup
 	mu      sync.Mutex
@@ -155,7 +156,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l.stopBg = cancel
+	l.bgCtx, l.stopBg = bgCtx, cancel
 	if err := l.startEndpointSlices(bgCtx); err != nil {
 		return nil, err
 	}
