@@ -61,16 +61,23 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 	start := a.now()
 	tx := a.nft.NewTransaction()
 	res := SyncResult{Full: a.current == nil || !compatible(a.current, rs), Stats: rs.Stats()}
-	kind := "incremental"
-	if res.Full {
+	kind, run := "incremental", func() error { return a.nft.Run(ctx, tx) }
+	switch runner, direct := a.nft.(textRunner); {
+	case res.Full && direct:
+		kind = "full"
+		var text string
+		text, res.Operations = rs.fullText(tx)
+		run = func() error { return runner.runText(ctx, text) }
+	case res.Full:
 		kind = "full"
 		rs.writeFull(tx)
-	} else {
+		res.Operations = tx.NumOperations()
+	default:
 		a.writeDiff(tx, a.current, rs, start)
+		res.Operations = tx.NumOperations()
 	}
-	res.Operations = tx.NumOperations()
 	if res.Operations > 0 {
-		if err := a.nft.Run(ctx, tx); err != nil {
+		if err := run(); err != nil {
 			a.current = nil
 			return res, fmt.Errorf("applying %s nftables transaction of %d operations: %w", kind, res.Operations, err)
 		}

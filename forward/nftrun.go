@@ -40,8 +40,20 @@ func (b *batchingNFT) Run(ctx context.Context, tx *knftables.Transaction) error 
 	if strings.Contains(text, "# ERROR: ") {
 		return b.Interface.Run(ctx, tx) // knftables reports the transaction's own error
 	}
+	return b.runText(ctx, joinElementAdds(text))
+}
+
+// textRunner runs nft commands given as text; the Applier uses it for full syncs, whose
+// elements it writes directly (Ruleset.fullText).
+type textRunner interface {
+	runText(ctx context.Context, text string) error
+}
+
+var _ textRunner = (*batchingNFT)(nil)
+
+func (b *batchingNFT) runText(ctx context.Context, text string) error {
 	cmd := exec.CommandContext(ctx, b.path, "-f", "-")
-	cmd.Stdin = strings.NewReader(joinElementAdds(text))
+	cmd.Stdin = strings.NewReader(text)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

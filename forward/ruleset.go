@@ -2,6 +2,8 @@ package forward
 
 import (
 	"reflect"
+	"strconv"
+	"strings"
 
 	"sigs.k8s.io/knftables"
 )
@@ -232,8 +234,17 @@ const tableComment = "ironlb: LoadBalancer, NodePort and ClusterIP forwarding; r
 // transaction: whatever a crashed or older speaker left is deleted in the same transaction that
 // creates the new content, so traffic never sees an empty or half-built table.
 func (r *Ruleset) writeFull(tx *knftables.Transaction) {
-	table := &knftables.Table{Comment: knftables.PtrTo(tableComment)}
-	tx.Add(table)
+	r.writeFullStructure(tx)
+	for _, st := range r.sets {
+		for i := range st.elems {
+			tx.Add(st.elementObject(&st.elems[i]))
+		}
+	}
+}
+
+// writeFullStructure queues everything writeFull does but the elements.
+func (r *Ruleset) writeFullStructure(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
 	tx.Delete(&knftables.Table{})
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
 	for _, c := range r.chains {
@@ -246,11 +257,40 @@ func (r *Ruleset) writeFull(tx *knftables.Transaction) {
 	for _, c := range r.chains {
 		writeRules(tx, c)
 	}
+}
+
+// fullText returns what writeFull's transaction becomes after joinElementAdds, and its
+// number of operations, without making an object per element: for 200,000 elements that
+// saves a tenth of a full sync. tx provides the table's context and receives the structure.
+func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int) {
+	r.writeFullStructure(tx)
+	var b strings.Builder
+	b.WriteString(tx.String())
+	ops := tx.NumOperations()
 	for _, st := range r.sets {
-		for i := range st.elems {
-			tx.Add(st.elementObject(&st.elems[i]))
+		if len(st.elems) == 0 {
+			continue
 		}
+		b.WriteString("add element " + string(TableFamily) + " " + TableName + " " + st.name() + " { ")
+		for i := range st.elems {
+			e := &st.elems[i]
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(e.k)
+			if e.comment != "" {
+				b.WriteString(" comment ")
+				b.WriteString(strconv.Quote(e.comment))
+			}
+			if e.v != "" {
+				b.WriteString(" : ")
+				b.WriteString(e.v)
+			}
+		}
+		b.WriteString(" }\n")
+		ops += len(st.elems)
 	}
+	return b.String(), ops
 }
 
 func writeRules(tx *knftables.Transaction, c *chain) {
