@@ -128,7 +128,14 @@ func TestForwardingReadinessAffinityAndReject(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.eventually("answers only from ready pods", 10*time.Second, func() (bool, string) {
-		got := spread(t, s.ctx, lab.NSLANClient, ip, 10)
+		got := map[string]int{}
+		for range 10 {
+			pod, _, err := get(s.ctx, lab.NSLANClient, ip)
+			if err != nil {
+				return false, err.Error()
+			}
+			got[pod]++
+		}
 		return got[pods[1].Name] == 0, fmt.Sprint(got)
 	})
 	if got := spread(t, s.ctx, lab.NSLANClient, ip, 200); got[pods[1].Name] != 0 {
