@@ -146,6 +146,7 @@ func (l *gobgpLogger) handle(level slog.Level, msg string, f log.Fields) {
 			l.errs.record(addr, text)
 		}
 	}
+	level = adjustLevel(msg, f, level)
 	ctx := context.Background()
 	if !l.log.Enabled(ctx, level) {
 		return
@@ -163,6 +164,24 @@ func (l *gobgpLogger) handle(level slog.Level, msg string, f log.Fields) {
 		attrs = append(attrs, slog.Any(strings.ToLower(k), f[k]))
 	}
 	l.log.LogAttrs(ctx, level, "gobgp: "+msg, attrs...)
+}
+
+// adjustLevel lowers the level of GoBGP messages that are routine for the speaker: the Cease
+// it sends on purpose (GoBGP logs every NOTIFICATION it sends as a warning), and the error
+// GoBGP logs when it closes, a second time, the connection of a session removed while
+// connecting.
+func adjustLevel(msg string, f log.Fields, level slog.Level) slog.Level {
+	switch msg {
+	case "sent notification":
+		code, _ := f["Code"].(uint8)
+		subcode, _ := f["Subcode"].(uint8)
+		if ownCease(code, subcode) {
+			return slog.LevelInfo
+		}
+	case "failed to close existing tcp connection":
+		return slog.LevelDebug
+	}
+	return level
 }
 
 // describeEvent turns the GoBGP log messages that explain a session failure into the

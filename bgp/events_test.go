@@ -224,10 +224,13 @@ func TestGoBGPLogger(t *testing.T) {
 	l.Debug("failed to connect", log.Fields{"Topic": "Peer", "Key": "198.51.100.1",
 		"Error": dialError("198.51.100.1:179", os.NewSyscallError("connect", syscall.EHOSTUNREACH))})
 	l.Warn("received notification", log.Fields{"Topic": "Peer", "Key": "::ffff:198.51.100.9", "Code": uint8(6), "Subcode": uint8(2)})
+	l.Warn("sent notification", log.Fields{"Topic": "Peer", "Key": "198.51.100.1", "Code": uint8(6), "Subcode": uint8(2)})
+	l.Error("failed to close existing tcp connection", log.Fields{"Topic": "Peer", "Key": "198.51.100.1"})
 
 	want := []string{
 		"INFO gobgp: Peer Up peer=r key=198.51.100.1 state=BGP_FSM_OPENCONFIRM topic=Peer",
 		"WARN gobgp: received notification code=6 key=::ffff:198.51.100.9 subcode=2 topic=Peer",
+		"INFO gobgp: sent notification peer=r code=6 key=198.51.100.1 subcode=2 topic=Peer", // our own Cease
 	}
 	if diff := cmp.Diff(want, h.records); diff != "" {
 		t.Errorf("slog records (-want +got):\n%s", diff)

@@ -45,9 +45,9 @@ type SessionState struct {
 	EstablishedSince time.Time
 	// LastError is the last reason the session failed or went down: a configuration error
 	// (Peer.ConfigError, an invalid Peer, an address conflict), a NOTIFICATION received or
-	// sent ("received NOTIFICATION: OPEN Message Error, Bad Peer AS"), or a connection
-	// error ("connect: dial tcp ...: connect: no route to host"). It is kept after the
-	// session recovers and cleared when the Peer changes.
+	// sent ("sent NOTIFICATION: OPEN Message Error, Bad Peer AS (...)"), or a connection
+	// error ("connecting to 198.51.100.1:179: connect: no route to host"); README.md lists
+	// them. It is kept after the session recovers and cleared when the Peer changes.
 	LastError string
 	// LastErrorTime is when LastError was first seen; repeats of the same error (a failing
 	// connection attempt every few seconds) do not move it.
