@@ -46,18 +46,22 @@ type Plan struct {
 	L2 map[netip.Addr][]string
 	// Services holds, per Service key (namespace/name), what this node announces of it in L2.
 	Services map[string]*Announced
-	// Peers are the BGPPeers this node has sessions with; BGP the paths it announces.
-	Peers []*v1alpha1.BGPPeer
-	BGP   []BGPPath
+	// Peers are the BGPPeers this node has sessions with; BGP the paths it announces, and
+	// BGPServices what it announces per Service key.
+	Peers       []*v1alpha1.BGPPeer
+	BGP         []BGPPath
+	BGPServices map[string]*Announced
 	// Warnings report misconfiguration; the rest of the plan is unaffected.
 	Warnings []Warning
 }
 
-// Announced is what this node announces for one Service: one ServiceAnnouncement.
+// Announced is what this node announces for one Service in one mode: one
+// ServiceAnnouncement.
 type Announced struct {
 	Namespace, Name string
 	IPs             []netip.Addr
-	Interfaces      []string
+	Interfaces      []string // L2
+	Peers           []string // BGP
 }
 
 // Warning is a misconfiguration to report as a Warning event on Object.
@@ -76,7 +80,7 @@ type Warning struct {
 // IP's group — the IPs connected through Services that hold them (a shared IP, both families
 // of a Service) — so a group stays on one node whenever the candidates agree.
 func Compute(s *Snapshot) Plan {
-	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}}
+	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}, BGPServices: map[string]*Announced{}}
 	pools := compilePools(s.Pools)
 	ads := compileL2Ads(s.L2Ads, &p)
 	nodes := map[string]*corev1.Node{}

@@ -85,11 +85,23 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 				path.Communities = append(path.Communities, ad.communities...)
 				path.LargeCommunities = append(path.LargeCommunities, ad.large...)
 				path.Services = append(path.Services, key)
+				a := p.BGPServices[key]
+				if a == nil {
+					a = &Announced{Namespace: svc.Namespace, Name: svc.Name}
+					p.BGPServices[key] = a
+				}
+				if !slices.Contains(a.IPs, ip) {
+					a.IPs = append(a.IPs, ip)
+				}
+				a.Peers = dedup(append(a.Peers, peers...))
 				if ad.localPref != nil && (path.LocalPref == nil || *ad.localPref > *path.LocalPref) {
 					path.LocalPref = ad.localPref // two advertisements: the higher preference wins
 				}
 			}
 		}
+	}
+	for _, a := range p.BGPServices {
+		slices.SortFunc(a.IPs, netip.Addr.Compare)
 	}
 	for _, path := range paths {
 		path.Peers = dedup(path.Peers)

@@ -52,6 +52,7 @@ type Speaker struct {
 	status    *statusWriter
 	fwd       *forwarder // nil while forwarding is off
 	fwdMetric *forwardMetrics
+	bgp       *bgpRunner
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -103,6 +104,11 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if s.fwdMetric, err = newForwardMetrics(reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	bm, err := newBGPMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	s.bgp = &bgpRunner{node: cfg.NodeName, log: cfg.Log, kube: kube, crd: crd, metrics: bm}
 
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.kick() },
@@ -119,8 +125,10 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		}
 	}
 	for resource, obj := range map[string]runtime.Object{
-		"ippools":          &v1alpha1.IPPool{},
-		"l2advertisements": &v1alpha1.L2Advertisement{},
+		"ippools":           &v1alpha1.IPPool{},
+		"l2advertisements":  &v1alpha1.L2Advertisement{},
+		"bgpadvertisements": &v1alpha1.BGPAdvertisement{},
+		"bgppeers":          &v1alpha1.BGPPeer{},
 	} {
 		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
 		if _, err := inf.AddEventHandler(handler); err != nil {
@@ -198,6 +206,11 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case <-s.trigger:
 		case <-s.members.Changed():
 		case <-resync.C:
+		case <-s.bgp.changes():
+			if err := s.bgp.report(ctx); err != nil {
+				s.log.Warn("writing BGPSessionStates", "err", err)
+			}
+			continue
 		}
 		prev = s.sync(ctx, prev, warned)
 	}
@@ -215,7 +228,8 @@ func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan erro
 	<-annDone
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := s.status.sync(ctx, nil); err != nil {
+	s.bgp.stop(ctx)
+	if err := s.status.sync(ctx, Plan{}); err != nil {
 		s.log.Warn("removing ServiceAnnouncements on shutdown", "err", err)
 	}
 }
@@ -341,7 +355,13 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
 		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
 	}
-	if err := s.status.sync(ctx, plan.Services); err != nil {
+	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
+		s.bgp.apply(ctx, plan, nodeAddrs(self))
+	}
+	if err := s.bgp.report(ctx); err != nil {
+		s.log.Warn("writing BGPSessionStates", "err", err)
+	}
+	if err := s.status.sync(ctx, plan); err != nil {
 		s.log.Warn("writing ServiceAnnouncements", "err", err)
 		time.AfterFunc(time.Second, s.kick)
 	}
@@ -367,6 +387,12 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 	}
 	for _, o := range s.crdInfs["l2advertisements"].GetStore().List() {
 		snap.L2Ads = append(snap.L2Ads, o.(*v1alpha1.L2Advertisement))
+	}
+	for _, o := range s.crdInfs["bgpadvertisements"].GetStore().List() {
+		snap.BGPAds = append(snap.BGPAds, o.(*v1alpha1.BGPAdvertisement))
+	}
+	for _, o := range s.crdInfs["bgppeers"].GetStore().List() {
+		snap.Peers = append(snap.Peers, o.(*v1alpha1.BGPPeer))
 	}
 	return snap, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,10 +28,14 @@ type statusWriter struct {
 	written map[string]*v1alpha1.ServiceAnnouncement // by namespace/name of the object
 }
 
-// announcementName names the object of a (Service, node, mode); a name longer than 253
-// characters is cut and suffixed with a hash of the whole, so it stays unique.
+// announcementName names the object of a (Service, node, mode).
 func announcementName(service, node string, mode v1alpha1.AnnouncementMode) string {
-	name := fmt.Sprintf("%s-%s-%s", service, node, map[v1alpha1.AnnouncementMode]string{v1alpha1.AnnouncementL2: "l2", v1alpha1.AnnouncementBGP: "bgp"}[mode])
+	return truncateName(fmt.Sprintf("%s-%s-%s", service, node, strings.ToLower(string(mode))))
+}
+
+// truncateName keeps an object name within 253 characters: a longer one is cut and suffixed
+// with a hash of the whole, so it stays unique.
+func truncateName(name string) string {
 	if len(name) <= 253 {
 		return name
 	}
@@ -53,29 +58,33 @@ func (w *statusWriter) prune(ctx context.Context) error {
 	return nil
 }
 
-// sync makes this node's ServiceAnnouncements match want (nil: none).
-func (w *statusWriter) sync(ctx context.Context, want map[string]*Announced) error {
+// sync makes this node's ServiceAnnouncements match the plan (a zero Plan: none).
+func (w *statusWriter) sync(ctx context.Context, p Plan) error {
 	if w.written == nil {
 		w.written = map[string]*v1alpha1.ServiceAnnouncement{}
 	}
 	desired := map[string]*v1alpha1.ServiceAnnouncement{}
-	for _, a := range want {
-		obj := &v1alpha1.ServiceAnnouncement{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: a.Namespace, Name: announcementName(a.Name, w.node, v1alpha1.AnnouncementL2),
-				Labels: map[string]string{LabelNode: w.node},
-			},
-			ServiceName: a.Name, NodeName: w.node, Mode: v1alpha1.AnnouncementL2, Interfaces: a.Interfaces,
+	for mode, announced := range map[v1alpha1.AnnouncementMode]map[string]*Announced{
+		v1alpha1.AnnouncementL2: p.Services, v1alpha1.AnnouncementBGP: p.BGPServices,
+	} {
+		for _, a := range announced {
+			obj := &v1alpha1.ServiceAnnouncement{
+				ObjectMeta: metav1.ObjectMeta{
+					Namespace: a.Namespace, Name: announcementName(a.Name, w.node, mode),
+					Labels: map[string]string{LabelNode: w.node},
+				},
+				ServiceName: a.Name, NodeName: w.node, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers,
+			}
+			for _, ip := range a.IPs {
+				obj.IPs = append(obj.IPs, ip.String())
+			}
+			desired[obj.Namespace+"/"+obj.Name] = obj
 		}
-		for _, ip := range a.IPs {
-			obj.IPs = append(obj.IPs, ip.String())
-		}
-		desired[obj.Namespace+"/"+obj.Name] = obj
 	}
 	var errs []error
 	for key, obj := range desired {
 		old := w.written[key]
-		if old != nil && slices.Equal(old.IPs, obj.IPs) && slices.Equal(old.Interfaces, obj.Interfaces) {
+		if old != nil && slices.Equal(old.IPs, obj.IPs) && slices.Equal(old.Interfaces, obj.Interfaces) && slices.Equal(old.Peers, obj.Peers) {
 			continue
 		}
 		var err error

@@ -1,0 +1,289 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/bgp"
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// bgpRunner owns the embedded GoBGP speaker. It starts GoBGP when the first BGPPeer selects
+// this node (GoBGP needs the router ID and ASN at start) and keeps it until the speaker stops.
+type bgpRunner struct {
+	node    string
+	log     *slog.Logger
+	kube    kubernetes.Interface
+	crd     rest.Interface
+	metrics *bgpMetrics
+
+	mu      sync.Mutex
+	speaker *bgp.Speaker
+	done    chan error
+	cancel  context.CancelFunc
+	written map[string]*v1alpha1.BGPSessionState // by name
+}
+
+// apply configures sessions and paths from the plan; self is this node's addresses (IPv4
+// first), for the router ID and cross-family next hops.
+func (r *bgpRunner) apply(ctx context.Context, p Plan, self []netip.Addr) {
+	if len(p.Peers) == 0 && r.speaker == nil {
+		return
+	}
+	if r.speaker == nil {
+		if err := r.start(p.Peers, self); err != nil {
+			r.log.Warn("BGP not started", "err", err)
+			return
+		}
+	}
+	var peers []bgp.Peer
+	for _, bp := range p.Peers {
+		peers = append(peers, r.peer(ctx, bp))
+	}
+	if err := r.speaker.SetPeers(peers); err != nil {
+		r.log.Warn("configuring BGP sessions", "err", err)
+	}
+	paths := make([]bgp.Path, 0, len(p.BGP))
+	for _, bp := range p.BGP {
+		paths = append(paths, bgp.Path{Prefix: bp.Prefix, Peers: bp.Peers, Communities: bp.Communities,
+			LargeCommunities: bp.LargeCommunities, LocalPref: bp.LocalPref})
+	}
+	if err := r.speaker.SetPaths(paths); err != nil {
+		r.log.Warn("announcing BGP paths", "err", err)
+	}
+	r.metrics.paths.Set(float64(len(paths)))
+}
+
+func (r *bgpRunner) start(peers []*v1alpha1.BGPPeer, self []netip.Addr) error {
+	cfg := bgp.DefaultConfig()
+	cfg.Log = r.log
+	cfg.ASN = peers[0].Spec.MyASN
+	for _, a := range self {
+		switch {
+		case a.Is4() && !cfg.NextHopIPv4.IsValid():
+			cfg.NextHopIPv4, cfg.RouterID = a, a
+		case a.Is6() && !cfg.NextHopIPv6.IsValid():
+			cfg.NextHopIPv6 = a
+		}
+	}
+	for _, p := range peers {
+		if id, err := netip.ParseAddr(p.Spec.RouterID); err == nil {
+			cfg.RouterID = id // an explicit router ID wins; GoBGP has one per node
+			break
+		}
+	}
+	s := bgp.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	r.mu.Lock()
+	r.speaker, r.cancel, r.done = s, cancel, done
+	r.mu.Unlock()
+	r.log.Info("BGP started", "routerID", cfg.RouterID, "asn", cfg.ASN)
+	return nil
+}
+
+// peer translates a BGPPeer, reading its password Secret. A Secret that cannot be read makes
+// the session unconfigured, with the reason as its error: never a session without the
+// password the operator asked for.
+func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
+	spec := bp.Spec
+	p := bgp.Peer{Name: bp.Name, PeerASN: spec.PeerASN, LocalASN: spec.MyASN, Port: uint16(spec.PeerPort)}
+	var err error
+	if p.Address, err = netip.ParseAddr(spec.PeerAddress); err != nil {
+		p.ConfigError = fmt.Sprintf("peerAddress %q: %v", spec.PeerAddress, err)
+	}
+	if spec.SourceAddress != "" {
+		if p.SourceAddress, err = netip.ParseAddr(spec.SourceAddress); err != nil {
+			p.ConfigError = fmt.Sprintf("sourceAddress %q: %v", spec.SourceAddress, err)
+		}
+	}
+	if spec.HoldTime != nil {
+		p.HoldTime = spec.HoldTime.Duration
+	}
+	if spec.KeepaliveTime != nil {
+		p.KeepaliveTime = spec.KeepaliveTime.Duration
+	}
+	if spec.EBGPMultiHop != nil {
+		p.EBGPMultiHop = uint8(*spec.EBGPMultiHop)
+	}
+	if gr := spec.GracefulRestart; gr != nil && gr.Enabled {
+		p.GracefulRestart = true
+		if gr.RestartTime != nil {
+			p.RestartTime = gr.RestartTime.Duration
+		}
+	}
+	if ref := spec.PasswordSecretRef; ref != nil {
+		key := ref.Key
+		if key == "" {
+			key = "password"
+		}
+		sec, err := r.kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			p.ConfigError = fmt.Sprintf("password Secret %s/%s: %v", ref.Namespace, ref.Name, err)
+		case len(sec.Data[key]) == 0:
+			p.ConfigError = fmt.Sprintf("password Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		default:
+			p.Password = string(sec.Data[key])
+		}
+	}
+	return p
+}
+
+// changes signals session changes; nil (blocks forever) before BGP started.
+func (r *bgpRunner) changes() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.speaker == nil {
+		return nil
+	}
+	return r.speaker.Changes()
+}
+
+// report writes one BGPSessionState per session of this node and the session metrics.
+func (r *bgpRunner) report(ctx context.Context) error {
+	r.mu.Lock()
+	s := r.speaker
+	r.mu.Unlock()
+	var sessions []bgp.SessionState
+	if s != nil {
+		sessions = s.Sessions()
+	}
+	if r.written == nil {
+		if err := r.loadWritten(ctx); err != nil {
+			return err
+		}
+	}
+	desired := map[string]*v1alpha1.BGPSessionState{}
+	r.metrics.up.Reset()
+	for _, ss := range sessions {
+		up := 0.0
+		if ss.State == bgp.StateEstablished {
+			up = 1
+		}
+		r.metrics.up.WithLabelValues(ss.Peer).Set(up)
+		r.metrics.sent.WithLabelValues(ss.Peer).Set(float64(ss.PrefixesSent))
+		obj := &v1alpha1.BGPSessionState{
+			ObjectMeta: metav1.ObjectMeta{Name: sessionStateName(r.node, ss.Peer), Labels: map[string]string{LabelNode: r.node}},
+			NodeName:   r.node, PeerName: ss.Peer, PeerAddress: ss.Address.String(), State: v1alpha1.BGPState(ss.State),
+			LastError: ss.LastError, PrefixesSent: int64(ss.PrefixesSent), PrefixesReceived: int64(ss.PrefixesReceived),
+		}
+		if ss.LocalAddress.IsValid() {
+			obj.LocalAddress = ss.LocalAddress.String()
+		}
+		if !ss.EstablishedSince.IsZero() {
+			obj.EstablishedSince = &metav1.Time{Time: ss.EstablishedSince}
+		}
+		if !ss.LastErrorTime.IsZero() {
+			obj.LastErrorTime = &metav1.Time{Time: ss.LastErrorTime}
+		}
+		desired[obj.Name] = obj
+	}
+	var errs []error
+	for name, obj := range desired {
+		old := r.written[name]
+		if old != nil && sameSession(old, obj) {
+			continue
+		}
+		var out v1alpha1.BGPSessionState
+		var err error
+		if old == nil {
+			err = r.crd.Post().Resource("bgpsessionstates").Body(obj).Do(ctx).Into(&out)
+		} else {
+			obj.ResourceVersion = old.ResourceVersion
+			err = r.crd.Put().Resource("bgpsessionstates").Name(name).Body(obj).Do(ctx).Into(&out)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("writing BGPSessionState %s: %w", name, err))
+			r.written = nil // re-read
+			continue
+		}
+		r.written[name] = &out
+	}
+	for name := range r.written {
+		if desired[name] != nil {
+			continue
+		}
+		if err := r.crd.Delete().Resource("bgpsessionstates").Name(name).Do(ctx).Error(); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting BGPSessionState %s: %w", name, err))
+			continue
+		}
+		delete(r.written, name)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *bgpRunner) loadWritten(ctx context.Context) error {
+	var list v1alpha1.BGPSessionStateList
+	sel := labels.Set{LabelNode: r.node}.String()
+	if err := r.crd.Get().Resource("bgpsessionstates").Param("labelSelector", sel).Do(ctx).Into(&list); err != nil {
+		return fmt.Errorf("listing BGPSessionStates: %w", err)
+	}
+	r.written = map[string]*v1alpha1.BGPSessionState{}
+	for i := range list.Items {
+		r.written[list.Items[i].Name] = &list.Items[i]
+	}
+	return nil
+}
+
+func sameSession(a, b *v1alpha1.BGPSessionState) bool {
+	return a.PeerAddress == b.PeerAddress && a.State == b.State && a.LastError == b.LastError &&
+		a.LocalAddress == b.LocalAddress && a.PrefixesSent == b.PrefixesSent && a.PrefixesReceived == b.PrefixesReceived &&
+		a.EstablishedSince.Equal(b.EstablishedSince)
+}
+
+func sessionStateName(node, peer string) string { return truncateName(node + "-" + peer) }
+
+// stop withdraws every path and closes the sessions (bgp.Speaker.Run's shutdown), then
+// removes this node's BGPSessionStates.
+func (r *bgpRunner) stop(ctx context.Context) {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		r.log.Warn("BGP shutdown", "err", err)
+	}
+	r.log.Info("BGP paths withdrawn and sessions closed", "elapsed", time.Since(start).Round(time.Millisecond))
+	r.mu.Lock()
+	r.speaker = nil
+	r.mu.Unlock()
+	if err := r.report(ctx); err != nil {
+		r.log.Warn("removing BGPSessionStates", "err", err)
+	}
+}
+
+type bgpMetrics struct {
+	up, sent *prometheus.GaugeVec
+	paths    prometheus.Gauge
+}
+
+func newBGPMetrics(reg prometheus.Registerer) (*bgpMetrics, error) {
+	m := &bgpMetrics{
+		up:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ironlb_speaker_bgp_session_up", Help: "1 while the BGP session with the peer is Established."}, []string{"peer"}),
+		sent:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ironlb_speaker_bgp_prefixes_sent", Help: "Prefixes advertised on the session."}, []string{"peer"}),
+		paths: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_bgp_paths", Help: "Prefixes this node announces over BGP."}),
+	}
+	for _, c := range []prometheus.Collector{m.up, m.sent, m.paths} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
