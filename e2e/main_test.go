@@ -30,7 +30,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Config{})
+	l, err := lab.Up(ctx, lab.Config{FRR: true, FRRASN: lab.NodeASN})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: lab:", err)
 		return 1

@@ -42,6 +42,9 @@ type Config struct {
 	Dir string
 	// FRR also starts an FRR router on the LAN, peering with every node.
 	FRR bool
+	// FRRASN is FRR's AS number: RouterASN (eBGP, the default) or NodeASN for iBGP, where
+	// local preference is carried.
+	FRRASN uint32
 	// RepoRoot locates the CRDs (charts/ironlb/crds); default: found from the working directory.
 	RepoRoot string
 	// Log receives progress; default slog.Default().

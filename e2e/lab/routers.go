@@ -61,10 +61,12 @@ router bgp {{.ASN}}
  neighbor {{.LAN6}} timers connect 1
 {{end}} address-family ipv4 unicast
   maximum-paths 16
+  maximum-paths ibgp 16
 {{range .Nodes}}  neighbor {{.LAN4}} activate
 {{end}} exit-address-family
  address-family ipv6 unicast
   maximum-paths 16
+  maximum-paths ibgp 16
 {{range .Nodes}}  neighbor {{.LAN6}} activate
 {{end}} exit-address-family
 !
@@ -73,7 +75,11 @@ router bgp {{.ASN}}
 func (l *Lab) startRouters(ctx context.Context) error {
 	routers := []*Router{{Kind: "bird", NetNS: NSRouter, LAN4: RouterLAN4, LAN6: RouterLAN6, ASN: RouterASN}}
 	if l.Config.FRR {
-		routers = append(routers, &Router{Kind: "frr", NetNS: NSFRR, LAN4: FRRLAN4, LAN6: FRRLAN6, ASN: RouterASN})
+		asn := l.Config.FRRASN
+		if asn == 0 {
+			asn = RouterASN
+		}
+		routers = append(routers, &Router{Kind: "frr", NetNS: NSFRR, LAN4: FRRLAN4, LAN6: FRRLAN6, ASN: asn})
 	}
 	for _, r := range routers {
 		r.dir = filepath.Join(l.Config.Dir, r.Kind)
