@@ -44,8 +44,9 @@ type sessionErrors struct {
 // peerRef names the peer at an address, and says how this node presents itself to it
 // (for the errors where the router refused us).
 type peerRef struct {
-	name string
-	us   string // "AS 65000, router ID 198.51.100.2, from 198.51.100.2"
+	name     string
+	us       string // "AS 65000, router ID 198.51.100.2, from 198.51.100.2"
+	password bool   // the session has a TCP MD5 password
 }
 
 func newSessionErrors(notify func()) *sessionErrors {
@@ -142,7 +143,7 @@ func (l *gobgpLogger) handle(level slog.Level, msg string, f log.Fields) {
 		peer = l.errs.peer(addr)
 	}
 	if peer.name != "" {
-		if text, ok := describeEvent(msg, f, peer.us); ok {
+		if text, ok := describeEvent(msg, f, peer); ok {
 			l.errs.record(addr, text)
 		}
 	}
@@ -185,15 +186,15 @@ func adjustLevel(msg string, f log.Fields, level slog.Level) slog.Level {
 }
 
 // describeEvent turns the GoBGP log messages that explain a session failure into the
-// session's LastError text; us says how this node presents itself to the peer.
-func describeEvent(msg string, f log.Fields, us string) (string, bool) {
+// session's LastError text.
+func describeEvent(msg string, f log.Fields, peer peerRef) (string, bool) {
 	switch msg {
 	case "failed to connect": // fsm.go connectLoop, at debug level
 		err, ok := f["Error"].(error)
 		if !ok {
 			return "", false
 		}
-		return describeDialError(err), true
+		return describeDialError(err, peer.password), true
 	case "failed to set md5": // server.go, on the listening socket
 		err, _ := f["Err"].(error)
 		return fmt.Sprintf("setting the TCP MD5 password on the listening socket: %v", err), true
@@ -217,7 +218,7 @@ func describeEvent(msg string, f log.Fields, us string) (string, bool) {
 		}
 		return "sent NOTIFICATION: " + notificationText(code, subcode, reason, detail), true
 	case "state changed": // fsm.go StateChange, at debug level
-		return describeStateChange(f, us)
+		return describeStateChange(f, peer.us)
 	}
 	return "", false
 }
@@ -259,15 +260,20 @@ func carriesNotification(reason any) bool {
 
 // describeDialError explains a failed connection attempt: "connecting to ADDR: ERR" (a
 // net.OpError would also print GoBGP's wildcard source address). A kernel without TCP MD5
-// support refuses the password's socket option with ENOPROTOOPT.
-func describeDialError(err error) string {
+// support refuses the password's socket option with ENOPROTOOPT; a router with another
+// password (or none) silently drops our signed SYNs, so the attempt times out.
+func describeDialError(err error, password bool) string {
 	text := err.Error()
 	var op *net.OpError
 	if errors.As(err, &op) && op.Addr != nil && op.Err != nil {
 		text = fmt.Sprintf("connecting to %s: %v", op.Addr, op.Err)
 	}
-	if errors.Is(err, syscall.ENOPROTOOPT) {
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, syscall.ENOPROTOOPT):
 		return "the kernel refused the TCP MD5 signature option for the session's password (it lacks CONFIG_TCP_MD5SIG): " + text
+	case password && errors.As(err, &timeout) && timeout.Timeout():
+		return text + " (with a TCP MD5 password, a router that expects another password or none drops the connection attempts silently)"
 	}
 	return text
 }

@@ -26,6 +26,13 @@ type fakeReason struct {
 
 func (r fakeReason) String() string { return r.Type }
 
+// timeoutError is what a dial that timed out wraps.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
 func dialError(addr string, err error) error {
 	ap := netip.MustParseAddrPort(addr)
 	return &net.OpError{Op: "dial", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4zero},
@@ -37,10 +44,11 @@ func dialError(addr string, err error) error {
 func TestDescribeEvent(t *testing.T) {
 	const us = "AS 65000, router ID 198.51.100.2, from 198.51.100.2"
 	for _, tc := range []struct {
-		name   string
-		msg    string
-		fields log.Fields
-		want   string // "" : not an error of the session
+		name     string
+		msg      string
+		fields   log.Fields
+		password bool
+		want     string // "" : not an error of the session
 	}{{
 		name: "connection refused",
 		msg:  "failed to connect",
@@ -54,6 +62,20 @@ func TestDescribeEvent(t *testing.T) {
 			"Error": dialError("198.51.100.1:179", os.NewSyscallError("setsockopt", syscall.ENOPROTOOPT))},
 		want: "the kernel refused the TCP MD5 signature option for the session's password (it lacks CONFIG_TCP_MD5SIG): " +
 			"connecting to 198.51.100.1:179: setsockopt: protocol not available",
+	}, {
+		name: "timeout without password",
+		msg:  "failed to connect",
+		fields: log.Fields{"Topic": "Peer", "Key": "198.51.100.1",
+			"Error": dialError("198.51.100.1:179", timeoutError{})},
+		want: "connecting to 198.51.100.1:179: i/o timeout",
+	}, {
+		name: "timeout with a password: maybe the wrong one",
+		msg:  "failed to connect",
+		fields: log.Fields{"Topic": "Peer", "Key": "198.51.100.1",
+			"Error": dialError("198.51.100.1:179", timeoutError{})},
+		password: true,
+		want: "connecting to 198.51.100.1:179: i/o timeout (with a TCP MD5 password, a router that expects another password or none " +
+			"drops the connection attempts silently)",
 	}, {
 		name:   "MD5 on the listening socket",
 		msg:    "failed to set md5",
@@ -117,7 +139,7 @@ func TestDescribeEvent(t *testing.T) {
 		fields: log.Fields{"Topic": "Peer", "Key": "198.51.100.1"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := describeEvent(tc.msg, tc.fields, us)
+			got, ok := describeEvent(tc.msg, tc.fields, peerRef{name: "r", us: us, password: tc.password})
 			if ok != (tc.want != "") || got != tc.want {
 				t.Errorf("describeEvent = %q, %v; want %q", got, ok, tc.want)
 			}

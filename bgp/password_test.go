@@ -131,7 +131,7 @@ func passwordChild(t *testing.T, info *labInfo, supported bool, why error) {
 			return st.LastError != "", fmt.Sprintf("md5-wrong: %+v", st)
 		})
 		t.Logf("md5-wrong: %s, %q", st.State, st.LastError)
-		if st.State == StateEstablished || !strings.Contains(st.LastError, "i/o timeout") {
+		if st.State == StateEstablished || !strings.Contains(st.LastError, "i/o timeout (with a TCP MD5 password") {
 			t.Errorf("the session with the wrong password: %+v, want down with a connection timeout", st)
 		}
 		return

@@ -269,7 +269,7 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	refs := map[netip.Addr]peerRef{}
 	for _, d := range desired {
 		if d.err == "" {
-			refs[d.peer.Address] = peerRef{name: d.peer.Name, us: s.presentation(&d.peer)}
+			refs[d.peer.Address] = peerRef{name: d.peer.Name, us: s.presentation(&d.peer), password: d.peer.Password != ""}
 		}
 	}
 	old := map[string]desiredPeer{}
