@@ -124,18 +124,19 @@ func TestOneServiceChangeIsSmall(t *testing.T) {
 			return in
 		}(), 6 + 3 + 7}, // 3 frontends to pick-2, 3 endpoint elements gone, new chain pick-2
 		// 3 frontends, 9 endpoint elements, 2 masquerading frontends (ingress IP and NodePort),
-		// and its endpoint on this node in local-endpoints and hairpin.
+		// its endpoint on this node in local-endpoints and hairpin, and its ClusterIP and
+		// ingress IP in service-ips.
 		{"a new Service", func() Input {
 			in := base
 			more, moreSlices := manyServices(301, 3, 3)
 			in.Services, in.EndpointSlices = more, moreSlices
 			return in
-		}(), 3 + 9 + 2 + 2},
+		}(), 3 + 9 + 2 + 2 + 2},
 		{"a Service deleted", func() Input {
 			in := base
 			in.Services = svcs[1:]
 			return in
-		}(), 3 + 9 + 2 + 2},
+		}(), 3 + 9 + 2 + 2 + 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fake, a, _ := newFakeApplier()

@@ -125,6 +125,16 @@ func TestDatapath(t *testing.T) {
 	t.Run("internalTrafficPolicy Local: the ClusterIP goes to this node's endpoint only", func(t *testing.T) {
 		wantOnly(t, getMany(t, l.node1, "198.18.0.18:80", 20), reply{"pod1", node1V4})
 	})
+	t.Run("a port no Service uses on a Service's address is refused, other node ports are not touched", func(t *testing.T) {
+		for _, c := range []struct{ ns, target string }{{l.client, "203.0.113.10:81"}, {l.pods["pod2"], "198.18.0.10:443"}} {
+			if _, err := get(c.ns, c.target, time.Second); !isRefused(err) {
+				t.Errorf("TCP to %s: got %v, want connection refused", c.target, err)
+			}
+		}
+		if _, err := getUDP(l.client, "203.0.113.10:80", time.Second); !isRefused(err) {
+			t.Errorf("UDP to 203.0.113.10:80: got %v, want connection refused", err)
+		}
+	})
 	t.Run("UDP", func(t *testing.T) {
 		seen := map[string]bool{}
 		for range 30 {

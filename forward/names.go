@@ -128,6 +128,7 @@ func frontendsMap(f ipFamily) string         { return "frontends" + f.suffix() }
 func noEndpointsMap(f ipFamily) string       { return "no-endpoints" + f.suffix() }
 func masqueradeSet(f ipFamily) string        { return "masquerade-frontends" + f.suffix() }
 func localEndpointsSet(f ipFamily) string    { return "local-endpoints" + f.suffix() }
+func serviceIPsSet(f ipFamily) string        { return "service-ips" + f.suffix() }
 func hairpinSet(f ipFamily) string           { return "hairpin" + f.suffix() }
 func affinityFrontendsMap(f ipFamily) string { return "affinity-frontends" + f.suffix() }
 

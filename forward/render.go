@@ -97,8 +97,8 @@ func (b *builder) gotoVerdict(chain string) string {
 
 // familySets are the per-family sets and maps the Services fill.
 type familySets struct {
-	frontends, noEndpoints, masquerade, local, hairpin, affinityFrontends *set
-	endpoints                                                             map[string]*set // by protocol
+	frontends, noEndpoints, masquerade, local, hairpin, affinityFrontends, serviceIPs *set
+	endpoints                                                                         map[string]*set // by protocol
 }
 
 // reserve sizes the sets for the Service ports about to be added, from an upper bound of
@@ -136,6 +136,7 @@ func (b *builder) reserve(sps []*servicePort) {
 	for _, f := range families {
 		b.fam[f].frontends.reserve(frontends[f])
 		b.fam[f].masquerade.reserve(frontends[f])
+		b.fam[f].serviceIPs.reserve(frontends[f])
 		for p, n := range endpoints[f] {
 			b.fam[f].endpoints[p].reserve(n)
 		}
@@ -199,9 +200,15 @@ func (b *builder) familySkeleton(f ipFamily) {
 		Comment: knftables.PtrTo("local endpoint . itself: a pod reaching itself through a Service")})
 	fs.affinityFrontends = r.addMap(knftables.Map{Name: affinityFrontendsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontends with ClientIP affinity -> the chain recording clients")})
+	fs.serviceIPs = r.addSet(knftables.Set{Name: serviceIPsSet(f), Type: a,
+		Comment: knftables.PtrTo("ClusterIPs and LoadBalancer IPs: other ports are rejected")})
 
 	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
-	r.addChain(knftables.Chain{Name: endpointsCheckChain}, x+" daddr . meta l4proto . th dport vmap @"+noEndpointsMap(f))
+	// A port no Service uses on a Service's address is refused too. Routed on instead, a packet
+	// to a LoadBalancer IP would go to the default gateway, which sends it back to this node
+	// (ARP or BGP say the address is here) until its TTL runs out.
+	r.addChain(knftables.Chain{Name: endpointsCheckChain}, x+" daddr . meta l4proto . th dport vmap @"+noEndpointsMap(f),
+		l4+" "+x+" daddr @"+serviceIPsSet(f)+" goto "+rejectChain)
 	// Postrouting sees the packet after DNAT; "ct original" gives the frontend it was sent to.
 	// (A verdict map cannot serve as the set here: the kernel checks its jump targets, which
 	// DNAT, against every hook that looks it up.)
@@ -244,14 +251,14 @@ func (b *builder) servicePort(sp *servicePort) {
 		if b.opts.ClusterIPs {
 			for _, a := range sp.clusterIPs {
 				if familyOf(a) == f {
-					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll)
+					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll, true)
 				}
 			}
 		}
 		masq := b.opts.MasqueradeAll || !sp.externalLocal
 		for _, a := range sp.ingressIPs {
 			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.port, sp.externalLocal, masq)
+				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, true)
 			}
 		}
 		if sp.nodePort == 0 || !sp.families[f] {
@@ -259,7 +266,7 @@ func (b *builder) servicePort(sp *servicePort) {
 		}
 		for _, a := range b.nodeAddrs {
 			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq)
+				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq, false)
 			}
 		}
 	}
@@ -315,8 +322,9 @@ func usable(eps []renderedEndpoint, f ipFamily, localOnly bool) []renderedEndpoi
 
 // frontend adds one address:port of a Service port: the dispatch element and one endpoint
 // element per endpoint, or a reject/drop element when there is no endpoint to go to. With
-// localOnly it uses this node's endpoints only.
-func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade bool) {
+// localOnly it uses this node's endpoints only; serviceIP is false for a NodePort, whose address
+// is the node's and takes other traffic.
+func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade, serviceIP bool) {
 	f, sp := familyOf(addr), fe.sp
 	fs := &b.fam[f]
 	eps := fe.cluster[f]
@@ -324,6 +332,9 @@ func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, local
 		eps = fe.local[f]
 	}
 	a, p := addr.String(), itoa(int(port))
+	if serviceIP {
+		fe.group.addTo(fs.serviceIPs, a, "", "")
+	}
 	k := a + " . " + sp.protocol + " . " + p
 	if fs.frontends.has(k) || fs.noEndpoints.has(k) {
 		return

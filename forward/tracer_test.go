@@ -22,6 +22,7 @@ var (
 	reVmap       = regexp.MustCompile(`^(ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$`)
 	rePick       = regexp.MustCompile(`^meta l4proto (\w+) dnat (ip6?) addr \. port to (ip6?) daddr \. \w+ dport \. numgen random mod (\d+) map @(\S+)$`)
 	reAffinity   = regexp.MustCompile(`^(ip6?) saddr @(\S+) meta l4proto (\w+) dnat (ip6?) to (\S+)$`)
+	reServiceIP  = regexp.MustCompile(`^meta l4proto \{ tcp, udp, sctp \} (ip6?) daddr @(\S+) goto (\S+)$`)
 	reNfprotoGo  = regexp.MustCompile(`^meta nfproto (ipv[46]) goto (\S+)$`)
 	reHairpin    = regexp.MustCompile(`^ct status dnat (ip6?) saddr \. (ip6?) daddr @(\S+) masquerade`)
 	reMasquerade = regexp.MustCompile(`^meta l4proto \{ tcp, udp, sctp \} ct status dnat (ip6?) daddr != @(\S+) ct original (ip6?) daddr \. meta l4proto \. ct original proto-dst @(\S+) masquerade`)
@@ -151,8 +152,17 @@ func (tr *tracer) dnat(p tracePacket, chain string) []string {
 func (tr *tracer) filter(p tracePacket) string {
 	fam := nftFamily(p.dst)
 	for _, rule := range tr.rules(endpointsCheckChain) {
+		if m := reServiceIP.FindStringSubmatch(rule); m != nil {
+			if _, ok := tr.lookup(m[2], p.dst); ok && m[1] == fam && m[3] == rejectChain {
+				return "reject"
+			}
+			continue
+		}
 		m := reVmap.FindStringSubmatch(rule)
-		if m == nil || m[1] != fam {
+		if m == nil {
+			tr.t.Fatalf("tracer does not know rule %q in chain %s", rule, endpointsCheckChain)
+		}
+		if m[1] != fam {
 			continue
 		}
 		v, ok := tr.lookup(m[2], p.dst, p.proto, strconv.Itoa(p.port))
@@ -220,8 +230,10 @@ func TestTrace(t *testing.T) {
 		{"cluster-policy", tracePacket{lanClient, "198.51.100.1", "tcp", 30080}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 		{"cluster-policy", tracePacket{podHere, "198.18.0.10", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080"},
 		{"cluster-policy", tracePacket{"198.18.1.2", "198.18.0.10", "tcp", 80}, "dnat 198.18.1.2:8080(masq) 198.18.3.2:8080"},
-		{"cluster-policy", tracePacket{lanClient, "203.0.113.10", "udp", 80}, "none"},
-		{"cluster-policy", tracePacket{lanClient, "203.0.113.10", "tcp", 81}, "none"},
+		{"cluster-policy", tracePacket{lanClient, "203.0.113.10", "udp", 80}, "reject"},
+		{"cluster-policy", tracePacket{lanClient, "203.0.113.10", "tcp", 81}, "reject"},
+		{"cluster-policy", tracePacket{podHere, "198.18.0.10", "tcp", 443}, "reject"},
+		{"cluster-policy", tracePacket{lanClient, "198.51.100.1", "tcp", 22}, "none"},
 		{"cluster-policy", tracePacket{lanV6, "2001:db8:100::1", "tcp", 30080}, "none"},
 		{"local-policy", tracePacket{lanClient, "203.0.113.11", "tcp", 80}, "dnat 198.18.1.2:8080"},
 		{"local-policy", tracePacket{lanClient, "198.51.100.1", "tcp", 30081}, "dnat 198.18.1.2:8080"},
@@ -245,7 +257,7 @@ func TestTrace(t *testing.T) {
 		{"dual-stack", tracePacket{"2001:db8:2::9", "2001:db8:18::19", "tcp", 80}, "dnat [2001:db8:1::2]:8080 [2001:db8:3::2]:8080"},
 		{"dual-stack", tracePacket{lanClient, "203.0.113.19", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 		{"internal-local", tracePacket{podHere, "198.18.0.20", "tcp", 80}, "dnat 198.18.1.2:8080"},
-		{"options", tracePacket{podHere, "198.18.0.10", "tcp", 80}, "none"},
+		{"options", tracePacket{podHere, "198.18.0.10", "tcp", 80}, "none"}, // ClusterIPs not forwarded
 		{"options", tracePacket{lanClient, "203.0.113.10", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 	} {
 		t.Run(fmt.Sprintf("%s %s>%s:%s/%d", c.scenario, c.p.src, c.p.dst, c.p.proto, c.p.port), func(t *testing.T) {
