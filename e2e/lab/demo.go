@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +79,24 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Give announcements a moment to reach the network: BGP sessions come up within seconds
+	// of the first BGPPeer; an L2 owner answers at once.
+	waitFor := func(timeout time.Duration, ok func() bool) {
+		for deadline := time.Now().Add(timeout); time.Now().Before(deadline) && !ok(); {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if ip := ips[DemoBGPService]; ip != "" {
+		waitFor(30*time.Second, func() bool {
+			r, err := l.Routers[0].Show(ctx, "show route for "+ip)
+			return err == nil && strings.Contains(r, "via")
+		})
+	}
+	for name, ns := range map[string]string{DemoL2Service: NSLANClient, DemoBGPService: NSExtClient} {
+		if ip := ips[name]; ip != "" {
+			waitFor(10*time.Second, func() bool { _, err := HTTPGet(ctx, ns, "http://"+ip+"/", time.Second); return err == nil })
+		}
 	}
 	section := func(title string) { fmt.Fprintf(out, "\n== %s\n", title) }
 	section("kubectl get svc -n " + DemoNamespace + " -o wide")
