@@ -234,7 +234,7 @@ func TestRenderDefaults(t *testing.T) {
 			t.Errorf("NODE_NAME comes from %q; want spec.nodeName", got)
 		}
 		wantArgs := []string{"--metrics-addr=:7473", "--log-level=info", "--memberlist-port=7946",
-			"--memberlist-key-file=/etc/ironlb/memberlist/key"}
+			"--memberlist-key-file=/etc/ironlb/memberlist/key", "--forwarding=auto"}
 		if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 			t.Errorf("speaker args (-want +got):\n%s", diff)
 		}
@@ -348,6 +348,7 @@ func TestRenderAllValues(t *testing.T) {
 		"--memberlist-key-file=/etc/ironlb/memberlist/key",
 		"--memberlist-probe-interval=500ms", "--memberlist-probe-timeout=200ms", "--memberlist-suspicion-mult=3",
 		"--memberlist-gossip-interval=100ms", "--gratuitous-count=5", "--gratuitous-interval=250ms",
+		"--forwarding=on", "--forward-cluster-ips=false", "--masquerade-all=true",
 		"--load-balancer-class=example.com/edge", "--only-load-balancer-class", "--log-level=debug"}
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 		t.Errorf("speaker args (-want +got):\n%s", diff)
@@ -448,11 +449,25 @@ func TestRenderVariants(t *testing.T) {
 		}
 	})
 
+	t.Run("forwarding mode off as YAML's boolean", func(t *testing.T) {
+		values := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(values, []byte("speaker:\n  forwarding:\n    mode: off\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		objs := render(t, releaseNS, "--values", values)
+		var ds appsv1.DaemonSet
+		find(t, objs, "DaemonSet", speakerName, &ds)
+		if args := onlyContainer(t, ds.Spec.Template.Spec).Args; !slices.Contains(args, "--forwarding=off") {
+			t.Errorf("args %v; want --forwarding=off", args)
+		}
+	})
+
 	for _, tc := range []struct{ name, set, want string }{
 		{"misspelt value", "controller.replicas=2", "additional properties 'replicas' not allowed"},
 		{"duration without unit", "speaker.memberlist.probeInterval=500", "probeInterval"},
 		{"unknown log level", "speaker.logLevel=verbose", "logLevel"},
 		{"short memberlist key", "speaker.memberlist.key=tooshort", "key"},
+		{"unknown forwarding mode", "speaker.forwarding.mode=maybe", "forwarding/mode"},
 	} {
 		t.Run("schema rejects "+tc.name, func(t *testing.T) {
 			_, err := renderErr(t, releaseNS, "--set", tc.set)
