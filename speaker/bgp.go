@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/bgp"
@@ -111,6 +112,9 @@ func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
 	}
 	if spec.HoldTime != nil {
 		p.HoldTime = spec.HoldTime.Duration
+		if p.HoldTime == 0 {
+			p.ConfigError = "holdTime 0s (no hold timer) is not supported by the embedded GoBGP v3; use 3s or more"
+		}
 	}
 	if spec.KeepaliveTime != nil {
 		p.KeepaliveTime = spec.KeepaliveTime.Duration
@@ -178,7 +182,7 @@ func (r *bgpRunner) report(ctx context.Context) error {
 		obj := &v1alpha1.BGPSessionState{
 			ObjectMeta: metav1.ObjectMeta{Name: sessionStateName(r.node, ss.Peer), Labels: map[string]string{LabelNode: r.node}},
 			NodeName:   r.node, PeerName: ss.Peer, PeerAddress: ss.Address.String(), State: v1alpha1.BGPState(ss.State),
-			LastError: ss.LastError, PrefixesSent: int64(ss.PrefixesSent), PrefixesReceived: int64(ss.PrefixesReceived),
+			LastError: truncate(ss.LastError, v1alpha1.MaxBGPErrorLength), PrefixesSent: int64(ss.PrefixesSent), PrefixesReceived: int64(ss.PrefixesReceived),
 		}
 		if ss.LocalAddress.IsValid() {
 			obj.LocalAddress = ss.LocalAddress.String()
@@ -286,4 +290,16 @@ func newBGPMetrics(reg prometheus.Registerer) (*bgpMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

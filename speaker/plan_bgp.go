@@ -18,6 +18,8 @@ type BGPPath struct {
 	LargeCommunities []string // "A:B:C" (without the "large:" prefix), sorted
 	LocalPref        *uint32
 	Services         []string // Service keys that hold addresses in Prefix, sorted
+	// One BGPPath comes from one BGPAdvertisement: a prefix that two advertisements select
+	// appears twice, each with its own peers and attributes.
 }
 
 // planBGP adds the BGP part of the plan: the peers whose node selectors select this node, and,
@@ -49,13 +51,17 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 		peerNames[i] = peer.Name
 	}
 	ads := compileBGPAds(s.BGPAds, p)
-	paths := map[netip.Prefix]*BGPPath{}
+	type pathKey struct {
+		prefix netip.Prefix
+		ad     string
+	}
+	paths := map[pathKey]*BGPPath{}
 	for _, svc := range s.Services {
 		if s.Handles != nil && !s.Handles(svc) {
 			continue
 		}
-		key := svc.Namespace + "/" + svc.Name
-		ready, hasEndpoint := endpoints[key]
+		svcKey := svc.Namespace + "/" + svc.Name
+		ready, hasEndpoint := endpoints[svcKey]
 		if !hasEndpoint || (svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[s.Node]) {
 			continue
 		}
@@ -75,28 +81,27 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 				if len(peers) == 0 {
 					continue
 				}
-				prefix := ad.prefix(ip)
-				path := paths[prefix]
+				// One path per (prefix, advertisement): each peer gets the attributes of the
+				// advertisements that select it; the bgp package merges those per peer.
+				key := pathKey{ad.prefix(ip), ad.name}
+				path := paths[key]
 				if path == nil {
-					path = &BGPPath{Prefix: prefix, LocalPref: ad.localPref}
-					paths[prefix] = path
+					path = &BGPPath{Prefix: key.prefix, LocalPref: ad.localPref}
+					paths[key] = path
 				}
 				path.Peers = append(path.Peers, peers...)
 				path.Communities = append(path.Communities, ad.communities...)
 				path.LargeCommunities = append(path.LargeCommunities, ad.large...)
-				path.Services = append(path.Services, key)
-				a := p.BGPServices[key]
+				path.Services = append(path.Services, svcKey)
+				a := p.BGPServices[svcKey]
 				if a == nil {
 					a = &Announced{Namespace: svc.Namespace, Name: svc.Name}
-					p.BGPServices[key] = a
+					p.BGPServices[svcKey] = a
 				}
 				if !slices.Contains(a.IPs, ip) {
 					a.IPs = append(a.IPs, ip)
 				}
 				a.Peers = dedup(append(a.Peers, peers...))
-				if ad.localPref != nil && (path.LocalPref == nil || *ad.localPref > *path.LocalPref) {
-					path.LocalPref = ad.localPref // two advertisements: the higher preference wins
-				}
 			}
 		}
 	}
@@ -114,7 +119,10 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
 			return c
 		}
-		return a.Prefix.Bits() - b.Prefix.Bits()
+		if c := a.Prefix.Bits() - b.Prefix.Bits(); c != 0 {
+			return c
+		}
+		return strings.Compare(strings.Join(a.Peers, ","), strings.Join(b.Peers, ","))
 	})
 }
 

@@ -323,6 +323,12 @@ func TestPlanBGP(t *testing.T) {
 			w.bgpAds[0].Spec.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "r2"}}}
 			w.svc("web", []string{ip}, false, "node1")
 		}, map[string]string{"node1": "", "node2": "203.0.113.10/32 peers=[tor-b] comm=[64497:100] large=[64497:1:2] lp=150", "node3": ""}},
+		{"two advertisements of one prefix: one path each, with its own peers and communities", func(w *world) {
+			w.bgpAds[0].Spec.Peers = []string{"tor-a"}
+			w.bgpAds = append(w.bgpAds, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "b-side"},
+				Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"routed"}, Peers: []string{"tor-b"}, Communities: []string{"64497:200"}}})
+			w.svc("web", []string{ip}, false, "node1")
+		}, map[string]string{"node2": "203.0.113.10/32 peers=[tor-a] comm=[64497:100] large=[64497:1:2] lp=150; 203.0.113.10/32 peers=[tor-b] comm=[64497:200] large=[] lp=-"}},
 		{"an excluded node announces nothing and has no sessions", func(w *world) {
 			w.nodes[0].Labels[LabelExcludeFromLB] = "true"
 			w.svc("web", []string{ip}, false, "node1")
