@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -120,20 +121,15 @@ func BenchmarkL2SteadyState(b *testing.B) {
 	}
 	s.eventually("10 owned Services", 30*time.Second, func() (bool, string) { return len(owners()) == 10, fmt.Sprint(owners()) })
 	capture := startCapture(s.t, "198.51.100.12")
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	go func() { // keep a core busy
 		runtime.LockOSThread()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for !stop.Load() {
 		}
 	}()
 	before := owners()
 	time.Sleep(10 * time.Minute) // the measurement window itself, not an assertion
-	close(stop)
+	stop.Store(true)
 	after := owners()
 	moves := 0
 	for k, v := range before {

@@ -158,6 +158,10 @@ var routerSysctls = map[string]string{
 	"net/ipv4/conf/all/rp_filter":         "0",
 	"net/ipv4/conf/default/rp_filter":     "0",
 	"net/ipv6/conf/all/keep_addr_on_down": "1",
+	// No ICMP redirects: they share the per-destination ICMP rate limit with the port
+	// unreachables that refuse connections to Services without endpoints.
+	"net/ipv4/conf/all/send_redirects":     "0",
+	"net/ipv4/conf/default/send_redirects": "0",
 }
 
 func setSysctls(ns string, kv map[string]string) error {
