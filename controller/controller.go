@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ironlb/ironlb/internal/kubeclient"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -24,10 +25,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
@@ -74,24 +73,14 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	crd, err := v1alpha1.NewRESTClient(restCfg)
+	clients, err := kubeclient.New(restCfg)
 	if err != nil {
 		return nil, err
 	}
+	kube, crd, scheme := clients.Kube, clients.CRD, clients.Scheme
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("scheme: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("scheme: %w", err)
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, metrics: m, gatherer: gatherer,

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/e2e/lab"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestL2OneOwnerAnswersARP: exactly one node answers ARP for an L2 IP, with the MAC of the node
@@ -304,4 +306,33 @@ func (c *capture) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return strings.Join(c.lines, "\n")
+}
+
+// TestL2MissingInterfaceIsReported: an L2Advertisement naming an interface the nodes lack gets
+// a Warning event, and the IP is still announced on the interface that exists.
+func TestL2MissingInterfaceIsReported(t *testing.T) {
+	s := newScenario(t)
+	name := s.ns + "-l2"
+	s.apply("ippools", &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.225-198.51.100.226"}, AutoAssign: ptr(false)}})
+	s.apply("l2advertisements", &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.L2AdvertisementSpec{IPPools: []string{name}, Interfaces: []string{"eth0", "bond9"}}})
+	s.pods("miss", env.lab.Nodes...)
+	s.service("miss", "miss", name, nil)
+	ip := s.ingress("miss")[0]
+	owner := s.owner("miss", "")
+	s.eventually("a Warning event on the L2Advertisement naming bond9", 20*time.Second, func() (bool, string) {
+		list, err := env.lab.Client.CoreV1().Events(metav1.NamespaceDefault).List(s.ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range list.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "InterfaceMissing" && strings.Contains(e.Message, "bond9") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(len(list.Items), " events")
+	})
+	if macs, err := arping(s.ctx, ip, 1); err != nil || len(macs) != 1 || macs[0] != owner.MAC.String() {
+		t.Fatalf("ARP for %s: %v (%v), want one reply from %s on eth0", ip, macs, err, owner.Name)
+	}
 }

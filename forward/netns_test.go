@@ -3,16 +3,14 @@ package forward
 import (
 	"bytes"
 	"fmt"
+	"github.com/ironlb/ironlb/internal/nsrun"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
-
-	"github.com/vishvananda/netns"
 )
 
 // Tests that load the table into the kernel run in network namespaces named
@@ -103,31 +101,7 @@ func inNamespace(t testing.TB, ns string, fn func()) {
 	}
 }
 
-func inNamespaceErr(ns string, fn func() error) error {
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", ns, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("opening the current namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering namespace %s: %w", ns, err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine instead of serving others.
-		return fmt.Errorf("leaving namespace %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
+func inNamespaceErr(ns string, fn func() error) error { return nsrun.Do(ns, fn) }
 
 // nftIn runs nft with args inside ns and returns its output.
 func nftIn(t testing.TB, ns string, args ...string) string {

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ironlb/ironlb/internal/nsrun"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
-	"github.com/vishvananda/netns"
 )
 
 // Tests that need real links build them from veth pairs and a bridge in throwaway network
@@ -179,33 +178,7 @@ func run(ns string, argv ...string) (string, error) {
 }
 
 // inNetNS runs fn on an OS thread switched into namespace ns; sockets fn opens stay there.
-// (e2e/lab has the same helper; importing it here would tie l2's tests to the lab's
-// dependencies.)
-func inNetNS(ns string, fn func() error) error {
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("opening netns %s: %w", ns, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("opening current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering netns %s: %w", ns, err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with its goroutine instead of serving others.
-		return fmt.Errorf("leaving netns %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
+func inNetNS(ns string, fn func() error) error { return nsrun.Do(ns, fn) }
 
 // startAnnouncer runs an Announcer whose sockets live in namespace ns until the test ends,
 // recording its events.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ironlb/ironlb/internal/kubeclient"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -24,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -64,24 +64,14 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		cfg.Log = slog.Default()
 	}
 	cfg.Log = cfg.Log.With("node", cfg.NodeName)
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	crd, err := v1alpha1.NewRESTClient(restCfg)
+	clients, err := kubeclient.New(restCfg)
 	if err != nil {
 		return nil, err
 	}
+	kube, crd, scheme := clients.Kube, clients.CRD, clients.Scheme
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("scheme: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("scheme: %w", err)
 	}
 	s := &Speaker{
 		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, gatherer: gatherer, metrics: m,
@@ -334,19 +324,8 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 	s.metrics.owned.Set(float64(len(plan.L2)))
 	s.metrics.plan.Observe(time.Since(start).Seconds())
 
-	for key, a := range plan.Services {
-		if old := prev.Services[key]; old == nil || !slices.Equal(old.IPs, a.IPs) {
-			if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
-				s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s on %v (L2)", s.cfg.NodeName, joinAddrs(a.IPs), a.Interfaces)
-			}
-			s.log.Info("announcing", "service", key, "ip", joinAddrs(a.IPs), "interfaces", a.Interfaces)
-		}
-	}
-	for key, a := range prev.Services {
-		if plan.Services[key] == nil {
-			s.log.Info("no longer announcing", "service", key, "ip", joinAddrs(a.IPs))
-		}
-	}
+	s.reportAnnouncements("L2", prev.Services, plan.Services, func(a *Announced) string { return fmt.Sprintf("on %v", a.Interfaces) })
+	s.reportAnnouncements("BGP", prev.BGPServices, plan.BGPServices, func(a *Announced) string { return fmt.Sprintf("to peers %v", a.Peers) })
 	for _, w := range plan.Warnings {
 		if warned[w] {
 			continue
@@ -474,6 +453,25 @@ func (s *Speaker) rejoin(ctx context.Context) {
 			s.log.Info("rejoined members", "count", n)
 		} else if err != nil {
 			s.log.Debug("joining members", "err", err)
+		}
+	}
+}
+
+// reportAnnouncements logs and records as events on the Services what this node starts or
+// stops announcing in one mode: an event when a node takes an IP (an ownership move in L2).
+func (s *Speaker) reportAnnouncements(mode string, prev, cur map[string]*Announced, where func(*Announced) string) {
+	for key, a := range cur {
+		if old := prev[key]; old != nil && slices.Equal(old.IPs, a.IPs) {
+			continue
+		}
+		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
+			s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), where(a), mode)
+		}
+		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", where(a))
+	}
+	for key, a := range prev {
+		if cur[key] == nil {
+			s.log.Info("no longer announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs))
 		}
 	}
 }

@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ironlb/ironlb/internal/nsrun"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vishvananda/netns"
 )
 
 // Prefix starts the name of every network namespace the lab creates, so that a run can find and
@@ -61,31 +59,7 @@ func ipBatch(ctx context.Context, ns string, lines ...string) error {
 // InNetNS runs fn on an OS thread switched into network namespace ns. Sockets created by fn stay
 // in ns after the thread switches back, which is how the lab serves pods and proxies the API
 // server from its own process.
-func InNetNS(ns string, fn func() error) error {
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return fmt.Errorf("opening netns %s: %w", ns, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("opening current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering netns %s: %w", ns, err)
-	}
-	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with its goroutine instead of serving others in ns.
-		return fmt.Errorf("leaving netns %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
+func InNetNS(ns string, fn func() error) error { return nsrun.Do(ns, fn) }
 
 // DialIn opens a TCP connection from inside ns.
 func DialIn(ctx context.Context, ns, addr string) (net.Conn, error) {
