@@ -32,7 +32,7 @@ type scenario struct {
 
 func newScenario(t testing.TB) *scenario {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // the 10-minute benchmark too
 	crd, err := v1alpha1.NewRESTClient(env.lab.RESTConfig)
 	if err != nil {
 		t.Fatal(err)
