@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit lab lab-down bench
+.PHONY: deps generate lint test unit lab lab-down bench bench-lab
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -20,7 +20,7 @@ test: lint ## everything CI runs: lint, unit, integration (real API server) and 
 	go test $(GO_TEST_FLAGS) ./...
 
 unit: ## the tests that need neither root nor the API server
-	go test -count=1 ./allocator/...
+	go test -count=1 ./allocator/... ./speaker/...
 
 lab: deps ## the local lab: API server, nodes, routers, ironlb, a demo Service (root)
 	go run ./cmd/ironlb-lab
@@ -28,5 +28,10 @@ lab: deps ## the local lab: API server, nodes, routers, ironlb, a demo Service (
 lab-down: ## remove what a lab left behind (root)
 	go run ./cmd/ironlb-lab -down
 
-bench: ## Go benchmarks (figures go to BENCHMARKS.md)
+bench: ## Go benchmarks of the pure parts and the data planes (root for l2 and forward)
 	go test -run '^$$' -bench . -benchmem ./allocator/...
+	go test -run '^$$' -bench 'Owner|RequestToReply|SolicitationToAdvertisement|ARPReplies' -benchmem ./l2/...
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./forward/...
+
+bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
+	go test ./e2e -run '^$$' -bench . -benchtime 1x -timeout 60m
