@@ -34,6 +34,7 @@ type bgpRunner struct {
 	done    chan error
 	cancel  context.CancelFunc
 	written map[string]*v1alpha1.BGPSessionState // by name
+	secrets map[string]cachedSecret              // password Secrets by namespace/name
 }
 
 // apply configures sessions and paths from the plan; self is this node's addresses (IPv4
@@ -133,17 +134,46 @@ func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
 		if key == "" {
 			key = "password"
 		}
-		sec, err := r.kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		data, err := r.secret(ctx, ref.Namespace, ref.Name)
 		switch {
 		case err != nil:
 			p.ConfigError = fmt.Sprintf("password Secret %s/%s: %v", ref.Namespace, ref.Name, err)
-		case len(sec.Data[key]) == 0:
+		case len(data[key]) == 0:
 			p.ConfigError = fmt.Sprintf("password Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
 		default:
-			p.Password = string(sec.Data[key])
+			p.Password = string(data[key])
 		}
 	}
 	return p
+}
+
+// secretTTL bounds how long a password Secret read is reused: plans run on every Service or
+// endpoint change, and the speaker may only get Secrets by name (no watch), so a changed
+// password reaches its session within this time.
+const secretTTL = 30 * time.Second
+
+// secret reads a Secret's data, at most once per secretTTL.
+func (r *bgpRunner) secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	key := ns + "/" + name
+	if c, ok := r.secrets[key]; ok && time.Since(c.at) < secretTTL {
+		return c.data, c.err
+	}
+	sec, err := r.kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	var data map[string][]byte
+	if err == nil {
+		data = sec.Data
+	}
+	if r.secrets == nil {
+		r.secrets = map[string]cachedSecret{}
+	}
+	r.secrets[key] = cachedSecret{data: data, err: err, at: time.Now()}
+	return data, err
+}
+
+type cachedSecret struct {
+	data map[string][]byte
+	err  error
+	at   time.Time
 }
 
 // changes signals session changes; nil (blocks forever) before BGP started.
