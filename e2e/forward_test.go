@@ -64,25 +64,26 @@ func TestForwardingL2(t *testing.T) {
 		_, _, err := get(s.ctx, lab.NSLANClient, ip)
 		return err == nil, fmt.Sprint(err)
 	})
+	// Each node syncs its rules on its own: wait until every node forwards the Service.
+	svc := s.svc("fw")
+	t.Run("NodePort on every node's address, ClusterIP from every node", func(t *testing.T) {
+		s := s.with(t)
+		for _, n := range env.lab.Nodes {
+			nodePort := hostPort(n.LAN4.String(), svc.Spec.Ports[0].NodePort)
+			s.eventually("NodePort "+nodePort, 10*time.Second, func() (bool, string) {
+				_, _, err := get(s.ctx, lab.NSLANClient, nodePort)
+				return err == nil, fmt.Sprint(err)
+			})
+			s.eventually("ClusterIP from "+n.Name, 10*time.Second, func() (bool, string) {
+				_, _, err := get(s.ctx, n.NetNS, hostPort(svc.Spec.ClusterIP, 80))
+				return err == nil, fmt.Sprint(err)
+			})
+		}
+	})
 	t.Run("Cluster policy reaches pods on other nodes", func(t *testing.T) {
 		got := spread(t, s.ctx, lab.NSLANClient, ip, 60)
 		if len(got) < 2 {
 			t.Errorf("60 requests reached only %v; Cluster policy must spread over the pods of all nodes", got)
-		}
-	})
-	svc := s.svc("fw")
-	t.Run("NodePort on every node's address", func(t *testing.T) {
-		for _, n := range env.lab.Nodes {
-			if _, _, err := get(s.ctx, lab.NSLANClient, hostPort(n.LAN4.String(), svc.Spec.Ports[0].NodePort)); err != nil {
-				t.Errorf("NodePort on %s: %v", n.Name, err)
-			}
-		}
-	})
-	t.Run("ClusterIP from every node", func(t *testing.T) {
-		for _, n := range env.lab.Nodes {
-			if _, _, err := get(s.ctx, n.NetNS, hostPort(svc.Spec.ClusterIP, 80)); err != nil {
-				t.Errorf("ClusterIP from %s: %v", n.Name, err)
-			}
 		}
 	})
 	t.Run("hairpin: a pod reaches its own Service", func(t *testing.T) {

@@ -205,3 +205,25 @@ func neighbour(ctx context.Context, ip string) (mac, state string) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// stableOwner waits until one node announces the Service, answers ARP for ip, and stays the
+// owner for 2 s (after a repaired fault, memberlist may still be rejoining the repaired node,
+// whose return can move the IP back).
+func (s *scenario) stableOwner(name, ip string) *lab.Node {
+	s.t.Helper()
+	var owner *lab.Node
+	var since time.Time
+	s.eventually("a stable owner of "+name, 40*time.Second, func() (bool, string) {
+		a := s.announcers(name)
+		macs, _ := arping(s.ctx, ip, 1)
+		if len(a) != 1 || len(macs) != 1 || macs[0] != env.lab.Node(a[0]).MAC.String() {
+			owner = nil
+			return false, fmt.Sprint(a, macs)
+		}
+		if owner == nil || owner.Name != a[0] {
+			owner, since = env.lab.Node(a[0]), time.Now()
+		}
+		return time.Since(since) >= 2*time.Second, fmt.Sprint(a, macs)
+	})
+	return owner
+}

@@ -72,6 +72,10 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	if err := ipBatch(ctx, n.NetNS,
 		fmt.Sprintf("link add %s type veth peer name eth0 netns %s", veth, p.NetNS),
 		fmt.Sprintf("link set %s master cni0", veth),
+		// Hairpin, as the CNI bridge plugin sets it: a pod reaching a Service that picks the
+		// pod itself has its packet DNATed back to the port it came from (br_netfilter bridges
+		// it there), which a bridge refuses without hairpin mode.
+		fmt.Sprintf("link set %s type bridge_slave hairpin on", veth),
 		fmt.Sprintf("link set %s up", veth),
 	); err != nil {
 		return nil, err
