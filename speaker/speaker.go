@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -115,14 +116,20 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		}
 	}
 	for resource, obj := range map[string]runtime.Object{
-		"ippools":           &v1alpha1.IPPool{},
-		"l2advertisements":  &v1alpha1.L2Advertisement{},
-		"bgpadvertisements": &v1alpha1.BGPAdvertisement{},
-		"bgppeers":          &v1alpha1.BGPPeer{},
+		"ippools":              &v1alpha1.IPPool{},
+		"l2advertisements":     &v1alpha1.L2Advertisement{},
+		"bgpadvertisements":    &v1alpha1.BGPAdvertisement{},
+		"bgppeers":             &v1alpha1.BGPPeer{},
+		"serviceannouncements": &v1alpha1.ServiceAnnouncement{},
 	} {
 		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return nil, fmt.Errorf("event handler: %w", err)
+		}
+		if resource == "serviceannouncements" {
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}); err != nil {
+				return nil, fmt.Errorf("event handler: %w", err)
+			}
 		}
 		s.crdInfs[resource] = inf
 	}
@@ -344,6 +351,7 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 		s.log.Warn("writing ServiceAnnouncements", "err", err)
 		time.AfterFunc(time.Second, s.kick)
 	}
+	s.reapDeadOwners(ctx, plan, snap.Alive)
 	if !maps.EqualFunc(prev.L2, plan.L2, slices.Equal) {
 		s.log.Debug("plan applied", "owned", len(plan.L2), "elapsed", time.Since(start))
 	}
@@ -473,5 +481,40 @@ func (s *Speaker) reportAnnouncements(mode string, prev, cur map[string]*Announc
 		if cur[key] == nil {
 			s.log.Info("no longer announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs))
 		}
+	}
+}
+
+// reapDeadOwners deletes the L2 ServiceAnnouncements that a dead node (one memberlist declared
+// dead: killed, or cut off) left for Services this node now owns, so that
+// `kubectl get serviceannouncements` names the one node that answers. A node that comes back
+// writes its own again. During a partition both sides may reap each other's until it heals.
+func (s *Speaker) reapDeadOwners(ctx context.Context, plan Plan, alive map[string]bool) {
+	if alive == nil {
+		return
+	}
+	for _, o := range s.crdInfs["serviceannouncements"].GetStore().List() {
+		a := o.(*v1alpha1.ServiceAnnouncement)
+		if a.Mode != v1alpha1.AnnouncementL2 || a.NodeName == s.cfg.NodeName || alive[a.NodeName] ||
+			plan.Services[a.Namespace+"/"+a.ServiceName] == nil {
+			continue
+		}
+		err := s.crd.Delete().Namespace(a.Namespace).Resource("serviceannouncements").Name(a.Name).Do(ctx).Error()
+		if err != nil && !apierrors.IsNotFound(err) {
+			s.log.Warn("removing a dead node's ServiceAnnouncement", "service", a.Namespace+"/"+a.ServiceName, "node", a.NodeName, "err", err)
+			continue
+		}
+		s.log.Info("removed a dead node's ServiceAnnouncement", "service", a.Namespace+"/"+a.ServiceName, "node", a.NodeName)
+	}
+}
+
+// announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by
+// someone else, so the next sync writes it again.
+func (s *Speaker) announcementDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && a.NodeName == s.cfg.NodeName {
+		s.status.forget(a.Namespace, a.Name)
+		s.kick()
 	}
 }

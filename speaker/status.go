@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,10 +23,20 @@ const LabelNode = v1alpha1.GroupName + "/node"
 
 // statusWriter keeps one ServiceAnnouncement per Service this node announces.
 type statusWriter struct {
-	crd     rest.Interface
-	node    string
-	log     *slog.Logger
+	crd  rest.Interface
+	node string
+	log  *slog.Logger
+
+	mu      sync.Mutex
 	written map[string]*v1alpha1.ServiceAnnouncement // by namespace/name of the object
+}
+
+// forget drops an object someone else deleted (another node reaping what it took for a dead
+// node's), so the next sync writes it again.
+func (w *statusWriter) forget(namespace, name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.written, namespace+"/"+name)
 }
 
 // announcementName names the object of a (Service, node, mode).
@@ -45,6 +56,8 @@ func truncateName(name string) string {
 
 // prune deletes this node's announcements left by an earlier run; sync writes them again.
 func (w *statusWriter) prune(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var list v1alpha1.ServiceAnnouncementList
 	sel := labels.Set{LabelNode: w.node}.String()
 	if err := w.crd.Get().Resource("serviceannouncements").Param("labelSelector", sel).Do(ctx).Into(&list); err != nil {
@@ -60,6 +73,8 @@ func (w *statusWriter) prune(ctx context.Context) error {
 
 // sync makes this node's ServiceAnnouncements match the plan (a zero Plan: none).
 func (w *statusWriter) sync(ctx context.Context, p Plan) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.written == nil {
 		w.written = map[string]*v1alpha1.ServiceAnnouncement{}
 	}
