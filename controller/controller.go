@@ -8,17 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ironlb/ironlb/internal/kubeclient"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/internal/endpoint"
+	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -169,15 +168,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 	c.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
 	defer c.broadcast.Shutdown()
-	if c.cfg.MetricsAddr != "" {
-		srv := &http.Server{Addr: c.cfg.MetricsAddr, Handler: c.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				c.log.Error("metrics endpoint", "addr", c.cfg.MetricsAddr, "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
+	defer endpoint.Serve(c.cfg.MetricsAddr, c.gatherer, &c.ready, c.log)()
 
 	infCtx, stopInformers := context.WithCancel(ctx)
 	c.factory.Start(infCtx.Done())
@@ -475,18 +466,4 @@ func (c *Controller) classDescription() string {
 		return c.cfg.Class.Name
 	}
 	return c.cfg.Class.Name + " (or none)"
-}
-
-func (c *Controller) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(c.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !c.ready.Load() {
-			http.Error(w, "caches not synced", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux
 }

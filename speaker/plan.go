@@ -1,7 +1,7 @@
 // Package speaker runs on every node: it watches Services, EndpointSlices, Nodes and ironlb's
-// configuration, asks the pure planner (Plan) what this node must announce, and drives the
-// layer-2 announcer with the difference, writing one ServiceAnnouncement per Service it
-// announces.
+// configuration, asks the pure planner (Compute) what this node must announce, and drives the
+// layer-2 announcer, the BGP speaker and the nftables rules with it, writing one
+// ServiceAnnouncement per Service and mode it announces and one BGPSessionState per session.
 package speaker
 
 import (

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ironlb/ironlb/internal/kubeclient"
 	"log/slog"
 	"maps"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -15,9 +13,10 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/forward"
+	"github.com/ironlb/ironlb/internal/endpoint"
+	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/ironlb/ironlb/l2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,15 +147,7 @@ func (s *Speaker) kick() {
 func (s *Speaker) Run(ctx context.Context) error {
 	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.kube.CoreV1().Events("")})
 	defer s.broadcast.Shutdown()
-	if s.cfg.MetricsAddr != "" {
-		srv := &http.Server{Addr: s.cfg.MetricsAddr, Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("metrics endpoint", "addr", s.cfg.MetricsAddr, "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
+	defer endpoint.Serve(s.cfg.MetricsAddr, s.gatherer, &s.ready, s.log)()
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
 	s.factory.Start(infCtx.Done())
 	defer func() { stopInformers(); s.factory.Shutdown() }()
@@ -401,20 +392,6 @@ func joinAddrs(ips []netip.Addr) string {
 		out += ip.String()
 	}
 	return out
-}
-
-func (s *Speaker) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux
 }
 
 // linkEvent reports an interface the announcer cannot answer on as a Warning event on the

@@ -2,19 +2,11 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/ironlb/ironlb/controller"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
+	"github.com/ironlb/ironlb/internal/cmdutil"
 )
 
 func main() {
@@ -32,26 +24,17 @@ func main() {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fail(fmt.Errorf("-log-level: %w", err))
-	}
-	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	klog.SetSlogLogger(cfg.Log) // client-go's own logs (leader election, reflectors) as JSON too
-	restCfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	log, restCfg, reg, err := cmdutil.Setup(*logLevel, *kubeconfig)
 	if err != nil {
-		fail(fmt.Errorf("client configuration: %w", err))
+		cmdutil.Fail("ironlb-controller", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Log = log
 	c, err := controller.New(cfg, restCfg, reg, reg)
 	if err != nil {
-		fail(err)
+		cmdutil.Fail("ironlb-controller", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := c.Run(ctx); err != nil {
-		fail(err)
+	if err := cmdutil.Run(c.Run); err != nil {
+		cmdutil.Fail("ironlb-controller", err)
 	}
 }
 
@@ -60,9 +43,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "ironlb-controller:", err)
-	os.Exit(1)
 }

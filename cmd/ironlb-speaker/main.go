@@ -1,23 +1,17 @@
-// Command ironlb-speaker runs on every node (host network): it answers ARP/NDP for the external
-// IPs this node owns, with node liveness from memberlist.
+// Command ironlb-speaker runs on every node (host network): it announces the external IPs by
+// ARP/NDP (the IPs this node owns, with liveness from memberlist) and BGP, and forwards their
+// traffic with ironlb's nftables table.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/ironlb/ironlb/internal/cmdutil"
 	"github.com/ironlb/ironlb/l2"
 	"github.com/ironlb/ironlb/speaker"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 )
 
 func main() {
@@ -42,12 +36,11 @@ func main() {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fail(fmt.Errorf("-log-level: %w", err))
+	log, restCfg, reg, err := cmdutil.Setup(*logLevel, *kubeconfig)
+	if err != nil {
+		fail(err)
 	}
-	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	klog.SetSlogLogger(cfg.Log)
+	cfg.Log = log
 	if *bind != "" {
 		addr, err := netip.ParseAddr(*bind)
 		if err != nil {
@@ -64,24 +57,13 @@ func main() {
 			fail(fmt.Errorf("-memberlist-key-file %s: %w", *keyFile, err))
 		}
 	}
-	restCfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-	if err != nil {
-		fail(fmt.Errorf("client configuration: %w", err))
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s, err := speaker.New(cfg, restCfg, reg, reg)
 	if err != nil {
 		fail(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := s.Run(ctx); err != nil {
+	if err := cmdutil.Run(s.Run); err != nil {
 		fail(err)
 	}
 }
 
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "ironlb-speaker:", err)
-	os.Exit(1)
-}
+func fail(err error) { cmdutil.Fail("ironlb-speaker", err) }
