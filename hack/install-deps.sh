@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the lab need on a fresh Debian machine. Idempotent: a second run
 # checks and returns in seconds.
-#   - Debian packages: etcd-server, bird2, frr, nftables, iproute2, arping, tcpdump
+#   - Debian packages: etcd-server, bird2, frr, nftables, iproute2, arping, tcpdump, and for the
+#     lab's real nodes containerd, runc, containernetworking-plugins
 #   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck, helm
 #     (helm compiles for a few minutes on 2 cores, once)
 #   - kube-apiserver and kubectl built from the Go module proxy (hack/build-kube.sh), cached
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(etcd-server bird2 frr nftables iproute2 arping tcpdump)
+pkgs=(etcd-server bird2 frr nftables iproute2 arping tcpdump containerd runc containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,10 +21,11 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The packaged daemons must not run on the host: the lab starts its own copies in namespaces.
-  for svc in etcd bird frr; do
+  for svc in etcd bird frr containerd; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
   done
   pkill -x etcd 2>/dev/null || true
+  pkill -x containerd 2>/dev/null || true
 fi
 
 gobin="$(go env GOPATH)/bin"
