@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/e2e/lab"
+	"github.com/ironlb/ironlb/internal/demo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -23,7 +24,7 @@ func get(ctx context.Context, ns, addr string) (pod, client string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	return lab.ParseAnswer(body)
+	return demo.ParseAnswer(body)
 }
 
 // spread sends n requests and counts the answering pods.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/e2e/lab"
+	"github.com/ironlb/ironlb/internal/demo"
 )
 
 // TestLabCommand runs the README's main job as a user would and checks that the EXTERNAL-IPs
@@ -65,7 +66,7 @@ func TestLabCommand(t *testing.T) {
 			t.Errorf("%s's EXTERNAL-IP %s does not answer from %s: %v", svc, ip, ns, err)
 			continue
 		}
-		if _, _, err := lab.ParseAnswer(body); err != nil {
+		if _, _, err := demo.ParseAnswer(body); err != nil {
 			t.Errorf("%s: %v", svc, err)
 		}
 	}

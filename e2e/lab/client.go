@@ -40,12 +40,3 @@ func HTTPGet(ctx context.Context, ns, url string, timeout time.Duration) (string
 	}
 	return strings.TrimSpace(string(body)), nil
 }
-
-// ParseAnswer splits a pod's answer ("pod=NAME client=ADDR") into its two fields.
-func ParseAnswer(s string) (pod, client string, err error) {
-	_, err = fmt.Sscanf(strings.TrimSpace(s), "pod=%s client=%s", &pod, &client)
-	if err != nil {
-		return "", "", fmt.Errorf("not a pod answer: %q", s)
-	}
-	return pod, client, nil
-}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ironlb/ironlb/internal/demo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -140,7 +141,7 @@ func TestLabSmoke(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if pod, _, err := ParseAnswer(body); err != nil || pod != p.Name {
+					if pod, _, err := demo.ParseAnswer(body); err != nil || pod != p.Name {
 						t.Errorf("from %s to %s: %q (%v), want pod %s", from.Name, ip, body, err, p.Name)
 					}
 				}

@@ -4,18 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 
+	"github.com/ironlb/ironlb/internal/demo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PodSpec describes a lab pod: a network namespace behind its node's pod bridge, served by the
 // lab's own process. Every TCP port answers HTTP and every UDP port answers each datagram with
-// the same line: "pod=<name> client=<address the pod saw>".
+// the same line (demo.Answer): "pod=<name> client=<address the pod saw>", as the
+// ironlb-demo image does.
 type PodSpec struct {
 	Namespace string // default "default"
 	Name      string
@@ -33,11 +34,6 @@ type Pod struct {
 	Node            *Node
 	NetNS           string
 	IP4, IP6        netip.Addr
-}
-
-// Answer is the line a pod sends back to a client address.
-func Answer(pod string, client net.Addr) string {
-	return fmt.Sprintf("pod=%s client=%s\n", pod, client)
 }
 
 // AddPod creates the pod's namespace, link and servers, and its Pod object (Running, with IPs,
@@ -165,10 +161,7 @@ func (l *Lab) servePod(p *Pod, spec PodSpec) error {
 		if err != nil {
 			return fmt.Errorf("lab: pod %s listening on tcp/%d: %w", p.Name, port, err)
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			addr, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
-			fmt.Fprint(w, Answer(p.Name, addr))
-		})}
+		srv := &http.Server{Handler: demo.Handler(p.Name)}
 		go func() { _ = srv.Serve(ln) }()
 		l.onDown(func() { _ = srv.Close() })
 	}
@@ -177,16 +170,7 @@ func (l *Lab) servePod(p *Pod, spec PodSpec) error {
 		if err != nil {
 			return fmt.Errorf("lab: pod %s listening on udp/%d: %w", p.Name, port, err)
 		}
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				_, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_, _ = pc.WriteTo([]byte(Answer(p.Name, from)), from)
-			}
-		}()
+		go func() { _ = demo.ServeUDP(pc, p.Name) }()
 		l.onDown(func() { _ = pc.Close() })
 	}
 	return nil
