@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit lab lab-down bench bench-lab
+.PHONY: deps generate lint test unit images lab lab-down bench bench-lab
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -21,6 +21,9 @@ test: lint ## everything CI runs: lint, unit, integration (real API server) and 
 
 unit: ## the tests that need neither root nor the API server
 	go test -count=1 ./allocator/... ./speaker/...
+
+images: ## the container images as docker-archive tarballs, without Docker (internal/images)
+	go run ./hack/mkimage
 
 lab: deps ## the local lab: API server, nodes, routers, ironlb, a demo Service (root)
 	go run ./cmd/ironlb-lab
