@@ -233,6 +233,7 @@ func TestRenderDefaults(t *testing.T) {
 		if got := fieldRefEnv(c, "NODE_NAME"); got != "spec.nodeName" {
 			t.Errorf("NODE_NAME comes from %q; want spec.nodeName", got)
 		}
+		checkAPIServerEnv(t, c, "", "")
 		wantArgs := []string{"--metrics-addr=:7473", "--log-level=info", "--memberlist-port=7946",
 			"--memberlist-key-file=/etc/ironlb/memberlist/key", "--forwarding=auto"}
 		if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
@@ -262,6 +263,7 @@ func TestRenderDefaults(t *testing.T) {
 		if got := fieldRefEnv(c, "POD_NAME"); got != "metadata.name" {
 			t.Errorf("POD_NAME comes from %q; want metadata.name", got)
 		}
+		checkAPIServerEnv(t, c, "", "")
 		wantArgs := []string{"--metrics-addr=:7472", "--log-level=info", "--lease-name=ironlb-controller"}
 		if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 			t.Errorf("controller args (-want +got):\n%s", diff)
@@ -340,6 +342,7 @@ func TestRenderAllValues(t *testing.T) {
 	if diff := cmp.Diff(wantArgs, onlyContainer(t, d.Spec.Template.Spec).Args); diff != "" {
 		t.Errorf("controller args (-want +got):\n%s", diff)
 	}
+	checkAPIServerEnv(t, onlyContainer(t, d.Spec.Template.Spec), "192.0.2.10", "8443")
 
 	var ds appsv1.DaemonSet
 	find(t, objs, "DaemonSet", "edge-lb-speaker", &ds)
@@ -353,6 +356,7 @@ func TestRenderAllValues(t *testing.T) {
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 		t.Errorf("speaker args (-want +got):\n%s", diff)
 	}
+	checkAPIServerEnv(t, c, "192.0.2.10", "8443")
 	wantTolerations := []corev1.Toleration{
 		{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
 		{Operator: corev1.TolerationOpExists},
@@ -440,6 +444,16 @@ func TestRenderVariants(t *testing.T) {
 		}
 	})
 
+	t.Run("API server by IPv6 address, default port", func(t *testing.T) {
+		objs := render(t, releaseNS, "--set", "apiServer.host=2001:db8::10")
+		var ds appsv1.DaemonSet
+		find(t, objs, "DaemonSet", speakerName, &ds)
+		checkAPIServerEnv(t, onlyContainer(t, ds.Spec.Template.Spec), "2001:db8::10", "6443")
+		var d appsv1.Deployment
+		find(t, objs, "Deployment", controllerName, &d)
+		checkAPIServerEnv(t, onlyContainer(t, d.Spec.Template.Spec), "2001:db8::10", "6443")
+	})
+
 	t.Run("zero gratuitous packets is a value, not the default", func(t *testing.T) {
 		objs := render(t, releaseNS, "--set", "speaker.gratuitous.count=0")
 		var ds appsv1.DaemonSet
@@ -468,11 +482,15 @@ func TestRenderVariants(t *testing.T) {
 		{"unknown log level", "speaker.logLevel=verbose", "logLevel"},
 		{"short memberlist key", "speaker.memberlist.key=tooshort", "key"},
 		{"unknown forwarding mode", "speaker.forwarding.mode=maybe", "forwarding/mode"},
+		{"API server by name", "apiServer.host=api.example.com", "apiServer/host"},
+		{"API server in brackets", "apiServer.host=[2001:db8::10]", "apiServer/host"},
+		{"API server not an address", "apiServer.host=10.0.1", `apiServer.host "10.0.1": want an IPv4 or IPv6 address`},
+		{"API server port out of range", "apiServer.port=65536", "apiServer/port"},
 	} {
-		t.Run("schema rejects "+tc.name, func(t *testing.T) {
+		t.Run("rejects "+tc.name, func(t *testing.T) {
 			_, err := renderErr(t, releaseNS, "--set", tc.set)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("--set %s: err %v; want a schema error mentioning %q", tc.set, err, tc.want)
+				t.Errorf("--set %s: err %v; want an error mentioning %q", tc.set, err, tc.want)
 			}
 		})
 	}
@@ -502,6 +520,25 @@ func onlyContainer(t *testing.T, pod corev1.PodSpec) corev1.Container {
 		t.Fatalf("%d containers; want 1", len(pod.Containers))
 	}
 	return pod.Containers[0]
+}
+
+// checkAPIServerEnv checks the KUBERNETES_SERVICE_HOST and _PORT a container sets (values:
+// apiServer): host and port, or neither when host is "", so the kubelet's own apply.
+func checkAPIServerEnv(t *testing.T, c corev1.Container, host, port string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, e := range c.Env {
+		if e.Name == "KUBERNETES_SERVICE_HOST" || e.Name == "KUBERNETES_SERVICE_PORT" {
+			got[e.Name] = e.Value
+		}
+	}
+	want := map[string]string{}
+	if host != "" {
+		want = map[string]string{"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s: API server env (-want +got):\n%s", c.Name, diff)
+	}
 }
 
 func fieldRefEnv(c corev1.Container, name string) string {
@@ -699,12 +736,12 @@ func or(s, def string) string {
 // new flag in cmd/ is either exposed as a value or explained.
 var notExposed = map[string]map[string]string{
 	"ironlb-controller": {
-		"kubeconfig": "in-cluster configuration from the ServiceAccount",
+		"kubeconfig": "in-cluster configuration from the ServiceAccount (apiServer sets the address)",
 		"namespace":  "from $POD_NAMESPACE (downward API)",
 		"identity":   "from $POD_NAME (downward API)",
 	},
 	"ironlb-speaker": {
-		"kubeconfig":      "in-cluster configuration from the ServiceAccount",
+		"kubeconfig":      "in-cluster configuration from the ServiceAccount (apiServer sets the address)",
 		"node-name":       "from $NODE_NAME (spec.nodeName, downward API)",
 		"memberlist-bind": "per node; the default, the node's first InternalIP, is what a DaemonSet can give",
 	},

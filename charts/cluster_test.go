@@ -204,6 +204,9 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	// Install.
 	notes := helmOK("install", release, chartDir, "--create-namespace")
 	checkNotesExample(t, admin, notes)
+	if !strings.Contains(notes, "Without kube-proxy, set apiServer.host and apiServer.port") {
+		t.Errorf("the install notes do not tell clusters without kube-proxy to set apiServer:\n%s", notes)
+	}
 	manifest := decodeObjects(t, helmOK("get", "manifest", release))
 	if diff := cmp.Diff(inventory(render(t, releaseNS)), inventory(manifest)); diff != "" {
 		t.Errorf("installed objects differ from the default rendering (-rendered +installed):\n%s", diff)

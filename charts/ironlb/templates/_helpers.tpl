@@ -113,3 +113,20 @@ so those render a new random key every time (values.yaml says what to do about i
 {{- toYaml . -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The env entries that point rest.InClusterConfig at the API server directly (values: apiServer),
+one list item per line; nothing when apiServer.host is empty. They override the kubelet's own
+KUBERNETES_SERVICE_HOST/PORT (the kubernetes Service's ClusterIP).
+*/}}
+{{- define "ironlb.apiServerEnv" -}}
+{{- with .Values.apiServer.host -}}
+{{- if not (or (regexMatch "^([0-9]{1,3}[.]){3}[0-9]{1,3}$" .) (contains ":" .)) -}}
+{{- fail (printf "apiServer.host %q: want an IPv4 or IPv6 address (no brackets, no DNS name)" .) -}}
+{{- end -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.apiServer.port | quote }}
+{{- end -}}
+{{- end -}}
