@@ -1,6 +1,5 @@
-// Package imagetar writes container images as docker-archive tarballs, the format of
-// `docker save` that `docker load` and `ctr images import` read, without Docker: a
-// manifest.json naming the image's tags, its config blob and its layer blobs, each blob stored
+// Package imagetar writes container images as docker-archive tarballs, the manifest.json
+// format of `docker save`, which `ctr images import` reads, without Docker: a manifest.json naming the image's tags, its config blob and its layer blobs, each blob stored
 // under blobs/sha256/<digest of its bytes>.
 //
 // The output depends only on the input: entries are sorted, every time is the Unix epoch,
