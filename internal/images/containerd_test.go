@@ -44,8 +44,9 @@ func startContainerd(t *testing.T) *containerd {
 			t.Fatalf("%s is missing (hack/install-deps.sh installs it): %v", bin, err)
 		}
 	}
+	removeStale(t)
 	// A short directory: the socket path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", "ilbt-img-")
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +86,10 @@ state = %[2]q
 	if err := c.cmd.Start(); err != nil {
 		t.Fatalf("starting containerd: %v", err)
 	}
+	owner := fmt.Sprintf("%d %d\n", os.Getpid(), c.cmd.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := c.ctr(context.Background(), "version"); err == nil {
@@ -116,6 +121,44 @@ func (c *containerd) ctr(ctx context.Context, args ...string) (string, error) {
 // runc state in the test's directory.
 func (c *containerd) runArgs(id string, flags ...string) []string {
 	return append([]string{"run", "--rm", "--runc-root", filepath.Join(c.dir, "runc"), "--fifo-dir", filepath.Join(c.dir, "fifo"), "--cgroup", ""}, flags...)
+}
+
+// dirPrefix names the test's directories and network namespaces.
+const dirPrefix = "ilbt-img-"
+
+// removeStale removes what a killed run of this test left: for each directory whose test
+// process is gone, the processes started from it (containerd, shims), its containers, mounts,
+// files and network namespace.
+func removeStale(t *testing.T) {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		raw, err := os.ReadFile(filepath.Join(dir, "owner"))
+		var testPID int
+		if err == nil {
+			_, err = fmt.Sscan(string(raw), &testPID)
+		}
+		if err != nil || syscall.Kill(testPID, 0) == nil {
+			continue // not ours to judge, or still running
+		}
+		t.Logf("removing %s, left by test process %d", dir, testPID)
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			cmdline, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(cmdline, []byte(dir+"/")) {
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		runcRoot := filepath.Join(dir, "runc", ctrNamespace)
+		if out, err := exec.Command("runc", "--root", runcRoot, "list", "-q").Output(); err == nil {
+			for _, id := range strings.Fields(string(out)) {
+				_ = exec.Command("runc", "--root", runcRoot, "delete", "--force", id).Run()
+			}
+		}
+		(&containerd{t: t, dir: dir, netns: filepath.Base(dir)}).stop()
+	}
 }
 
 // stop kills what is left of the containers, then containerd, and removes its directory and
