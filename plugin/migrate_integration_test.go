@@ -1,0 +1,182 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/e2e/apiserver"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+)
+
+// TestMigrateFromMetalLB is the migration round trip: MetalLB's objects in the cluster (under
+// stand-in CRDs) and Services whose status holds the addresses MetalLB gave them, created
+// before ironlb starts; the command converts the objects, the API server admits the result
+// (CEL rules included), and the real controller, started afterwards, keeps every address.
+func TestMigrateFromMetalLB(t *testing.T) {
+	needAPIServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := kubeconfigREST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiserver.ApplyCRDs(ctx, cfg, "testdata/metallb-crds"); err != nil {
+		t.Fatal(err)
+	}
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	kube := testEnv.clients.Kube
+	for _, ns := range []string{"metallb-system", "legacy", "team-a"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// MetalLB's objects, in the cluster.
+	samples, err := os.ReadFile("testdata/metallb.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range decodeObjects(t, string(samples)) {
+		if obj.GetKind() == "BFDProfile" {
+			continue // no CRD for it here; the file conversion reports it
+		}
+		plural := strings.ToLower(obj.GetKind()) + "s"
+		if obj.GetKind() == "Community" {
+			plural = "communities"
+		}
+		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+		if _, err := dyn.Resource(gv.WithResource(plural)).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating MetalLB's %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+
+	// Services as MetalLB left them: annotations, and addresses in status (not the ones
+	// ironlb would pick first: production's lowest is 198.51.100.32).
+	dual := func(s *corev1.Service) {
+		preferDualStack(s)
+	}
+	legacy := map[string]corev1.Service{
+		"requested": svc("legacy", "requested", 0, withAnnotation("metallb.universe.tf/loadBalancerIPs", "198.51.100.40"), withIPs("198.51.100.40")),
+		"by-pool":   svc("legacy", "by-pool", 0, withAnnotation("metallb.io/address-pool", "expensive"), withIPs("203.0.113.9")),
+		"auto":      svc("legacy", "auto", 0, withIPs("198.51.100.33")),
+		"dual":      svc("legacy", "dual", 0, dual, withIPs("198.51.100.34", "2001:db8:5::3")),
+		"shared-a":  svc("legacy", "shared-a", 0, withAnnotation("metallb.universe.tf/allow-shared-ip", "k"), withIPs("198.51.100.61")),
+		"shared-b":  svc("legacy", "shared-b", 0, withAnnotation("metallb.universe.tf/allow-shared-ip", "k"), withPort(443), withIPs("198.51.100.61")),
+		"team":      svc("team-a", "team", 0, func(s *corev1.Service) { s.Labels = map[string]string{"exposed": "true"} }, withIPs("203.0.113.70")),
+	}
+	for _, s := range legacy {
+		st := s.Status
+		st.Conditions = nil // MetalLB writes no condition
+		s.Status = corev1.ServiceStatus{}
+		created, err := kube.CoreV1().Services(s.Namespace).Create(ctx, &s, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("creating %s: %v", s.Name, err)
+		}
+		created.Status = st
+		if _, err := kube.CoreV1().Services(s.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("status of %s: %v", s.Name, err)
+		}
+	}
+
+	// The command, from the cluster and from the file, says the same.
+	fromCluster := mustRun(t, "migrate-from-metallb")
+	out, err := run(t, "migrate-from-metallb", "-f", "testdata/metallb.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFile, warnings, _ := strings.Cut(out, "warning:") // stderr comes after stdout in run
+	if strings.TrimSpace(stripWarnings(fromCluster)) != strings.TrimSpace(fromFile) {
+		t.Errorf("from the cluster:\n%s\nfrom the file:\n%s", fromCluster, fromFile)
+	}
+	if !strings.Contains(warnings, "BFDProfile metallb-system/fast: no ironlb equivalent") {
+		t.Errorf("warnings: %s", warnings)
+	}
+
+	// The API server admits every converted object.
+	for _, obj := range decodeObjects(t, fromFile) {
+		gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
+		if obj.GetKind() == "Secret" {
+			gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+		}
+		if _, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			t.Errorf("the API server refuses the converted %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+
+	// ironlb starts: every Service keeps exactly its addresses, and says so.
+	startController(t)
+	for name, s := range legacy {
+		var cur *corev1.Service
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			cur, err = kube.CoreV1().Services(s.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ServiceConditionIPAllocated) != nil, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: the controller wrote no condition: %v", name, err)
+		}
+		cond := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ServiceConditionIPAllocated)
+		if cond.Status != metav1.ConditionTrue || !slices.Equal(ingressIPs(cur), ingressIPs(&s)) {
+			t.Errorf("%s: status %v (%s: %s), want %v kept", name, ingressIPs(cur), cond.Reason, cond.Message, ingressIPs(&s))
+		}
+	}
+	// And it allocates: a new Service gets the lowest free address of production.
+	fresh := svc("legacy", "fresh", 0)
+	if _, err := kube.CoreV1().Services("legacy").Create(ctx, &fresh, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		cur, err := kube.CoreV1().Services("legacy").Get(ctx, "fresh", metav1.GetOptions{})
+		return err == nil && len(cur.Status.LoadBalancer.Ingress) == 1 && cur.Status.LoadBalancer.Ingress[0].IP == "198.51.100.32", err
+	})
+	if err != nil {
+		t.Errorf("a new Service did not get 198.51.100.32: %v", err)
+	}
+	out = mustRun(t, "pools")
+	t.Log("\n" + out)
+	if !strings.Contains(squeeze(out), squeeze("production 198.51.100.61 legacy/shared-a, legacy/shared-b")) {
+		t.Errorf("pools does not show the shared address")
+	}
+}
+
+func decodeObjects(t *testing.T, text string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if err.Error() == "EOF" {
+				return out
+			}
+			t.Fatal(err)
+		}
+		if m != nil {
+			out = append(out, &unstructured.Unstructured{Object: m})
+		}
+	}
+}
+
+func stripWarnings(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "warning:") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
