@@ -4,8 +4,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/ironlb/ironlb/api/v1alpha1"
 )
 
 func convertText(t *testing.T, in string) (string, []string, error) {
@@ -261,5 +259,3 @@ func TestConvertMetalLBCases(t *testing.T) {
 		})
 	}
 }
-
-var _ = v1alpha1.GroupName

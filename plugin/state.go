@@ -135,15 +135,6 @@ func (st *State) service(namespace, name string) *corev1.Service {
 	return nil
 }
 
-func (st *State) node(name string) *corev1.Node {
-	for i := range st.Nodes {
-		if st.Nodes[i].Name == name {
-			return &st.Nodes[i]
-		}
-	}
-	return nil
-}
-
 // announcementsOf returns the ServiceAnnouncements of a Service, by node then mode.
 func (st *State) announcementsOf(svc *corev1.Service) []v1alpha1.ServiceAnnouncement {
 	var out []v1alpha1.ServiceAnnouncement
