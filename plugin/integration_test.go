@@ -54,6 +54,14 @@ func TestCommandsAgainstAPIServer(t *testing.T) {
 	create("l2advertisements", "", &l2)
 	create("bgpadvertisements", "", &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp"}, Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"bgp"}}})
 	create("bgppeers", "", &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: v1alpha1.BGPPeerSpec{PeerAddress: "192.0.2.1", PeerASN: 64496, MyASN: 64500}})
+	// The Services go when the test ends (no namespace controller runs here to delete them with
+	// their namespace), so later tests start from the pools alone.
+	t.Cleanup(func() {
+		list, _ := c.Kube.CoreV1().Services("shop").List(context.Background(), metav1.ListOptions{})
+		for _, s := range list.Items {
+			_ = c.Kube.CoreV1().Services("shop").Delete(context.Background(), s.Name, metav1.DeleteOptions{})
+		}
+	})
 	startController(t)
 
 	// Services one at a time, each waited for, so the allocation order is fixed.
@@ -144,7 +152,7 @@ func TestCommandsAgainstAPIServer(t *testing.T) {
 		"a":         {"served: 198.51.100.10 allocated and announced"},
 		"dual":      {"partly served", "no node announces 198.51.100.11 by L2, although n1, n2 may", "no node announces 2001:db8:1::10 by L2"},
 		"b":         {"partly served", "BGP session from node n2 to peer edge (192.0.2.1) is Active: dial tcp 192.0.2.1:179: connect: connection refused"},
-		"exhausted": {"pending", `no free IPv4 address in pools "web"`, "add addresses"},
+		"exhausted": {"pending", `pool "web" has no free IPv4 address`, "add addresses"},
 		"gold":      {"pending", `the Service asks for pool "gold", which does not exist (pools: bgp, web)`},
 		"held":      {"pending", "the requested address 198.51.100.10 is held by shop/a"},
 		"clash":     {"pending", "198.51.100.12 cannot be shared: port 80/TCP is used by shop/shared1"},
