@@ -165,6 +165,11 @@ func TestServerSideDryRun(t *testing.T) {
 			objs := render(t, tc.ns, tc.args...)
 			createNamespace(t, admin.kube, tc.ns)
 			for _, o := range objs {
+				if ns := o.GetNamespace(); ns != "" && ns != tc.ns {
+					createNamespace(t, admin.kube, ns) // grafanaDashboard.namespace
+				}
+			}
+			for _, o := range objs {
 				ri, err := admin.resource(o)
 				if err != nil {
 					t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
