@@ -10,6 +10,7 @@ import (
 	"log"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,7 @@ type Members struct {
 	cfg     MembersConfig
 	mu      sync.Mutex
 	ml      *memberlist.Memberlist
+	meta    []byte // this member's metadata, gossiped with its liveness
 	changed chan struct{}
 }
 
@@ -98,6 +100,7 @@ func (m *Members) Start() error {
 		c.SecretKey = m.cfg.SecretKey
 	}
 	c.Events = eventNotifier{m.notify}
+	c.Delegate = metaDelegate{m}
 	c.LogOutput = io.Discard
 	if m.cfg.Log != nil {
 		c.LogOutput, c.Logger = nil, log.New(slogWriter{m.cfg.Log}, "", 0)
@@ -157,7 +160,66 @@ func (m *Members) Alive() map[string]bool {
 	return alive
 }
 
-// Changed receives a value (coalesced) whenever a member joins, leaves or dies.
+// MaxMetaSize is the most metadata a member can publish (memberlist's limit).
+const MaxMetaSize = memberlist.MetaMaxSize
+
+// SetMeta publishes this member's metadata (at most MaxMetaSize bytes): the others see it in
+// Metas once gossip reaches them, within a few GossipIntervals, and their Changed fires.
+func (m *Members) SetMeta(meta []byte) error {
+	if len(meta) > MaxMetaSize {
+		return fmt.Errorf("memberlist metadata of %d bytes, more than %d", len(meta), MaxMetaSize)
+	}
+	m.mu.Lock()
+	m.meta = slices.Clone(meta)
+	ml := m.ml
+	m.mu.Unlock()
+	if ml == nil {
+		return errors.New("memberlist not started")
+	}
+	// UpdateNode waits until the update is broadcast; the caller need not.
+	go func() {
+		if err := ml.UpdateNode(time.Second); err != nil && m.cfg.Log != nil {
+			m.cfg.Log.Debug("publishing memberlist metadata", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Metas returns the metadata of the members alive or suspect, this one included.
+func (m *Members) Metas() map[string][]byte {
+	m.mu.Lock()
+	ml := m.ml
+	out := map[string][]byte{m.cfg.NodeName: slices.Clone(m.meta)}
+	m.mu.Unlock()
+	if ml == nil {
+		return out
+	}
+	for _, n := range ml.Members() {
+		if n.Name != m.cfg.NodeName {
+			out[n.Name] = slices.Clone(n.Meta)
+		}
+	}
+	return out
+}
+
+// metaDelegate gives memberlist this member's metadata; it carries no other messages.
+type metaDelegate struct{ m *Members }
+
+func (d metaDelegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.m.meta) > limit {
+		return nil
+	}
+	return slices.Clone(d.m.meta)
+}
+func (metaDelegate) NotifyMsg([]byte)                {}
+func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (metaDelegate) LocalState(bool) []byte          { return nil }
+func (metaDelegate) MergeRemoteState([]byte, bool)   {}
+
+// Changed receives a value (coalesced) whenever a member joins, leaves, dies or publishes new
+// metadata.
 func (m *Members) Changed() <-chan struct{} { return m.changed }
 
 func (m *Members) notify() {

@@ -154,3 +154,42 @@ func TestKeyFromString(t *testing.T) {
 		})
 	}
 }
+
+// A member's metadata reaches the others, and a change of it wakes them (Changed).
+func TestMembersPublishMetadata(t *testing.T) {
+	if reexecInMembersNS(t) {
+		return
+	}
+	key := bytes.Repeat([]byte{7}, 32)
+	m1, m2 := startMember(t, 1, key), startMember(t, 2, key)
+	if n, err := m2.Join([]netip.Addr{m1.cfg.BindAddr}); err != nil || n != 1 {
+		t.Fatalf("join: %d, %v", n, err)
+	}
+	waitAlive(t, m2, 2, 5*time.Second)
+	for _, meta := range []string{"first", "second"} {
+		for len(m2.Changed()) > 0 {
+			<-m2.Changed()
+		}
+		if err := m1.SetMeta([]byte(meta)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-m2.Changed():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("metadata %q: node2 was not told of a change within 5 s", meta)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for string(m2.Metas()["node1"]) != meta {
+			if time.Now().After(deadline) {
+				t.Fatalf("node2 sees node1's metadata %q, want %q", m2.Metas()["node1"], meta)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := string(m1.Metas()["node1"]); got != meta {
+			t.Errorf("node1 sees its own metadata %q, want %q", got, meta)
+		}
+	}
+	if err := m1.SetMeta(make([]byte, MaxMetaSize+1)); err == nil {
+		t.Error("metadata over the limit accepted")
+	}
+}

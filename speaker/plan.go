@@ -27,9 +27,10 @@ const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balanc
 // Snapshot is everything the planner reads: plain values copied from the informers' caches,
 // this node's interfaces and memberlist's view of which nodes are alive.
 type Snapshot struct {
-	Node       string          // this node's name
-	Interfaces []l2.Interface  // this node's interfaces
-	Alive      map[string]bool // nodes alive in memberlist; nil means "all" (no liveness)
+	Node       string           // this node's name
+	Interfaces []l2.Interface   // this node's interfaces
+	Alive      map[string]bool  // nodes alive in memberlist; nil means "all" (no liveness)
+	Reach      map[string]Reach // what each node published of its L2 reach; missing: full
 	Handles    func(*corev1.Service) bool
 	Nodes      []*corev1.Node
 	Services   []*corev1.Service
@@ -51,6 +52,8 @@ type Plan struct {
 	Peers       []*v1alpha1.BGPPeer
 	BGP         []BGPPath
 	BGPServices map[string]*Announced
+	// Reach is this node's L2 reach, to publish (memberlist metadata) for the others' election.
+	Reach Reach
 	// Warnings report misconfiguration; the rest of the plan is unaffected.
 	Warnings []Warning
 }
@@ -76,11 +79,14 @@ type Warning struct {
 // L2Advertisement of the IP's pool, not excluded and alive; for externalTrafficPolicy Local,
 // only those with a ready local endpoint. A Service without any endpoint is still announced
 // (by one of all eligible nodes), so that clients are refused at once by the forwarding rules
-// instead of waiting seconds for an ARP answer that never comes. The owner is l2.Owner over the candidates, keyed by the smallest IP of the
+// instead of waiting seconds for an ARP answer that never comes. Of those, only the nodes
+// with the best reach (ReachLevel, as each published it) remain: a node that cannot answer
+// for the IP is never elected, and one off the IP's subnet only when no candidate is on it.
+// The owner is l2.Owner over the candidates, keyed by the smallest IP of the
 // IP's group — the IPs connected through Services that hold them (a shared IP, both families
 // of a Service) — so a group stays on one node whenever the candidates agree.
 func Compute(s *Snapshot) Plan {
-	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}, BGPServices: map[string]*Announced{}}
+	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}, BGPServices: map[string]*Announced{}, Reach: Reach{}}
 	pools := compilePools(s.Pools)
 	ads := compileL2Ads(s.L2Ads, &p)
 	nodes := map[string]*corev1.Node{}
@@ -94,6 +100,7 @@ func Compute(s *Snapshot) Plan {
 		candidates map[string]bool
 		services   []*corev1.Service
 		patterns   []string
+		pool       *pool
 	}
 	ips := map[netip.Addr]*ipInfo{}
 	groups := newUnionFind()
@@ -118,6 +125,7 @@ func Compute(s *Snapshot) Plan {
 			if pool == nil {
 				continue
 			}
+			info.pool = pool
 			for _, ad := range ads {
 				if !ad.selectsPool(pool) {
 					continue
@@ -139,24 +147,64 @@ func Compute(s *Snapshot) Plan {
 		}
 	}
 
+	// This node's reach, per (pool, family) of the addresses in use: what it publishes, and
+	// (the worse of it and what it published before) what it counts itself at.
+	for ip, info := range ips {
+		if info.pool == nil || !slices.ContainsFunc(ads, func(ad l2Ad) bool { return ad.selectsPool(info.pool) }) {
+			continue
+		}
+		chosen, missing := l2.ChooseInterfaces(ip, dedup(info.patterns), s.Interfaces)
+		if len(missing) > 0 && info.candidates[s.Node] {
+			for _, ad := range ads {
+				if m := intersect(ad.interfaces, missing); len(m) > 0 && ad.selectsPool(info.pool) {
+					p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.name, Reason: "InterfaceMissing",
+						Message: fmt.Sprintf("node %s has no interface %s; it answers for %s on %v", s.Node, strings.Join(m, ", "), ip, chosen)})
+				}
+			}
+		}
+		if lvl := reachOf(ip, chosen, s.Interfaces); lvl < ReachSubnet {
+			key := reachKeyOf(info.pool.name, ip)
+			if old, ok := p.Reach[key]; !ok || lvl < old {
+				p.Reach[key] = lvl
+			}
+		}
+	}
+	level := func(node string, key ReachKey) ReachLevel {
+		lvl, ok := s.Reach[node][key]
+		if !ok {
+			lvl = ReachSubnet
+		}
+		if own, ok := p.Reach[key]; node == s.Node && ok && own < lvl {
+			lvl = own
+		}
+		return lvl
+	}
+
 	for ip, info := range ips {
 		cands := make([]string, 0, len(info.candidates))
-		for n := range info.candidates {
-			cands = append(cands, n)
+		best := ReachNone
+		if info.pool != nil {
+			key := reachKeyOf(info.pool.name, ip)
+			for n := range info.candidates {
+				switch lvl := level(n, key); {
+				case lvl > best:
+					best, cands = lvl, append(cands[:0], n)
+				case lvl == best && lvl > ReachNone:
+					cands = append(cands, n)
+				}
+			}
+		}
+		if info.candidates[s.Node] && !slices.Contains(cands, s.Node) {
+			for _, svc := range info.services {
+				p.Warnings = append(p.Warnings, Warning{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Reason: "CannotAnnounce",
+					Message: fmt.Sprintf("node %s cannot announce %s (%s); it leaves it to the nodes that can", s.Node, ip, reachProblem(level(s.Node, reachKeyOf(info.pool.name, ip))))})
+			}
 		}
 		if l2.Owner(groups.find(ip), cands) != s.Node {
 			continue
 		}
 		patterns := dedup(info.patterns)
-		ifaces, missing := l2.ChooseInterfaces(ip, patterns, s.Interfaces)
-		if len(missing) > 0 {
-			for _, ad := range ads {
-				if m := intersect(ad.interfaces, missing); len(m) > 0 {
-					p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.name, Reason: "InterfaceMissing",
-						Message: fmt.Sprintf("node %s has no interface %s; %s is announced on %v", s.Node, strings.Join(m, ", "), ip, ifaces)})
-				}
-			}
-		}
+		ifaces, _ := l2.ChooseInterfaces(ip, patterns, s.Interfaces)
 		if len(ifaces) == 0 {
 			for _, svc := range info.services {
 				p.Warnings = append(p.Warnings, Warning{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Reason: "NoInterface",
@@ -186,6 +234,17 @@ func Compute(s *Snapshot) Plan {
 	})
 	p.Warnings = slices.Compact(p.Warnings)
 	return p
+}
+
+// reachProblem says why a node has the level it has, for a warning.
+func reachProblem(lvl ReachLevel) string {
+	switch lvl {
+	case ReachNone:
+		return "no up interface to answer on: none matches the advertisements' interfaces, or they are down"
+	case ReachOffSubnet:
+		return "no up interface on its subnet, and other nodes have one"
+	}
+	return "not elected"
 }
 
 type pool struct {

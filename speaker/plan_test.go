@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/l2"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +26,17 @@ type world struct {
 	bgpAds   []*v1alpha1.BGPAdvertisement
 	peers    []*v1alpha1.BGPPeer
 	alive    map[string]bool
+	ifaces   map[string][]l2.Interface // per node; default lanIfaces
+	reach    map[string]Reach          // what each node published (memberlist metadata)
+}
+
+// lanIfaces are a node's interfaces by default: eth0 on the LAN (198.51.100.0/24,
+// 2001:db8:100::/64), and lo.
+func lanIfaces() []l2.Interface {
+	return []l2.Interface{
+		{Name: "eth0", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24"), netip.MustParsePrefix("2001:db8:100::11/64")}},
+		{Name: "lo", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
+	}
 }
 
 func newWorld(nodes int) *world {
@@ -64,16 +76,36 @@ func (w *world) endpoints(service string, ready bool, nodes ...string) {
 }
 
 func (w *world) plan(node string) Plan {
+	ifaces, ok := w.ifaces[node]
+	if !ok {
+		ifaces = lanIfaces()
+	}
 	return Compute(&Snapshot{
 		Node: node, Alive: w.alive, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads, BGPAds: w.bgpAds, Peers: w.peers,
-		Interfaces: []l2.Interface{
-			{Name: "eth0", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24"), netip.MustParsePrefix("2001:db8:100::11/64")}},
-			{Name: "lo", Up: true, Virtual: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}},
-		},
+		Interfaces: ifaces, Reach: w.reach,
 		Handles: func(s *corev1.Service) bool {
 			return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil
 		},
 	})
+}
+
+// publish runs every node's plan and hands on what each publishes of its reach, as memberlist
+// metadata does; it returns after the published reach no longer changes.
+func (w *world) publish(t *testing.T) {
+	t.Helper()
+	for range 3 {
+		next := map[string]Reach{}
+		for _, n := range w.nodes {
+			if r := w.plan(n.Name).Reach; len(r) > 0 {
+				next[n.Name] = r
+			}
+		}
+		if cmp.Equal(next, w.reach, cmpopts.EquateEmpty()) {
+			return
+		}
+		w.reach = next
+	}
+	t.Fatalf("published reach does not settle: %v", w.reach)
 }
 
 // owners returns, per IP, the nodes whose plan owns it.
@@ -261,12 +293,85 @@ func TestPlanInterfaces(t *testing.T) {
 	if len(p.L2) != 0 {
 		t.Errorf("announced on %v with no usable interface", p.L2)
 	}
-	if len(p.Warnings) != 2 {
-		t.Errorf("warnings %+v, want the missing interface and the unannounced Service", p.Warnings)
+	if len(p.Warnings) != 2 || p.Warnings[0].Reason != "InterfaceMissing" || p.Warnings[1].Reason != "CannotAnnounce" {
+		t.Errorf("warnings %+v, want the missing interface and the Service this node cannot announce", p.Warnings)
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A node that cannot announce an IP (no interface the advertisement names, the interface down,
+// not on the IP's subnet while others are) is not eligible: once it published that, the next
+// eligible node owns the IP, and only one node does.
+func TestPlanOwnerThatCannotAnnounceIsReplaced(t *testing.T) {
+	const ip = "198.51.100.200"
+	offSubnet := func() []l2.Interface {
+		return []l2.Interface{{Name: "eth0", Up: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.11/24")}}}
+	}
+	tests := []struct {
+		name   string
+		ads    []string                                   // the advertisement's interfaces
+		break_ func(ifaces []l2.Interface) []l2.Interface // what happens to the first owner
+		all    bool                                       // every node is broken the same way
+		want   string                                     // "other": another node owns; "any"; "none"
+	}{
+		{"the owner's interface goes down", nil, func(i []l2.Interface) []l2.Interface { i[0].Up = false; return i }, false, "other"},
+		{"the owner has no interface the advertisement names", []string{"eth0"}, func(i []l2.Interface) []l2.Interface { i[0].Name = "eth9"; return i }, false, "other"},
+		{"the named interface is down on the owner", []string{"eth0"}, func(i []l2.Interface) []l2.Interface { i[0].Up = false; return i }, false, "other"},
+		{"the owner is not on the IP's subnet while others are", nil, func([]l2.Interface) []l2.Interface { return offSubnet() }, false, "other"},
+		{"no node is on the IP's subnet: one of all answers on its physical interface", nil, func([]l2.Interface) []l2.Interface { return offSubnet() }, true, "any"},
+		{"no node can announce at all", []string{"eth0"}, func(i []l2.Interface) []l2.Interface { i[0].Up = false; return i }, true, "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(3)
+			if tt.ads != nil {
+				w.ads[0].Spec.Interfaces = tt.ads
+			}
+			w.svc("web", []string{ip, "198.51.100.201"}, false, "node1")
+			w.publish(t)
+			first := w.owner(t, ip)
+			if first == "" {
+				t.Fatal("nobody owns the IP before anything broke")
+			}
+			w.ifaces = map[string][]l2.Interface{}
+			for _, n := range w.nodes {
+				if tt.all || n.Name == first {
+					w.ifaces[n.Name] = tt.break_(lanIfaces())
+				}
+			}
+			w.publish(t)
+			got := w.owner(t, ip)
+			switch tt.want {
+			case "other":
+				if got == "" || got == first {
+					t.Errorf("owned by %q after %s broke, want another node", got, first)
+				}
+			case "any":
+				if got == "" {
+					t.Error("nobody owns the IP, want one node")
+				}
+			case "none":
+				if got != "" {
+					t.Errorf("owned by %s, which cannot announce it", got)
+				}
+			}
+			// What the owner announces is real: an up interface.
+			if got != "" {
+				p := w.plan(got)
+				if len(p.L2[netip.MustParseAddr(ip)]) == 0 {
+					t.Errorf("%s owns %s with no interface", got, ip)
+				}
+			}
+			// Fixed again: the IP is owned as before.
+			w.ifaces = nil
+			w.publish(t)
+			if got := w.owner(t, ip); got != first {
+				t.Errorf("after the repair owned by %q, want %s again", got, first)
+			}
+		})
+	}
+}
 
 func TestPlanBGP(t *testing.T) {
 	const ip = "203.0.113.10"
@@ -360,4 +465,23 @@ func TestPlanBGP(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A warning is reported once while it lasts; after it went away, its return is reported again.
+func TestWarningsRecurAfterAFix(t *testing.T) {
+	down := Warning{Kind: "Service", Namespace: "default", Name: "web", Reason: "CannotAnnounce", Message: "eth0 down"}
+	other := Warning{Kind: "L2Advertisement", Name: "all", Reason: "InterfaceMissing", Message: "no bond7"}
+	seen := warnings{}
+	for i, step := range []struct {
+		plan, want []Warning
+	}{
+		{[]Warning{down, other}, []Warning{down, other}},
+		{[]Warning{down, other}, nil}, // still there: not again
+		{[]Warning{other}, nil},       // fixed
+		{[]Warning{down, other}, []Warning{down}},
+	} {
+		if got := seen.fresh(step.plan); !slices.Equal(got, step.want) {
+			t.Errorf("step %d: reported %v, want %v", i, got, step.want)
+		}
+	}
 }

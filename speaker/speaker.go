@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ type Speaker struct {
 	fwd       *forwarder // nil while forwarding is off
 	fwdMetric *forwardMetrics
 	bgp       *bgpRunner
+	published []byte // the L2 reach last published (memberlist metadata)
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -182,7 +184,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.log.Info("speaker running")
 
 	var prev Plan
-	warned := map[Warning]bool{}
+	warned := warnings{}
 	resync := time.NewTicker(s.cfg.Resync)
 	defer resync.Stop()
 	s.kick()
@@ -303,7 +305,7 @@ func nodeAddrs(n *corev1.Node) []netip.Addr {
 }
 
 // sync plans from the caches and applies the difference to the previous plan.
-func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) Plan {
+func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 	start := time.Now()
 	snap, err := s.snapshot()
 	if err != nil {
@@ -324,11 +326,8 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned map[Warning]bool) 
 
 	s.reportAnnouncements("L2", prev.Services, plan.Services, func(a *Announced) string { return fmt.Sprintf("on %v", a.Interfaces) })
 	s.reportAnnouncements("BGP", prev.BGPServices, plan.BGPServices, func(a *Announced) string { return fmt.Sprintf("to peers %v", a.Peers) })
-	for _, w := range plan.Warnings {
-		if warned[w] {
-			continue
-		}
-		warned[w] = true
+	s.publishReach(plan.Reach)
+	for _, w := range warned.fresh(plan.Warnings) {
 		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
 		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
 	}
@@ -356,6 +355,10 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 	}
 	snap := &Snapshot{
 		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.members.Alive(), Handles: s.cfg.Class.Handles,
+		Reach: map[string]Reach{},
+	}
+	for node, meta := range s.members.Metas() {
+		snap.Reach[node] = DecodeReach(meta)
 	}
 	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
 	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
@@ -373,6 +376,48 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 		snap.Peers = append(snap.Peers, o.(*v1alpha1.BGPPeer))
 	}
 	return snap, nil
+}
+
+// warnings remembers the warnings reported, so each is reported once while it lasts; one
+// that went away and comes back is reported again.
+type warnings map[Warning]bool
+
+// fresh returns the warnings of ws not reported yet, and forgets the reported ones that are no
+// longer in ws.
+func (seen warnings) fresh(ws []Warning) []Warning {
+	var out []Warning
+	now := make(map[Warning]bool, len(ws))
+	for _, w := range ws {
+		now[w] = true
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	for w := range seen {
+		if !now[w] {
+			delete(seen, w)
+		}
+	}
+	return out
+}
+
+// publishReach gives the other nodes this node's L2 reach (memberlist metadata), when it
+// changed.
+func (s *Speaker) publishReach(r Reach) {
+	meta, all := r.Encode()
+	if bytes.Equal(meta, s.published) {
+		return
+	}
+	if !all {
+		s.log.Warn("this node cannot answer for the addresses of too many pools to tell the others; some may stay dark", "pools", len(r))
+	}
+	if err := s.members.SetMeta(meta); err != nil {
+		s.log.Warn("publishing this node's L2 reach", "err", err)
+		return
+	}
+	s.published = meta
+	s.log.Info("published this node's L2 reach", "limited", len(r))
 }
 
 func warningObject(w Warning) runtime.Object {
