@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"fmt"
 	"strings"
 
@@ -57,12 +56,6 @@ func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
 		return nil, nil
 	}
 	return metav1.LabelSelectorAsSelector(ls)
-}
-
-// poolOrder is the precedence of overlapping pools: the oldest keeps its addresses, so a new
-// pool can never take addresses over from one in use.
-func poolOrder(a, b *v1alpha1.IPPool) int {
-	return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), strings.Compare(a.Name, b.Name))
 }
 
 // poolView is what the controller knows of one IPPool after the last SetPools.

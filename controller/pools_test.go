@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ironlb/ironlb/allocator"
@@ -168,23 +166,6 @@ func TestCompilePoolErrors(t *testing.T) {
 	var pe *allocator.ParseError
 	if _, err := CompilePool(ippool("a", []string{"nonsense"}, nil)); !errors.As(err, &pe) || pe.Input != "nonsense" {
 		t.Errorf("error %v, want an *allocator.ParseError for \"nonsense\"", err)
-	}
-}
-
-func TestPoolOrder(t *testing.T) {
-	at := func(name string, minute int) *v1alpha1.IPPool {
-		return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name,
-			CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, minute, 0, 0, time.UTC))}}
-	}
-	pools := []*v1alpha1.IPPool{at("b", 1), at("z", 0), at("a", 1), at("c", 2)}
-	slices.SortFunc(pools, poolOrder)
-	var got []string
-	for _, p := range pools {
-		got = append(got, p.Name)
-	}
-	// Oldest first; pools created in the same second by name.
-	if diff := cmp.Diff([]string{"z", "a", "b", "c"}, got); diff != "" {
-		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
 

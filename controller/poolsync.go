@@ -19,7 +19,7 @@ func (c *Controller) listPools() []*v1alpha1.IPPool {
 	for _, o := range c.poolInf.GetStore().List() {
 		pools = append(pools, o.(*v1alpha1.IPPool))
 	}
-	slices.SortFunc(pools, poolOrder)
+	slices.SortFunc(pools, v1alpha1.ComparePools)
 	return pools
 }
 

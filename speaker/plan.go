@@ -253,7 +253,11 @@ type pool struct {
 	ranges []allocator.Range
 }
 
+// compilePools returns the pools whose addresses parse, in precedence order
+// (v1alpha1.ComparePools, as the controller's), so poolOf finds the pool an address belongs to.
 func compilePools(in []*v1alpha1.IPPool) []pool {
+	in = slices.Clone(in)
+	slices.SortFunc(in, v1alpha1.ComparePools)
 	out := make([]pool, 0, len(in))
 	for _, p := range in {
 		ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
@@ -265,6 +269,7 @@ func compilePools(in []*v1alpha1.IPPool) []pool {
 	return out
 }
 
+// poolOf returns the pool ip belongs to: the first in precedence order that contains it.
 func poolOf(pools []pool, ip netip.Addr) *pool {
 	for i := range pools {
 		for _, r := range pools[i].ranges {

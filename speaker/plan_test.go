@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -483,5 +484,68 @@ func TestWarningsRecurAfterAFix(t *testing.T) {
 		if got := seen.fresh(step.plan); !slices.Equal(got, step.want) {
 			t.Errorf("step %d: reported %v, want %v", i, got, step.want)
 		}
+	}
+}
+
+// Overlapping pools: the address belongs to the oldest pool (the controller's precedence), in
+// every order the informer may list the pools in, so the announcement does not flip between
+// L2, BGP and none from one sync to the next.
+func TestPlanOverlappingPoolsInEveryOrder(t *testing.T) {
+	const ip = "198.51.100.210"
+	at := func(name string, minute int, addrs string) *v1alpha1.IPPool {
+		return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, minute, 0, 0, time.UTC))},
+			Spec: v1alpha1.IPPoolSpec{Addresses: []string{addrs}}}
+	}
+	pools := []*v1alpha1.IPPool{
+		at("young-l2", 3, "198.51.100.200-198.51.100.220"),
+		at("old-bgp", 1, "198.51.100.210/32"),
+		at("same-minute-b", 2, "198.51.100.0/24"),
+		at("same-minute-a", 2, "198.51.100.208/29"),
+	}
+	// .210: old-bgp is the oldest pool holding it; .209: same-minute-a, as old as
+	// same-minute-b and first by name.
+	const want = "L2 map[198.51.100.209:[eth0]], BGP 1 paths"
+	for perm := range permutations(len(pools)) {
+		w := newWorld(1)
+		w.pools = nil
+		for _, i := range perm {
+			w.pools = append(w.pools, pools[i])
+		}
+		w.ads[0].Spec.IPPools = []string{"young-l2", "same-minute-a"}
+		w.bgpAds = []*v1alpha1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"old-bgp"}}}}
+		w.peers = []*v1alpha1.BGPPeer{{ObjectMeta: metav1.ObjectMeta{Name: "tor"}}}
+		w.svc("web", []string{ip}, false, "node1")
+		w.svc("other", []string{"198.51.100.209"}, false, "node1")
+		p := w.plan("node1")
+		got := fmt.Sprintf("L2 %v, BGP %d paths", p.L2, len(p.BGP))
+		if got != want {
+			t.Errorf("pools in order %v: %s, want %s", perm, got, want)
+		}
+	}
+}
+
+// permutations yields every order of 0..n-1.
+func permutations(n int) func(yield func([]int) bool) {
+	return func(yield func([]int) bool) {
+		var rec func(prefix, rest []int) bool
+		rec = func(prefix, rest []int) bool {
+			if len(rest) == 0 {
+				return yield(slices.Clone(prefix))
+			}
+			for i := range rest {
+				next := append(slices.Clone(rest[:i]), rest[i+1:]...)
+				if !rec(append(prefix, rest[i]), next) {
+					return false
+				}
+			}
+			return true
+		}
+		rec(nil, func() []int {
+			s := make([]int, n)
+			for i := range s {
+				s[i] = i
+			}
+			return s
+		}())
 	}
 }
