@@ -237,7 +237,11 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) lead(ctx context.Context) {
 	c.metrics.leader.Set(1)
 	start := time.Now()
-	restored := c.restore()
+	restored, err := c.restore(ctx)
+	if err != nil {
+		c.log.Info("stopped before the allocator was restored", "err", err)
+		return
+	}
 	c.log.Info("leading: allocator restored from Service status", "services", restored, "elapsed", time.Since(start).Round(time.Millisecond))
 	go func() {
 		<-ctx.Done()
@@ -251,9 +255,17 @@ func (c *Controller) lead(ctx context.Context) {
 // restore rebuilds the allocator from the cluster as it is: the pool set, then every Service's
 // current addresses exactly, oldest Service first (so on a conflict the older keeps its IP).
 // A restart never changes an IP.
-func (c *Controller) restore() int {
+//
+// The Services come from a fresh list from the API server, not from the informer's cache: a
+// hot standby that just won the Lease may not have seen the previous leader's last writes yet,
+// and an address missing from the allocator would be given to another Service. A failing
+// list is retried until it succeeds or ctx ends (leadership lost).
+func (c *Controller) restore(ctx context.Context) (int, error) {
 	c.syncPoolSet()
-	svcs, _ := c.services.List(labels.Everything())
+	svcs, err := c.listServices(ctx)
+	if err != nil {
+		return 0, err
+	}
 	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
 		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
 			return d
@@ -278,7 +290,30 @@ func (c *Controller) restore() int {
 		n++
 	}
 	c.queue.Add(poolStatusKey)
-	return n
+	return n, nil
+}
+
+// listServices lists every Service from the API server (a quorum read), retrying until it
+// succeeds or ctx ends.
+func (c *Controller) listServices(ctx context.Context) ([]*corev1.Service, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		list, err := c.kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err == nil {
+			svcs := make([]*corev1.Service, len(list.Items))
+			for i := range list.Items {
+				svcs[i] = &list.Items[i]
+			}
+			return svcs, nil
+		}
+		c.log.Warn("listing Services to restore the allocator; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 func compareKeys(a, b *corev1.Service) int {
