@@ -239,11 +239,15 @@ func TestBGPPasswordAndBadConfig(t *testing.T) {
 	node := env.lab.Nodes[0].Name
 	for name, ok := range want {
 		s.eventually("session "+name+" on "+node, 40*time.Second, func() (bool, string) {
-			var st v1alpha1.BGPSessionState
-			err := s.crd.Get().Resource("bgpsessionstates").Name(node + "-" + s.ns + "-" + name).Do(s.ctx).Into(&st)
+			var list v1alpha1.BGPSessionStateList
+			err := s.crd.Get().Resource("bgpsessionstates").Param("fieldSelector", "nodeName="+node+",peerName="+s.ns+"-"+name).Do(s.ctx).Into(&list)
 			if err != nil {
 				return false, err.Error()
 			}
+			if len(list.Items) != 1 {
+				return false, fmt.Sprintf("%d BGPSessionStates", len(list.Items))
+			}
+			st := list.Items[0]
 			return ok(st), fmt.Sprintf("%s %q", st.State, st.LastError)
 		})
 	}

@@ -278,8 +278,6 @@ func sameSession(a, b *v1alpha1.BGPSessionState) bool {
 		a.EstablishedSince.Equal(b.EstablishedSince)
 }
 
-func sessionStateName(node, peer string) string { return truncateName(node + "-" + peer) }
-
 // stop withdraws every path and closes the sessions (bgp.Speaker.Run's shutdown), then
 // removes this node's BGPSessionStates.
 func (r *bgpRunner) stop(ctx context.Context) {

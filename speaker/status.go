@@ -39,9 +39,26 @@ func (w *statusWriter) forget(namespace, name string) {
 	delete(w.written, namespace+"/"+name)
 }
 
-// announcementName names the object of a (Service, node, mode).
+// announcementName names the object of a (Service, node, mode): "<service>.<node>.<mode>",
+// e.g. web.node-1.l2. The name is injective: a Service name is a DNS label (no dot), so the
+// first dot ends it; the mode ("l2", "bgp") has no dot, so the last dot starts it; the node
+// name, which may hold dots and dashes, is what lies between.
 func announcementName(service, node string, mode v1alpha1.AnnouncementMode) string {
-	return truncateName(fmt.Sprintf("%s-%s-%s", service, node, strings.ToLower(string(mode))))
+	return truncateName(service + "." + node + "." + strings.ToLower(string(mode)))
+}
+
+// sessionStateName names the BGPSessionState of a (node, peer): "<node>.<peer>-<hash>", e.g.
+// node-1.router-a-5d41402abc. Node and BGPPeer names may both hold dots and dashes, so no
+// separator alone keeps two pairs apart ("a.b" + "c" and "a" + "b.c"); the hash of the pair
+// (joined with "/", which neither name may contain) does.
+func sessionStateName(node, peer string) string {
+	sum := sha256.Sum256([]byte(node + "/" + peer))
+	suffix := "-" + hex.EncodeToString(sum[:5])
+	readable := node + "." + peer
+	if len(readable)+len(suffix) > 253 {
+		readable = strings.TrimRight(readable[:253-len(suffix)], ".-")
+	}
+	return readable + suffix
 }
 
 // truncateName keeps an object name within 253 characters: a longer one is cut and suffixed
@@ -51,7 +68,7 @@ func truncateName(name string) string {
 		return name
 	}
 	sum := sha256.Sum256([]byte(name))
-	return name[:253-17] + "-" + hex.EncodeToString(sum[:8])
+	return strings.TrimRight(name[:253-17], ".-") + "-" + hex.EncodeToString(sum[:8])
 }
 
 // prune deletes this node's announcements left by an earlier run; sync writes them again.

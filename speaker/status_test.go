@@ -1,0 +1,132 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Status object names are injective: two different (Service, node, mode) or (node, peer)
+// tuples never share a name, including the ones that collided when the parts were joined
+// with "-" (which names may contain).
+func TestStatusObjectNamesAreInjective(t *testing.T) {
+	long := strings.Repeat("n", 230) + ".node-" + strings.Repeat("x", 14)
+	for _, tc := range []struct {
+		name string
+		a, b [3]string // service, node, mode
+	}{
+		{"a dash moves from the Service to the node", [3]string{"web-a", "b", "L2"}, [3]string{"web", "a-b", "L2"}},
+		{"the node's dots", [3]string{"web", "a.b", "L2"}, [3]string{"web", "a", "L2"}},
+		{"mode", [3]string{"web", "n", "L2"}, [3]string{"web", "n", "BGP"}},
+		{"long names, cut", [3]string{"web", long + "1", "L2"}, [3]string{"web", long + "2", "L2"}},
+	} {
+		t.Run("announcement: "+tc.name, func(t *testing.T) {
+			na := announcementName(tc.a[0], tc.a[1], v1alpha1.AnnouncementMode(tc.a[2]))
+			nb := announcementName(tc.b[0], tc.b[1], v1alpha1.AnnouncementMode(tc.b[2]))
+			if na == nb {
+				t.Errorf("%v and %v are both named %q", tc.a, tc.b, na)
+			}
+			checkName(t, na)
+			checkName(t, nb)
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		a, b [2]string // node, peer
+	}{
+		{"a dash moves from the node to the peer", [2]string{"node-a", "router"}, [2]string{"node", "a-router"}},
+		{"a dot moves from the node to the peer", [2]string{"node.a", "router"}, [2]string{"node", "a.router"}},
+		{"long names, cut", [2]string{long, "router-1"}, [2]string{long, "router-2"}},
+	} {
+		t.Run("session: "+tc.name, func(t *testing.T) {
+			na, nb := sessionStateName(tc.a[0], tc.a[1]), sessionStateName(tc.b[0], tc.b[1])
+			if na == nb {
+				t.Errorf("%v and %v are both named %q", tc.a, tc.b, na)
+			}
+			checkName(t, na)
+			checkName(t, nb)
+		})
+	}
+	// Readable: the parts show.
+	if got, want := announcementName("web", "node-1", v1alpha1.AnnouncementL2), "web.node-1.l2"; got != want {
+		t.Errorf("announcementName(web, node-1, L2) = %q, want %q", got, want)
+	}
+	if got := sessionStateName("node-1", "router-a"); !strings.HasPrefix(got, "node-1.router-a") {
+		t.Errorf("sessionStateName(node-1, router-a) = %q, want it to start with node-1.router-a", got)
+	}
+}
+
+// checkName fails unless name is a valid object name (a DNS subdomain of at most 253 characters).
+func checkName(t *testing.T, name string) {
+	t.Helper()
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		t.Errorf("name %q: %v", name, errs)
+	}
+}
+
+// A speaker upgraded from a version that named its objects "<service>-<node>-<mode>" and
+// "<node>-<peer>" replaces them: the old names are deleted, the new ones written.
+func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
+	c, ns := clients(t)
+	ctx := context.Background()
+	node := fmt.Sprintf("upgrade-%s", ns)
+	old := &v1alpha1.ServiceAnnouncement{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "web-" + node + "-l2", Labels: map[string]string{LabelNode: node}},
+		ServiceName: "web", NodeName: node, Mode: v1alpha1.AnnouncementL2, IPs: []string{"198.51.100.1"}, Interfaces: []string{"eth0"},
+	}
+	if err := c.CRD.Post().Namespace(ns).Resource("serviceannouncements").Body(old).Do(ctx).Error(); err != nil {
+		t.Fatal(err)
+	}
+	oldSession := &v1alpha1.BGPSessionState{
+		ObjectMeta: metav1.ObjectMeta{Name: node + "-router-a", Labels: map[string]string{LabelNode: node}},
+		NodeName:   node, PeerName: "router-a", PeerAddress: "192.0.2.1", State: v1alpha1.BGPState("Idle"),
+	}
+	if err := c.CRD.Post().Resource("bgpsessionstates").Body(oldSession).Do(ctx).Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	w := &statusWriter{crd: c.CRD, node: node, log: slog.Default()}
+	if err := w.prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	plan := Plan{Services: map[string]*Announced{ns + "/web": {Namespace: ns, Name: "web",
+		IPs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}, Interfaces: []string{"eth0"}}}}
+	if err := w.sync(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	var list v1alpha1.ServiceAnnouncementList
+	if err := c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Do(ctx).Into(&list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range list.Items {
+		names = append(names, a.Name)
+	}
+	if want := []string{"web." + node + ".l2"}; !slices.Equal(names, want) {
+		t.Errorf("ServiceAnnouncements after the first sync: %v, want %v", names, want)
+	}
+
+	reg := prometheus.NewRegistry()
+	m, err := newBGPMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
+	if err := r.report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = c.CRD.Get().Resource("bgpsessionstates").Name(oldSession.Name).Do(ctx).Error()
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("the old-named BGPSessionState after the first report: %v, want it deleted", err)
+	}
+}
