@@ -153,27 +153,38 @@ func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
 const secretTTL = 30 * time.Second
 
 // secret reads a Secret's data, at most once per secretTTL.
+//
+// A read that fails for any reason but the Secret's absence (the API server unreachable,
+// throttled or timing out) keeps the last data read: an API outage must not take down the
+// sessions it protects. Only a Secret that is gone (NotFound) or changed changes the session.
+// With nothing read before, the error stands: a session never opens without its password.
 func (r *bgpRunner) secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
 	key := ns + "/" + name
-	if c, ok := r.secrets[key]; ok && time.Since(c.at) < secretTTL {
+	c, ok := r.secrets[key]
+	if ok && time.Since(c.at) < secretTTL {
 		return c.data, c.err
 	}
 	sec, err := r.kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	var data map[string][]byte
-	if err == nil {
-		data = sec.Data
+	switch {
+	case err == nil:
+		c = cachedSecret{data: sec.Data}
+	case apierrors.IsNotFound(err) || !ok || c.err != nil:
+		c = cachedSecret{err: err}
+	default:
+		r.log.Warn("cannot read a BGP password Secret; keeping the password read before", "secret", key, "err", err)
 	}
+	c.at = time.Now()
 	if r.secrets == nil {
 		r.secrets = map[string]cachedSecret{}
 	}
-	r.secrets[key] = cachedSecret{data: data, err: err, at: time.Now()}
-	return data, err
+	r.secrets[key] = c
+	return c.data, c.err
 }
 
 type cachedSecret struct {
 	data map[string][]byte
 	err  error
-	at   time.Time
+	at   time.Time // of the last read attempt
 }
 
 // changes signals session changes; nil (blocks forever) before BGP started.

@@ -1,0 +1,131 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/internal/kubeclient"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// An API server outage keeps the BGP sessions as they were: the password read before stays
+// in use (the session is not turned into a configuration error and deleted); only a Secret
+// that is really gone or changed changes the session, and a password never read is never
+// replaced by none.
+func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
+	admin, ns := clients(t)
+	ctx := context.Background()
+	var api cuttableAPI
+	c, err := kubeclient.New(api.config(cluster(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bgp"}, Data: map[string][]byte{"password": []byte("first")}}
+	if _, err := admin.Kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newBGPMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
+	peerWith := func(secretName string) *v1alpha1.BGPPeer {
+		return &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
+			PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
+			PasswordSecretRef: &v1alpha1.SecretKeyReference{Namespace: ns, Name: secretName},
+		}}
+	}
+	bp := peerWith("bgp")
+	// expire makes the next plan read the Secrets again, as it does secretTTL later.
+	expire := func() {
+		for k, cs := range r.secrets {
+			cs.at = time.Now().Add(-secretTTL)
+			r.secrets[k] = cs
+		}
+	}
+	check := func(when, password, configError string) {
+		t.Helper()
+		p := r.peer(ctx, bp)
+		if p.Password != password || !strings.Contains(p.ConfigError, configError) || (configError == "" && p.ConfigError != "") {
+			t.Errorf("%s: password %q, config error %q; want password %q, config error with %q", when, p.Password, p.ConfigError, password, configError)
+		}
+	}
+
+	check("API up", "first", "")
+	api.setCut(true)
+	expire()
+	check("API cut off", "first", "")
+	expire()
+	check("API still cut off", "first", "")
+
+	api.setCut(false)
+	secret.Data["password"] = []byte("second")
+	if _, err := admin.Kube.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expire()
+	check("Secret changed", "second", "")
+	if err := admin.Kube.CoreV1().Secrets(ns).Delete(ctx, "bgp", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expire()
+	check("Secret deleted", "", "not found")
+	api.setCut(true)
+	expire()
+	check("Secret deleted, then API cut off", "", "password Secret "+ns+"/bgp")
+
+	// A Secret never read: no password to keep, so no session.
+	bp = peerWith("never-read")
+	check("never read, API cut off", "", "password Secret "+ns+"/never-read")
+}
+
+// cuttableAPI dials the API server until cut: then it closes the open connections and refuses
+// new ones, as an API server that went away does.
+type cuttableAPI struct {
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+// config returns cfg dialing through the cuttable connection.
+func (c *cuttableAPI) config(cfg *rest.Config) *rest.Config {
+	cp := rest.CopyConfig(cfg)
+	cp.Dial = c.dial
+	return cp
+}
+
+func (c *cuttableAPI) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		return nil, fmt.Errorf("dial %s %s: connection refused (the test cut the API server off)", network, addr)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+	}
+	return conn, err
+}
+
+func (c *cuttableAPI) setCut(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+		c.conns = nil
+	}
+}
