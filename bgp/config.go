@@ -15,7 +15,8 @@ type Config struct {
 	// 4.2): an IPv4 address, also when all sessions are IPv6, and unique per node, because
 	// routers refuse a session whose identifier equals their own and collide sessions that
 	// share one. Usually the node's IPv4 address. Required: Run fails without it. GoBGP has one
-	// identifier per server, so changing it means a new Speaker (a new process).
+	// identifier per server, so changing it (or ASN) means a new Speaker: ironlb's speaker
+	// stops this one and starts another in the same process, and every session resets.
 	RouterID netip.Addr
 
 	// ASN is the local autonomous system number: the default for Peer.LocalASN, and GoBGP's
@@ -70,8 +71,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// validate reports the first problem that makes the configuration unusable.
-func (c *Config) validate() error {
+// Validate reports the problems that make the configuration unusable (Run refuses it).
+func (c *Config) Validate() error {
 	var errs []error
 	if !c.RouterID.Is4() || c.RouterID.IsUnspecified() {
 		errs = append(errs, fmt.Errorf("router ID %q must be a non-zero IPv4 address", addrString(c.RouterID)))

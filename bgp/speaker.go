@@ -142,7 +142,7 @@ func (s *Speaker) notify() {
 //
 // GoBGP v3 cannot stop its main goroutine: one idle goroutine stays after Run returns.
 func (s *Speaker) Run(ctx context.Context) error {
-	if err := s.cfg.validate(); err != nil {
+	if err := s.cfg.Validate(); err != nil {
 		return fmt.Errorf("bgp: invalid configuration: %w", err)
 	}
 	s.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -21,7 +23,9 @@ import (
 )
 
 // bgpRunner owns the embedded GoBGP speaker. It starts GoBGP when the first BGPPeer selects
-// this node (GoBGP needs the router ID and ASN at start) and keeps it until the speaker stops.
+// this node (GoBGP needs the router ID and ASN at start), restarts it when they change, and
+// keeps it until the speaker stops. When GoBGP cannot start, each session's BGPSessionState
+// says why.
 type bgpRunner struct {
 	node    string
 	log     *slog.Logger
@@ -35,24 +39,45 @@ type bgpRunner struct {
 	cancel  context.CancelFunc
 	written map[string]*v1alpha1.BGPSessionState // by name
 	secrets map[string]cachedSecret              // password Secrets by namespace/name
+
+	running  bgp.Config // what GoBGP was started with, while speaker is set
+	startErr string     // why GoBGP is not running although peers select this node
+	failed   bgp.Config // the configuration that failed, not retried until it changes
+	idle     []bgp.Peer // the sessions reported with startErr
 }
 
 // apply configures sessions and paths from the plan; self is this node's addresses (IPv4
 // first), for the router ID and cross-family next hops.
 func (r *bgpRunner) apply(ctx context.Context, p Plan, self []netip.Addr) {
+	r.reap()
 	if len(p.Peers) == 0 && r.speaker == nil {
+		r.startErr, r.idle = "", nil
 		return
-	}
-	if r.speaker == nil {
-		if err := r.start(p.Peers, self); err != nil {
-			r.log.Warn("BGP not started", "err", err)
-			return
-		}
 	}
 	var peers []bgp.Peer
 	for _, bp := range p.Peers {
 		peers = append(peers, r.peer(ctx, bp))
 	}
+	if len(p.Peers) > 0 {
+		cfg := r.config(p.Peers, self)
+		if r.speaker != nil && (cfg.RouterID != r.running.RouterID || cfg.ASN != r.running.ASN) {
+			r.log.Info("BGP router ID or ASN changed: restarting BGP (every session resets)",
+				"routerID", cfg.RouterID, "asn", cfg.ASN, "was", r.running.RouterID, "wasASN", r.running.ASN)
+			r.stopSpeaker()
+		}
+		if r.speaker == nil {
+			err := cfg.Validate()
+			if err == nil && r.startErr != "" && sameStart(cfg, r.failed) {
+				return // failed as it is; retried when the configuration changes
+			}
+			if err != nil {
+				r.notStarted(cfg, peers, err)
+				return
+			}
+			r.start(cfg)
+		}
+	}
+	r.startErr, r.idle = "", nil
 	if err := r.speaker.SetPeers(peers); err != nil {
 		r.log.Warn("configuring BGP sessions", "err", err)
 	}
@@ -67,7 +92,11 @@ func (r *bgpRunner) apply(ctx context.Context, p Plan, self []netip.Addr) {
 	r.metrics.paths.Set(float64(len(paths)))
 }
 
-func (r *bgpRunner) start(peers []*v1alpha1.BGPPeer, self []netip.Addr) error {
+// config is GoBGP's configuration for the peers that select this node: the ASN of the first
+// peer by name, the router ID of the first that sets one, else this node's first IPv4 address.
+func (r *bgpRunner) config(peers []*v1alpha1.BGPPeer, self []netip.Addr) bgp.Config {
+	peers = slices.Clone(peers)
+	slices.SortFunc(peers, func(a, b *v1alpha1.BGPPeer) int { return strings.Compare(a.Name, b.Name) })
 	cfg := bgp.DefaultConfig()
 	cfg.Log = r.log
 	cfg.ASN = peers[0].Spec.MyASN
@@ -85,15 +114,77 @@ func (r *bgpRunner) start(peers []*v1alpha1.BGPPeer, self []netip.Addr) error {
 			break
 		}
 	}
+	return cfg
+}
+
+func sameStart(a, b bgp.Config) bool {
+	return a.RouterID == b.RouterID && a.ASN == b.ASN && a.NextHopIPv4 == b.NextHopIPv4 && a.NextHopIPv6 == b.NextHopIPv6
+}
+
+// notStarted records why GoBGP does not run; report writes it into each session's state.
+func (r *bgpRunner) notStarted(cfg bgp.Config, peers []bgp.Peer, err error) {
+	msg := fmt.Sprintf("BGP is not running on node %s: %v", r.node, err)
+	if !cfg.RouterID.Is4() {
+		msg += " (a node without an IPv4 address needs spec.routerID on its BGPPeers)"
+	}
+	if msg != r.startErr {
+		r.log.Warn("BGP not started", "err", err)
+	}
+	r.startErr, r.failed, r.idle = msg, cfg, peers
+}
+
+func (r *bgpRunner) start(cfg bgp.Config) {
 	s := bgp.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	r.mu.Lock()
-	r.speaker, r.cancel, r.done = s, cancel, done
+	r.speaker, r.cancel, r.done, r.running = s, cancel, done, cfg
 	r.mu.Unlock()
 	r.log.Info("BGP started", "routerID", cfg.RouterID, "asn", cfg.ASN)
-	return nil
+}
+
+// reap notices a GoBGP that stopped by itself (it failed to start) and records why.
+func (r *bgpRunner) reap() {
+	if r.speaker == nil {
+		return
+	}
+	select {
+	case err := <-r.done:
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		peers := make([]bgp.Peer, 0)
+		for _, ss := range r.speaker.Sessions() {
+			peers = append(peers, bgp.Peer{Name: ss.Peer, Address: ss.Address})
+		}
+		cfg := r.running
+		r.mu.Lock()
+		r.speaker, r.done = nil, nil
+		r.mu.Unlock()
+		r.cancel()
+		r.notStarted(cfg, peers, err)
+	default:
+	}
+}
+
+// stopSpeaker withdraws every path, closes the sessions and stops GoBGP.
+func (r *bgpRunner) stopSpeaker() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil || done == nil {
+		return
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		r.log.Warn("BGP shutdown", "err", err)
+	}
+	r.log.Info("BGP paths withdrawn and sessions closed", "elapsed", time.Since(start).Round(time.Millisecond))
+	r.mu.Lock()
+	r.speaker, r.done = nil, nil
+	r.mu.Unlock()
 }
 
 // peer translates a BGPPeer, reading its password Secret. A Secret that cannot be read makes
@@ -206,6 +297,9 @@ func (r *bgpRunner) report(ctx context.Context) error {
 	if s != nil {
 		sessions = s.Sessions()
 	}
+	for _, p := range r.idle {
+		sessions = append(sessions, bgp.SessionState{Peer: p.Name, Address: p.Address, State: bgp.StateIdle, LastError: r.startErr})
+	}
 	if r.written == nil {
 		if err := r.loadWritten(ctx); err != nil {
 			return err
@@ -292,21 +386,11 @@ func sameSession(a, b *v1alpha1.BGPSessionState) bool {
 // stop withdraws every path and closes the sessions (bgp.Speaker.Run's shutdown), then
 // removes this node's BGPSessionStates.
 func (r *bgpRunner) stop(ctx context.Context) {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
-		return
+	if r.speaker == nil && r.written == nil && len(r.idle) == 0 {
+		return // BGP never used on this node
 	}
-	start := time.Now()
-	cancel()
-	if err := <-done; err != nil {
-		r.log.Warn("BGP shutdown", "err", err)
-	}
-	r.log.Info("BGP paths withdrawn and sessions closed", "elapsed", time.Since(start).Round(time.Millisecond))
-	r.mu.Lock()
-	r.speaker = nil
-	r.mu.Unlock()
+	r.stopSpeaker()
+	r.startErr, r.idle = "", nil
 	if err := r.report(ctx); err != nil {
 		r.log.Warn("removing BGPSessionStates", "err", err)
 	}

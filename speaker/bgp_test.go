@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -127,5 +128,66 @@ func (c *cuttableAPI) setCut(cut bool) {
 			conn.Close()
 		}
 		c.conns = nil
+	}
+}
+
+// A BGP speaker that cannot start (an IPv6-only node without a router ID, no ASN) says so in
+// each session's BGPSessionState; once the configuration is fixed it starts, and a change of
+// router ID or ASN applies without restarting the process.
+func TestBGPStartFailureIsReported(t *testing.T) {
+	c, ns := clients(t)
+	ctx := context.Background()
+	m, err := newBGPMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := "bgp-" + ns
+	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
+	defer r.stop(ctx)
+	// A port nothing listens on: the session tries and fails on loopback, nowhere else.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor-" + ns}, Spec: v1alpha1.BGPPeerSpec{
+		PeerAddress: "127.0.0.1", PeerPort: int32(port), PeerASN: 65001, MyASN: 65000}}
+	ipv6Only := []netip.Addr{netip.MustParseAddr("2001:db8::5")}
+	lastError := func() string {
+		t.Helper()
+		if err := r.report(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var st v1alpha1.BGPSessionState
+		if err := c.CRD.Get().Resource("bgpsessionstates").Name(sessionStateName(node, peer.Name)).Do(ctx).Into(&st); err != nil {
+			t.Fatalf("the session's BGPSessionState: %v", err)
+		}
+		return st.LastError
+	}
+
+	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	if got := lastError(); !strings.Contains(got, "router ID") {
+		t.Errorf("IPv6-only node without a router ID: lastError %q, want it to name the router ID", got)
+	}
+	peer.Spec.MyASN = 0
+	peer.Spec.RouterID = "192.0.2.5"
+	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	if got := lastError(); !strings.Contains(got, "ASN") {
+		t.Errorf("no ASN: lastError %q, want it to name the ASN", got)
+	}
+
+	peer.Spec.MyASN = 65000
+	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	if got := lastError(); strings.Contains(got, "router ID") || strings.Contains(got, "ASN must") {
+		t.Errorf("fixed configuration: lastError %q, want the start error gone", got)
+	}
+	if r.running.RouterID != netip.MustParseAddr("192.0.2.5") || r.running.ASN != 65000 {
+		t.Fatalf("running with router ID %s and ASN %d, want 192.0.2.5 and 65000", r.running.RouterID, r.running.ASN)
+	}
+	peer.Spec.RouterID, peer.Spec.MyASN = "192.0.2.6", 65002
+	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	if r.running.RouterID != netip.MustParseAddr("192.0.2.6") || r.running.ASN != 65002 {
+		t.Errorf("after the change: running with router ID %s and ASN %d, want 192.0.2.6 and 65002", r.running.RouterID, r.running.ASN)
 	}
 }
