@@ -23,13 +23,16 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// block is a shell block of a Markdown file, with the line it starts on.
+// block is a shell block of a Markdown file, with the line it starts on and the output the
+// guide shows for it (a "```text output" block right after it), if any.
 type block struct {
-	line int
-	text string
+	line   int
+	text   string
+	output string
 }
 
-// testedBlocks returns the blocks opened by "```sh test".
+// testedBlocks returns the blocks opened by "```sh test", each with the "```text output"
+// block that follows it.
 func testedBlocks(t *testing.T, path string) []block {
 	t.Helper()
 	f, err := os.Open(path)
@@ -39,17 +42,29 @@ func testedBlocks(t *testing.T, path string) []block {
 	defer f.Close()
 	var out []block
 	var cur *block
+	inOutput, lastClosed := false, -1 // lastClosed: the line a tested block ended on
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		l := sc.Text()
 		switch {
-		case cur == nil && strings.TrimSpace(l) == "```sh test":
+		case cur == nil && !inOutput && strings.TrimSpace(l) == "```sh test":
 			cur = &block{line: n}
+		case cur == nil && !inOutput && strings.TrimSpace(l) == "```text output":
+			if lastClosed < 0 {
+				t.Fatalf("%s:%d: an output block must follow a tested block, separated by one blank line", path, n)
+			}
+			inOutput = true
+		case inOutput && strings.TrimSpace(l) == "```":
+			inOutput, lastClosed = false, -1
+		case inOutput:
+			out[len(out)-1].output += l + "\n"
 		case cur != nil && strings.TrimSpace(l) == "```":
 			out = append(out, *cur)
-			cur = nil
+			cur, lastClosed = nil, n
 		case cur != nil:
 			cur.text += l + "\n"
+		case strings.TrimSpace(l) != "" || n > lastClosed+1:
+			lastClosed = -1
 		}
 	}
 	if cur != nil {
@@ -117,5 +132,12 @@ func TestGuideCommands(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the block of guide.md line %d failed: %v\n%s", b.line, err, out)
 		}
+		// The output shown must appear as shown, up to the width of the columns.
+		if want := squeeze(b.output); want != "" && !strings.Contains(squeeze(string(out)), want) {
+			t.Errorf("the block of guide.md line %d does not print what the guide shows:\n%s\nit printed:\n%s", b.line, b.output, out)
+		}
 	}
 }
+
+// squeeze collapses every run of white space into one space.
+func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
