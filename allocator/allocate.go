@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"fmt"
 	"net/netip"
 )
 
@@ -182,6 +183,9 @@ func (a *Allocator) checkRequested(w *want, s *service, ip netip.Addr) *Error {
 	}
 	if r := a.addrs[ip]; r != nil {
 		return compatible(w.share, w.ports, s, r)
+	}
+	if why, ok := a.reserved[ip]; ok {
+		return &Error{Reason: AddressReserved, Addr: ip, Pool: p.Name, Family: FamilyOf(ip), msg: fmt.Sprintf("%s is reserved: %s", ip, why)}
 	}
 	return nil
 }

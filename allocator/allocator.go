@@ -19,6 +19,7 @@ type Allocator struct {
 	addrs    map[netip.Addr]*record // every held address
 	services map[string]*service    // every Service holding an address
 	byKey    map[string][]*record   // held addresses by sharing key, sorted
+	reserved map[netip.Addr]string  // never handed out, with why
 
 	scratch []*pool // candidate pools, reused between calls
 }
@@ -132,6 +133,9 @@ func (a *Allocator) SetPools(pools []Pool) Report {
 
 	for _, r := range a.addrs {
 		a.attribute(r)
+	}
+	for addr := range a.reserved {
+		a.reserve(addr)
 	}
 	rep.Outside = a.Outside()
 	return rep

@@ -33,6 +33,9 @@ const (
 	// FamilyUnavailable: no pool the Service may draw from has addresses of
 	// a family it needs.
 	FamilyUnavailable Reason = "FamilyUnavailable"
+	// AddressReserved: a requested address is reserved: a node's or the API
+	// server's address, which no Service may take over (SetReserved).
+	AddressReserved Reason = "AddressReserved"
 	// InvalidRequest: the request contradicts itself (two addresses of one
 	// family, an address of a family the Service does not have, ...).
 	InvalidRequest Reason = "InvalidRequest"

@@ -163,6 +163,11 @@ func (a *Allocator) verifyPool(p *pool) error {
 		if (pf.free != nil) != (p.enabled && len(pf.ranges) > 0) {
 			return fmt.Errorf("pool %q: free space present %t, enabled %t", p.Name, pf.free != nil, p.enabled)
 		}
+		for addr := range a.reserved {
+			if a.poolOf(addr) == p && FamilyOf(addr).index() == i && pf.free != nil && pf.free.isFree(addr) {
+				return fmt.Errorf("pool %q: %s is reserved and free", p.Name, addr)
+			}
+		}
 		if pf.free != nil {
 			if err := verifySpace(pf.free); err != nil {
 				return fmt.Errorf("pool %q: %v", p.Name, err)

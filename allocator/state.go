@@ -218,7 +218,7 @@ func (a *Allocator) unhold(s *service, r *record) {
 	if r.pool != nil {
 		pf := r.pool.fam(FamilyOf(r.addr))
 		pf.assigned--
-		if pf.free != nil {
+		if _, reserved := a.reserved[r.addr]; pf.free != nil && !reserved {
 			pf.free.put(r.addr) // refuses an address the pool does not allocate
 		}
 	}

@@ -594,7 +594,10 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 		{controllerName, attr{Verb: "update", Group: "ironlb.io", Resource: "l2advertisements"}, false},
 		{controllerName, attr{Verb: "create", Group: "ironlb.io", Resource: "serviceannouncements", Namespace: tenant}, false},
 		{controllerName, attr{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices"}, false},
-		{controllerName, attr{Verb: "list", Resource: "nodes"}, false},
+		{controllerName, attr{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: tenant}, false},
+		{controllerName, attr{Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: "default"}, true},
+		{controllerName, attr{Verb: "watch", Resource: "nodes"}, true},
+		{controllerName, attr{Verb: "update", Resource: "nodes"}, false},
 		{controllerName, attr{Verb: "list", Resource: "secrets", Namespace: releaseNS}, false},
 		{controllerName, attr{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Name: controllerName}, false},
 	} {

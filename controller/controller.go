@@ -19,6 +19,7 @@ import (
 	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +41,7 @@ import (
 const (
 	poolsKey      = ":pools"       // recompile the pool set
 	poolStatusKey = ":pool-status" // write pool statuses and finalizers
+	reservedKey   = ":reserved"    // recompute the reserved addresses (nodes', API server's)
 )
 
 // Controller allocates and releases external IPs. New wires it; Run starts it.
@@ -52,8 +54,11 @@ type Controller struct {
 	gatherer prometheus.Gatherer
 
 	factory    informers.SharedInformerFactory
+	apiFactory informers.SharedInformerFactory // the kubernetes Service's EndpointSlices
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
+	nodes      corelisters.NodeLister
+	apiSlices  cache.SharedIndexInformer
 	poolInf    cache.SharedIndexInformer
 	queue      workqueue.TypedRateLimitingInterface[string]
 	recorder   record.EventRecorder
@@ -93,7 +98,13 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 
 	svcInf := c.factory.Core().V1().Services()
 	nsInf := c.factory.Core().V1().Namespaces()
-	c.services, c.namespaces = svcInf.Lister(), nsInf.Lister()
+	nodeInf := c.factory.Core().V1().Nodes()
+	c.services, c.namespaces, c.nodes = svcInf.Lister(), nsInf.Lister(), nodeInf.Lister()
+	c.apiFactory = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(metav1.NamespaceDefault),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = discoveryv1.LabelServiceName + "=kubernetes"
+		}))
+	c.apiSlices = c.apiFactory.Discovery().V1().EndpointSlices().Informer()
 	c.poolInf = cache.NewSharedIndexInformer(
 		cache.NewListWatchFromClient(crd, "ippools", metav1.NamespaceAll, fields.Everything()),
 		&v1alpha1.IPPool{}, 0, cache.Indexers{})
@@ -137,6 +148,23 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	}); err != nil {
 		return nil, fmt.Errorf("namespace handler: %w", err)
 	}
+	// Reserved addresses: the nodes' and the API server's.
+	reserved := func(any) { c.queue.Add(reservedKey) }
+	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: reserved, DeleteFunc: reserved,
+		UpdateFunc: func(old, cur any) {
+			if !slices.Equal(old.(*corev1.Node).Status.Addresses, cur.(*corev1.Node).Status.Addresses) {
+				reserved(cur)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("node handler: %w", err)
+	}
+	if _, err := c.apiSlices.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: reserved, DeleteFunc: reserved, UpdateFunc: func(_, cur any) { reserved(cur) },
+	}); err != nil {
+		return nil, fmt.Errorf("endpointslice handler: %w", err)
+	}
 	poolChanged := func(any) { c.queue.Add(poolsKey) }
 	if _, err := c.poolInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: poolChanged, DeleteFunc: poolChanged,
@@ -172,11 +200,13 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	infCtx, stopInformers := context.WithCancel(ctx)
 	c.factory.Start(infCtx.Done())
+	c.apiFactory.Start(infCtx.Done())
 	go c.poolInf.Run(infCtx.Done())
-	defer func() { stopInformers(); c.factory.Shutdown() }() // Shutdown waits for stopped informers
-	synced := append([]cache.InformerSynced{c.poolInf.HasSynced},
+	defer func() { stopInformers(); c.factory.Shutdown(); c.apiFactory.Shutdown() }() // Shutdown waits for stopped informers
+	synced := append([]cache.InformerSynced{c.poolInf.HasSynced, c.apiSlices.HasSynced},
 		c.factory.Core().V1().Services().Informer().HasSynced,
-		c.factory.Core().V1().Namespaces().Informer().HasSynced)
+		c.factory.Core().V1().Namespaces().Informer().HasSynced,
+		c.factory.Core().V1().Nodes().Informer().HasSynced)
 	if !cache.WaitForCacheSync(infCtx.Done(), synced...) {
 		return nil // ctx ended
 	}
@@ -262,6 +292,7 @@ func (c *Controller) lead(ctx context.Context) {
 // list is retried until it succeeds or ctx ends (leadership lost).
 func (c *Controller) restore(ctx context.Context) (int, error) {
 	c.syncPoolSet()
+	c.syncReserved()
 	svcs, err := c.listServices(ctx)
 	if err != nil {
 		return 0, err
@@ -348,6 +379,11 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		c.queue.Add(poolStatusKey)
 	case poolStatusKey:
 		err = c.writePoolStatuses(ctx)
+	case reservedKey:
+		if c.syncReserved() {
+			c.retryPending()
+			c.queue.Add(poolStatusKey)
+		}
 	default:
 		start := time.Now()
 		err = c.syncService(ctx, key)

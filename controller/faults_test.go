@@ -1,10 +1,16 @@
 package controller
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/ironlb/ironlb/allocator"
+	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -57,4 +63,49 @@ func TestTakeoverWithAStaleCacheMovesNoIP(t *testing.T) {
 	if s := h.getSvc(h.ns, "new"); s.Status.LoadBalancer.Ingress[0].IP == "198.51.100.221" {
 		t.Errorf("new: %s, the address of kept", describe(s))
 	}
+}
+
+// A pool that contains a node's address: the controller never gives it out (the lowest free
+// address skips it, a request for it fails with AddressReserved naming the node), and the
+// pool's status says which of its addresses are reserved and why.
+func TestNodeAddressesAreNeverAllocated(t *testing.T) {
+	h := newHarness(t)
+	pool := h.pool("a", []string{"198.51.100.232-198.51.100.235"}, nil)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: h.ns + "-node"}}
+	created, err := testEnv.kube.CoreV1().Nodes().Create(h.ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = testEnv.kube.CoreV1().Nodes().Delete(context.Background(), node.Name, metav1.DeleteOptions{})
+	})
+	created.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.232"}}
+	if _, err := testEnv.kube.CoreV1().Nodes().UpdateStatus(h.ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("the pool reports the node's address", func() (bool, string) {
+		c := meta.FindStatusCondition(h.getPool(pool).Status.Conditions, v1alpha1.IPPoolAddressesReserved)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "198.51.100.232") && strings.Contains(c.Message, node.Name), fmt.Sprintf("%+v", c)
+	})
+	h.svc("first", nil)
+	h.waitStatus(h.ns, "first", metav1.ConditionTrue, ReasonAllocated, "198.51.100.233")
+	h.svc("asks", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.232" })
+	s := h.waitStatus(h.ns, "asks", metav1.ConditionFalse, string(allocator.AddressReserved))
+	if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ServiceConditionIPAllocated); !strings.Contains(c.Message, node.Name) {
+		t.Errorf("condition %q does not name the node", c.Message)
+	}
+	h.eventually("pool counts", func() (bool, string) {
+		st := h.getPool(pool).Status
+		return st.IPv4 != nil && st.IPv4.Available == "2", fmt.Sprintf("%+v", st.IPv4)
+	})
+
+	// The node goes: its address can be given out.
+	if err := testEnv.kube.CoreV1().Nodes().Delete(h.ctx, node.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStatus(h.ns, "asks", metav1.ConditionTrue, ReasonAllocated, "198.51.100.232")
+	h.eventually("the pool no longer reports a reserved address", func() (bool, string) {
+		c := meta.FindStatusCondition(h.getPool(pool).Status.Conditions, v1alpha1.IPPoolAddressesReserved)
+		return c == nil, fmt.Sprintf("%+v", c)
+	})
 }

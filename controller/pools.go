@@ -16,13 +16,14 @@ const PoolFinalizer = v1alpha1.GroupName + "/pool-protection"
 
 // Reasons of IPPool conditions.
 const (
-	reasonValid            = "Valid"
-	reasonInvalid          = "InvalidAddresses"
-	reasonOverlap          = "Overlap"
-	reasonNoOverlap        = "NoOverlap"
-	reasonDeleting         = "Deleting"
-	reasonAddressesInUse   = "AddressesInUse"
-	reasonNoAddressesInUse = "NoAddressesOutside"
+	reasonValid             = "Valid"
+	reasonInvalid           = "InvalidAddresses"
+	reasonOverlap           = "Overlap"
+	reasonNoOverlap         = "NoOverlap"
+	reasonDeleting          = "Deleting"
+	reasonAddressesInUse    = "AddressesInUse"
+	reasonNoAddressesInUse  = "NoAddressesOutside"
+	reasonAddressesReserved = "NodeOrAPIServerAddresses"
 )
 
 // CompilePool turns an IPPool into the allocator's Pool. Admission already rejected what CEL
@@ -66,6 +67,7 @@ type poolView struct {
 	stats    []allocator.PoolStats // per family
 	deleting bool
 	ranges   []allocator.Range // a deleting pool's addresses (it is not compiled)
+	reserved []string          // its reserved addresses, with why
 }
 
 // desiredPoolStatus computes an IPPool's status from the allocator's view.
@@ -109,6 +111,11 @@ func desiredPoolStatus(p *v1alpha1.IPPool, v poolView) v1alpha1.IPPoolStatus {
 		set(v1alpha1.IPPoolOverlap, true, reasonOverlap, strings.Join(parts, "; ")+"; pool "+v.overlap[0].With+" is older and keeps the addresses")
 	} else {
 		set(v1alpha1.IPPoolOverlap, false, reasonNoOverlap, "no other pool shares an address")
+	}
+	if len(v.reserved) > 0 {
+		set(v1alpha1.IPPoolAddressesReserved, true, reasonAddressesReserved, describeReserved(v.reserved))
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.IPPoolAddressesReserved)
 	}
 	if len(v.outside) > 0 && !v.deleting {
 		set(v1alpha1.IPPoolAddressesInUse, true, reasonAddressesInUse, "addresses removed from the pool are still held: "+describeOutside(v.outside))

@@ -67,10 +67,14 @@ func (c *Controller) writePoolStatuses(ctx context.Context) error {
 		stats[s.Pool] = append(stats[s.Pool], s)
 	}
 	c.metrics.poolAddresses.Reset()
+	reserved := c.alloc.Reserved()
 	var errs []error
 	for _, p := range c.listPools() {
 		v := c.views[p.Name]
 		v.outside, v.stats = outside[p.Name], stats[p.Name]
+		if ranges, err := allocator.ParseAddresses(p.Spec.Addresses); err == nil {
+			v.reserved = reservedIn(reserved, ranges)
+		}
 		for _, s := range v.stats {
 			fam := s.Family.String()
 			c.metrics.poolAddresses.WithLabelValues(p.Name, fam, "total").Set(s.Total.Float64())
@@ -131,7 +135,7 @@ func (c *Controller) syncPoolObject(ctx context.Context, p *v1alpha1.IPPool, v p
 	if err := c.putPool(ctx, cp, "status"); err != nil {
 		return err // no event: the retry compares with the same old status
 	}
-	for _, typ := range []string{v1alpha1.IPPoolOverlap, v1alpha1.IPPoolAddressesInUse} {
+	for _, typ := range []string{v1alpha1.IPPoolOverlap, v1alpha1.IPPoolAddressesInUse, v1alpha1.IPPoolAddressesReserved} {
 		if meta.IsStatusConditionTrue(next.Conditions, typ) && !meta.IsStatusConditionTrue(p.Status.Conditions, typ) {
 			cond := meta.FindStatusCondition(next.Conditions, typ)
 			c.recorder.Event(p, corev1.EventTypeWarning, typ, cond.Message)

@@ -156,6 +156,8 @@ func explainAllocation(st *State, req allocator.Request, err error) []Finding {
 	case allocator.RequestedIPOutsidePools:
 		return []Finding{{Problem: fmt.Sprintf("the requested address %s is in no IPPool", e.Addr),
 			Fix: "add it to an IPPool's spec.addresses, or request an address of an existing pool (kubectl ironlb pools)"}}
+	case allocator.AddressReserved:
+		return []Finding{{Problem: e.Error(), Fix: "request another address: a node's or the API server's address is never given to a Service; remove it from the pool"}}
 	case allocator.SharingConflict:
 		return []Finding{{Problem: e.Error() + " (held by " + strings.Join(e.Holders, ", ") + ")",
 			Fix: "Services sharing an address need the same sharing key, no (protocol, port) in common and the same externalTrafficPolicy (and, with Local, the same selector): change the ports or the sharing key"}}

@@ -16,6 +16,11 @@ const (
 	// IPPoolAddressesInUse is True when an edit removed addresses that Services still hold;
 	// those Services keep their addresses until they release them.
 	IPPoolAddressesInUse = "AddressesInUse"
+	// IPPoolAddressesReserved is present, True, when the pool contains addresses of the
+	// cluster's nodes (InternalIP, ExternalIP) or of the API server (the kubernetes Service's
+	// endpoints); the message lists them. They are never allocated: a Service would take the
+	// address over from the node.
+	IPPoolAddressesReserved = "AddressesReserved"
 )
 
 // IPPool is a set of addresses that LoadBalancer Services can draw their external IPs from,
@@ -153,7 +158,8 @@ type IPPoolStatus struct {
 	// +optional
 	IPv6 *IPPoolAddressCounts `json:"ipv6,omitempty"`
 
-	// Conditions are the pool's Ready, Overlap and AddressesInUse conditions.
+	// Conditions are the pool's Ready, Overlap, AddressesInUse and (when it has some)
+	// AddressesReserved conditions.
 	//
 	// +optional
 	// +listType=map

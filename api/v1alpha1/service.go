@@ -31,4 +31,7 @@ const (
 	// ReasonSharingConflict: the Service's sharing key matches Services whose ports or
 	// traffic policy forbid sharing.
 	ReasonSharingConflict = "SharingConflict"
+	// ReasonAddressReserved: the requested address belongs to a node or to the API server;
+	// the message names it. No Service may take it over.
+	ReasonAddressReserved = "AddressReserved"
 )

@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/ironlb/ironlb/allocator"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// reservedAddresses are the addresses no Service may take, with why: every node's InternalIP
+// and ExternalIP (a Service holding one would take over the node's traffic on the ports it
+// exposes) and the API server's endpoints (the kubernetes Service's EndpointSlices). A
+// gateway's address is not known to the cluster; pools must leave it out.
+func reservedAddresses(nodes []*corev1.Node, apiSlices []*discoveryv1.EndpointSlice) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+				continue
+			}
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out[ip.Unmap()] = fmt.Sprintf("the %s of node %s", a.Type, n.Name)
+			}
+		}
+	}
+	for _, sl := range apiSlices {
+		for _, ep := range sl.Endpoints {
+			for _, a := range ep.Addresses {
+				if ip, err := netip.ParseAddr(a); err == nil {
+					if _, node := out[ip.Unmap()]; !node {
+						out[ip.Unmap()] = "an address of the API server (Service default/kubernetes)"
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// syncReserved gives the allocator the reserved addresses from the caches; it reports whether
+// they changed.
+func (c *Controller) syncReserved() bool {
+	nodes, _ := c.nodes.List(labels.Everything())
+	var slicesIn []*discoveryv1.EndpointSlice
+	for _, o := range c.apiSlices.GetStore().List() {
+		slicesIn = append(slicesIn, o.(*discoveryv1.EndpointSlice))
+	}
+	next := reservedAddresses(nodes, slicesIn)
+	if maps.Equal(next, c.alloc.Reserved()) {
+		return false
+	}
+	c.alloc.SetReserved(next)
+	c.log.Info("reserved addresses (nodes', API server's) updated", "count", len(next))
+	return true
+}
+
+// reservedIn lists the reserved addresses in ranges, for a pool's status.
+func reservedIn(reserved map[netip.Addr]string, ranges []allocator.Range) []string {
+	var addrs []netip.Addr
+	for ip := range reserved {
+		if slices.ContainsFunc(ranges, func(r allocator.Range) bool { return r.Contains(ip) }) {
+			addrs = append(addrs, ip)
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	out := make([]string, len(addrs))
+	for i, ip := range addrs {
+		out[i] = fmt.Sprintf("%s (%s)", ip, reserved[ip])
+	}
+	return out
+}
+
+// describeReserved renders a pool's reserved addresses, at most ten.
+func describeReserved(list []string) string {
+	const max = 10
+	if len(list) > max {
+		list = append(slices.Clone(list[:max]), fmt.Sprintf("and %d more", len(list)-max))
+	}
+	return strings.Join(list, ", ") + ": never allocated"
+}
