@@ -29,6 +29,7 @@ func NewCommand() *cobra.Command {
 	o := &options{loading: clientcmd.NewDefaultClientConfigLoadingRules(), class: controller.DefaultConfig().Class}
 	root := &cobra.Command{
 		Use:           "kubectl-ironlb",
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl ironlb"},
 		Short:         "Inspect ironlb: which Service has which IP, who announces it, and why not",
 		SilenceUsage:  true,
 		SilenceErrors: true,

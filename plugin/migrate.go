@@ -385,6 +385,9 @@ func convertPeer(p MetalLBPeer, secretNamespace string, warn func(string, ...any
 			warn("%s: ebgpMultiHop true written as ebgpMultiHop: 255 (any distance, as FRR's ebgp-multihop); lower it to the real hop count", id)
 		}
 	}
+	if s.HoldTime != nil && s.HoldTime.Duration == 0 {
+		warn("%s: holdTime 0s (no hold timer) is not supported by ironlb's embedded GoBGP: the session would report it; set 3s or more", id)
+	}
 	if s.EnableGracefulRestart {
 		obj.Spec.GracefulRestart = &v1alpha1.BGPGracefulRestart{Enabled: true}
 	}

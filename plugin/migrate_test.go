@@ -218,6 +218,11 @@ func TestConvertMetalLBCases(t *testing.T) {
 		want: []string{"name: pw\n    namespace: ironlb-system", "gracefulRestart:\n    enabled: true"},
 		warn: []string{"passwordSecret metallb-system/pw must be copied to namespace ironlb-system", "ebgpMultiHop on an iBGP session"},
 	}, {
+		name: "hold time 0s",
+		in:   "apiVersion: metallb.io/v1beta2\nmetadata: {name: p}\nkind: BGPPeer\nspec: {myASN: 1, peerASN: 2, peerAddress: 192.0.2.1, holdTime: 0s}",
+		want: []string{"holdTime: 0s"},
+		warn: []string{"holdTime 0s (no hold timer) is not supported"},
+	}, {
 		name: "one name in two namespaces",
 		in:   head + "kind: IPAddressPool\nspec: {addresses: [198.51.100.0/30]}\n---\napiVersion: metallb.io/v1beta1\nmetadata: {name: p, namespace: other}\nkind: IPAddressPool\nspec: {addresses: [198.51.100.4/30]}",
 		err:  "IPPool other/p and metallb-system/p: ironlb's IPPools are cluster-scoped",
