@@ -5,7 +5,8 @@
 #     lab's real nodes containerd, runc, containernetworking-plugins
 #   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck, helm
 #     (helm compiles for a few minutes on 2 cores, once)
-#   - kube-apiserver and kubectl built from the Go module proxy (hack/build-kube.sh), cached
+#   - kube-apiserver, kubectl and for the lab's real cluster kube-controller-manager,
+#     kube-scheduler, kubelet and kube-proxy built from the Go module proxy (hack/build-kube.sh), cached
 #     under ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<version>/
 set -euo pipefail
 cd "$(dirname "$0")/.."
