@@ -31,6 +31,9 @@ func (l *Lab) startAPIServer(ctx context.Context) error {
 		ServiceCIDR:  ServiceCIDR,
 		CRDDir:       filepath.Join(l.Config.RepoRoot, "charts", "ironlb", "crds"),
 		Dial:         dial,
+		// Real kubelets (logs, exec) are reached at their node's address: node names do not
+		// resolve.
+		ExtraArgs: []string{"--kubelet-preferred-address-types=InternalIP"},
 	})
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,20 @@ type Process struct {
 // Start runs bin with args inside ns, logging to Dir/logs/<name>.log. The process dies with
 // the lab's process (Pdeathsig) and is stopped by Down.
 func (l *Lab) Start(ctx context.Context, name, ns, bin string, args ...string) (*Process, error) {
+	return l.start(name, ns, Command(context.WithoutCancel(ctx), ns, append([]string{bin}, args...)...))
+}
+
+// StartHostMounts is Start for a process that enters only ns's network namespace and stays in
+// the host's mount namespace (`ip netns exec` gives each process a private one): containerd and
+// the kubelet must see each other's mounts, and Cleanup must see them all.
+func (l *Lab) StartHostMounts(ctx context.Context, name, ns, bin string, args ...string) (*Process, error) {
+	argv := append([]string{"nsenter", "--net=" + filepath.Join("/var/run/netns", ns), "--", bin}, args...)
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return l.start(name, ns, cmd)
+}
+
+func (l *Lab) start(name, ns string, cmd *exec.Cmd) (*Process, error) {
 	logDir := filepath.Join(l.Config.Dir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -52,7 +67,6 @@ func (l *Lab) Start(ctx context.Context, name, ns, bin string, args ...string) (
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	cmd := Command(context.WithoutCancel(ctx), ns, append([]string{bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -81,8 +95,11 @@ func (p *Process) PID() string { return strconv.Itoa(p.cmd.Process.Pid) }
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// IronLB is ironlb as the lab runs it: the controller in NSCtl and a speaker per node.
+// IronLB is ironlb as the lab runs it: the controller in NSCtl and a speaker per node as lab
+// processes, or (Config.RealCluster) the Helm chart's pods.
 type IronLB struct {
+	// Chart is set when ironlb runs from the Helm chart; Controller and Speakers are then nil.
+	Chart      bool
 	Controller *Process
 	Speakers   map[string]*Process // by node name
 	bins       map[string]string
@@ -91,8 +108,18 @@ type IronLB struct {
 
 // StartIronLB builds ironlb's commands and starts those that exist: the controller (with its
 // namespace, as the Helm chart has it) and a speaker in every node namespace. extraSpeakerArgs
-// are added to every speaker's flags.
+// are added to every speaker's flags. On a real cluster it installs the Helm chart instead.
 func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*IronLB, error) {
+	if l.Config.RealCluster {
+		var set []string
+		for i, a := range extraSpeakerArgs {
+			set = append(set, fmt.Sprintf("speaker.extraArgs[%d]=%s", i, a))
+		}
+		if err := l.installChart(ctx, set...); err != nil {
+			return nil, err
+		}
+		return &IronLB{Chart: true}, nil
+	}
 	bins, err := l.BuildComponents(ctx, filepath.Join(l.Config.Dir, "bin"))
 	if err != nil {
 		return nil, err

@@ -25,6 +25,9 @@ import (
 //go:embed demo.yaml
 var demoYAML []byte
 
+//go:embed demo-web.yaml
+var demoWebYAML []byte
+
 // Demo Services: one from the L2 pool, one from the BGP pool.
 const (
 	DemoNamespace  = "demo"
@@ -47,13 +50,22 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	if err != nil {
 		return fail(err)
 	}
-	running := ilb.Controller != nil
+	running := ilb.Chart || ilb.Controller != nil
 	if err := l.Apply(ctx, demoYAML); err != nil {
 		return fail(err)
 	}
-	for _, n := range l.Nodes {
-		if _, err := l.AddPod(ctx, PodSpec{Namespace: DemoNamespace, Name: "web-" + n.Name, Node: n, Labels: map[string]string{"app": "web"}}); err != nil {
+	if l.Config.RealCluster {
+		if err := l.EnsureNamespace(ctx, DemoNamespace); err != nil {
 			return fail(err)
+		}
+		if err := l.Apply(ctx, demoWebYAML); err != nil {
+			return fail(err)
+		}
+	} else {
+		for _, n := range l.Nodes {
+			if _, err := l.AddPod(ctx, PodSpec{Namespace: DemoNamespace, Name: "web-" + n.Name, Node: n, Labels: map[string]string{"app": "web"}}); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	for name, pool := range map[string]string{DemoL2Service: "lab-l2", DemoBGPService: "lab-bgp"} {
@@ -95,7 +107,7 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	}
 	for name, ns := range map[string]string{DemoL2Service: NSLANClient, DemoBGPService: NSExtClient} {
 		if ip := ips[name]; ip != "" {
-			waitFor(10*time.Second, func() bool { _, err := HTTPGet(ctx, ns, "http://"+ip+"/", time.Second); return err == nil })
+			waitFor(30*time.Second, func() bool { _, err := HTTPGet(ctx, ns, "http://"+ip+"/", time.Second); return err == nil })
 		}
 	}
 	section := func(title string) { fmt.Fprintf(out, "\n== %s\n", title) }

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/e2e/apiserver"
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -45,6 +48,17 @@ type Config struct {
 	// FRRASN is FRR's AS number: RouterASN (eBGP, the default) or NodeASN for iBGP, where
 	// local preference is carried.
 	FRRASN uint32
+	// RealCluster runs a real cluster: a containerd and a kubelet per node (which register the
+	// nodes and run real pods from the images in ImageDir), kube-controller-manager and
+	// kube-scheduler next to the API server. Without it, the lab writes the Node objects and
+	// the EndpointSlices itself and serves pods from its own process. The environment variable
+	// IRONLB_LAB_REAL_CLUSTER=1 turns it on for every lab (e2e tests, `make lab`).
+	RealCluster bool
+	// KubeProxy also runs kube-proxy (nftables mode) on every real node.
+	KubeProxy bool
+	// ImageDir holds the images a real node imports, as docker-archive tarballs (`make images`);
+	// default $IRONLB_LAB_IMAGES, else ${IRONLB_CACHE:-~/.cache/ironlb}/images.
+	ImageDir string
 	// RepoRoot locates the CRDs (charts/ironlb/crds); default: found from the working directory.
 	RepoRoot string
 	// Log receives progress; default slog.Default().
@@ -94,6 +108,8 @@ type Node struct {
 	MAC    net.HardwareAddr // of LANIf
 	ASN    uint32
 	labDir string
+	// runtime is the node's containerd and kubelet (Config.RealCluster).
+	runtime *nodeRuntime
 }
 
 // Up builds the lab. It first removes whatever a previous, crashed run left behind. On error
@@ -114,6 +130,17 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if cfg.RepoRoot == "" {
 		if cfg.RepoRoot, err = findRepoRoot(); err != nil {
 			return nil, err
+		}
+	}
+	if os.Getenv(RealClusterEnv) == "1" {
+		cfg.RealCluster = true
+	}
+	if cfg.KubeProxy && !cfg.RealCluster {
+		return nil, errors.New("lab: KubeProxy needs RealCluster (kube-proxy runs beside a kubelet)")
+	}
+	if cfg.ImageDir == "" {
+		if cfg.ImageDir = os.Getenv("IRONLB_LAB_IMAGES"); cfg.ImageDir == "" {
+			cfg.ImageDir = filepath.Join(filepath.Dir(apiserver.BinDir(apiserver.DefaultKubeVersion)), "images")
 		}
 	}
 	if cfg.Dir == "" {
@@ -155,13 +182,19 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
-	if err := l.registerCluster(ctx); err != nil {
-		return nil, err
-	}
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.bgCtx, l.stopBg = bgCtx, cancel
-	if err := l.startEndpointSlices(bgCtx); err != nil {
-		return nil, err
+	if cfg.RealCluster {
+		if err := l.startCluster(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := l.registerCluster(ctx); err != nil {
+			return nil, err
+		}
+		if err := l.startEndpointSlices(bgCtx); err != nil {
+			return nil, err
+		}
 	}
 	l.log.Info("lab up", "dir", cfg.Dir, "elapsed", time.Since(start).Round(time.Millisecond))
 	return l, nil
@@ -193,6 +226,38 @@ func (l *Lab) Down(ctx context.Context) {
 		l.lock.Close() // releases the flock
 		l.lock = nil
 	}
+}
+
+// RealClusterEnv set to 1 turns Config.RealCluster on.
+const RealClusterEnv = "IRONLB_LAB_REAL_CLUSTER"
+
+// startCluster starts the real control plane and nodes and waits until every node is Ready.
+func (l *Lab) startCluster(ctx context.Context) error {
+	start := time.Now()
+	if err := l.startControlPlane(ctx); err != nil {
+		return err
+	}
+	var g errgroup.Group
+	for _, n := range l.Nodes {
+		g.Go(func() error { return l.startRealNode(ctx, n) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := l.waitNodesReady(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	// kube-controller-manager's root CA publisher writes this first thing; pods with a
+	// ServiceAccount token wait for it.
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := l.Client.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: kube-controller-manager did not publish kube-root-ca.crt (log: %s): %w", l.logPath("kube-controller-manager"), err)
+	}
+	l.log.Info("lab nodes Ready", "elapsed", time.Since(start).Round(time.Millisecond))
+	return l.EnsureNamespace(ctx, "default")
 }
 
 // lockPath serialises labs on one machine.

@@ -30,6 +30,9 @@ func requireRoot(t *testing.T) {
 // crashHelperEnv makes the test binary act as a lab process that a test then kills with SIGKILL.
 const crashHelperEnv = "IRONLB_LAB_CRASH_HELPER"
 
+// crashHelperRealEnv=1 makes the crash helper's lab a real cluster.
+const crashHelperRealEnv = "IRONLB_LAB_CRASH_HELPER_REAL"
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashHelperEnv); dir != "" {
 		os.Exit(runCrashHelper(dir))
@@ -39,7 +42,7 @@ func TestMain(m *testing.M) {
 
 func runCrashHelper(dir string) int {
 	ctx := context.Background()
-	l, err := Up(ctx, Config{Dir: dir, Nodes: 2})
+	l, err := Up(ctx, Config{Dir: dir, Nodes: 2, RealCluster: os.Getenv(crashHelperRealEnv) == "1"})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -55,9 +58,14 @@ func runCrashHelper(dir string) int {
 	return 0
 }
 
-func TestLabSmoke(t *testing.T) {
+func TestLabSmoke(t *testing.T) { smoke(t, false) }
+
+// The same on a real cluster (Config.RealCluster) is TestRealClusterSmoke, once `make images`
+// builds the images its nodes run.
+
+func smoke(t *testing.T, real bool) {
 	requireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	linksBefore := hostLinks(t)
 
@@ -65,6 +73,9 @@ func TestLabSmoke(t *testing.T) {
 	crashDir := t.TempDir()
 	helper := exec.Command(os.Args[0], "-test.run=^$")
 	helper.Env = append(os.Environ(), crashHelperEnv+"="+crashDir)
+	if real {
+		helper.Env = append(helper.Env, crashHelperRealEnv+"=1")
+	}
 	stdout, err := helper.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +101,12 @@ func TestLabSmoke(t *testing.T) {
 	t.Logf("a killed lab left %d namespaces behind", len(left))
 
 	start := time.Now()
-	l, err := Up(ctx, Config{Dir: t.TempDir(), FRR: true})
+	if real {
+		if mounts, _ := mountsUnder(RuntimeRoot); len(mounts) == 0 {
+			t.Fatal("the killed real cluster left no mounts behind; the crash was not simulated")
+		}
+	}
+	l, err := Up(ctx, Config{Dir: t.TempDir(), FRR: true, RealCluster: real})
 	if err != nil {
 		t.Fatalf("lab after a crash: %v", err)
 	}
@@ -115,8 +131,33 @@ func TestLabSmoke(t *testing.T) {
 			if want == nil || len(n.Status.Addresses) == 0 || n.Status.Addresses[0].Address != want.LAN4.String() {
 				t.Errorf("node %s: addresses %v, want first %v", n.Name, n.Status.Addresses, want)
 			}
+			if real && n.Status.NodeInfo.KubeletVersion != "v1.37.1" {
+				t.Errorf("node %s: kubelet version %q, want a real kubelet v1.37.1", n.Name, n.Status.NodeInfo.KubeletVersion)
+			}
 		}
 	})
+
+	if real {
+		t.Run("the kubernetes Service has the API server as its endpoint", func(t *testing.T) {
+			var got []string
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
+				if err != nil {
+					return false, nil
+				}
+				got = nil
+				for _, s := range list.Items {
+					for _, e := range s.Endpoints {
+						got = append(got, e.Addresses...)
+					}
+				}
+				return len(got) == 1 && got[0] == APIServerAddr.String(), nil
+			})
+			if err != nil {
+				t.Fatalf("kubernetes endpoints %v, want [%s]: %v", got, APIServerAddr, err)
+			}
+		})
+	}
 
 	t.Run("host kubeconfig works through the loopback proxy", func(t *testing.T) {
 		kubectl := Kubectl()
@@ -134,6 +175,12 @@ func TestLabSmoke(t *testing.T) {
 			p, err := l.AddPod(ctx, PodSpec{Name: "web-" + n.Name, Node: n, Labels: map[string]string{"app": "web"}})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if real {
+				// A pod reaches the API server at its address (kubectl in a pod would).
+				if _, err := Exec(ctx, p.NetNS, "bash", "-c", "exec 3<>/dev/tcp/"+APIServerAddr.String()+"/6443"); err != nil {
+					t.Errorf("pod %s cannot reach the API server: %v", p.Name, err)
+				}
 			}
 			for _, from := range l.Nodes {
 				for _, ip := range []string{p.IP4.String(), "[" + p.IP6.String() + "]"} {
@@ -160,6 +207,17 @@ func TestLabSmoke(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitReadyEndpoints(ctx, t, l, "web", 2)
+		if real {
+			list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range list.Items {
+				if m := s.Labels["endpointslice.kubernetes.io/managed-by"]; m != "endpointslice-controller.k8s.io" {
+					t.Errorf("EndpointSlice %s managed by %q, want kube-controller-manager's controller", s.Name, m)
+				}
+			}
+		}
 	})
 
 	t.Run("routers have a session configured per node", func(t *testing.T) {
@@ -195,6 +253,12 @@ func TestLabSmoke(t *testing.T) {
 	}
 	if out, _ := exec.Command("pgrep", "-a", "-f", l.Config.Dir).Output(); len(out) > 0 {
 		t.Errorf("processes left after teardown:\n%s", out)
+	}
+	if out, _ := exec.Command("pgrep", "-a", "-f", RuntimeRoot).Output(); len(out) > 0 {
+		t.Errorf("processes left after teardown:\n%s", out)
+	}
+	if mounts, _ := mountsUnder(RuntimeRoot); len(mounts) > 0 {
+		t.Errorf("mounts left after teardown: %v", mounts)
 	}
 }
 

@@ -3,16 +3,19 @@ package lab
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"github.com/ironlb/ironlb/internal/nsrun"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ironlb/ironlb/internal/nsrun"
 )
 
 // Prefix starts the name of every network namespace the lab creates, so that a run can find and
@@ -112,50 +115,46 @@ func Namespaces() ([]string, error) {
 	return names, nil
 }
 
-// NamespacePIDs returns the processes whose network namespace is ns.
-func NamespacePIDs(ns string) ([]int, error) {
-	nsPath := filepath.Join("/var/run/netns", ns)
-	var want syscall.Stat_t
-	if err := syscall.Stat(nsPath, &want); err != nil {
-		return nil, fmt.Errorf("stat %s: %w", nsPath, err)
-	}
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("listing /proc: %w", err)
-	}
-	var pids []int
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/proc", p.Name(), "ns", "net"), &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
-
-// Cleanup kills every process inside the lab's namespaces and deletes the namespaces (and with
-// them all their links). It is what a new lab runs first, so a crashed run leaves nothing behind
-// for long.
+// Cleanup kills every process inside the lab's namespaces (and their descendants: containers
+// of a real node live in pod namespaces under their node's shims), removes the mounts and files
+// of real nodes under RuntimeRoot and deletes the namespaces (and with them all their links). It
+// is what a new lab runs first, so a crashed run leaves nothing behind for long.
 func Cleanup(ctx context.Context) error {
 	names, err := Namespaces()
 	if err != nil {
 		return err
 	}
+	var pins []string
 	for _, ns := range names {
-		pids, err := NamespacePIDs(ns)
-		if err != nil {
-			return err
+		pins = append(pins, filepath.Join("/var/run/netns", ns))
+	}
+	mounts, err := mountsUnder(RuntimeRoot)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m.fstype == "nsfs" {
+			pins = append(pins, m.path)
 		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	pids, err := pidsInNetNS(pins)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		waitGone(pid, 5*time.Second)
+	}
+	// Deepest first; a lazy unmount also detaches what a dying process still holds.
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounts[i].path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("unmounting %s: %w", mounts[i].path, err)
 		}
-		for _, pid := range pids {
-			waitGone(pid, 5*time.Second)
-		}
+	}
+	if err := os.RemoveAll(RuntimeRoot); err != nil {
+		return fmt.Errorf("removing %s: %w", RuntimeRoot, err)
 	}
 	for _, ns := range names {
 		if out, err := exec.CommandContext(ctx, "ip", "netns", "del", ns).CombinedOutput(); err != nil {
@@ -163,6 +162,109 @@ func Cleanup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+type mount struct{ path, fstype string }
+
+// mountsUnder lists the host's mount points at or below dir, parents before children.
+func mountsUnder(dir string) ([]mount, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	var out []mount
+	for _, line := range strings.Split(string(data), "\n") {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			continue
+		}
+		p := unescapeMountPath(f[4])
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			out = append(out, mount{path: p, fstype: f[sep+1]})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b mount) int { return strings.Count(a.path, "/") - strings.Count(b.path, "/") })
+	return out, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// pidsInNetNS returns the processes (other than this one) in any of the network namespaces
+// pinned at paths, and all their descendants.
+func pidsInNetNS(paths []string) ([]int, error) {
+	type key struct{ dev, ino uint64 }
+	want := map[key]bool{}
+	for _, p := range paths {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err == nil {
+			want[key{st.Dev, st.Ino}] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("listing /proc: %w", err)
+	}
+	children := map[int][]int{}
+	var roots []int
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat")); err == nil {
+			// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 {
+				if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+					if ppid, err := strconv.Atoi(f[1]); err == nil {
+						children[ppid] = append(children[ppid], pid)
+					}
+				}
+			}
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", p.Name(), "ns", "net"), &st) == nil && want[key{st.Dev, st.Ino}] {
+			roots = append(roots, pid)
+		}
+	}
+	seen := map[int]bool{}
+	var out []int
+	var walk func(int)
+	walk = func(pid int) {
+		if seen[pid] || pid == os.Getpid() {
+			return
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		for _, c := range children[pid] {
+			walk(c)
+		}
+	}
+	for _, pid := range roots {
+		walk(pid)
+	}
+	return out, nil
 }
 
 func waitGone(pid int, timeout time.Duration) {

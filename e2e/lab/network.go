@@ -88,11 +88,15 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			}
 		}
 		members = append(members, member{n.NetNS, fmt.Sprintf("n%d", n.Index), n.LAN4.String(), n.LAN6.String(), lines})
-		// The management link: node end mgmt0, bridge end m<i> in the control namespace.
+		// The management link: node end mgmt0, bridge end m<i> in the control namespace. The
+		// control namespace reaches the node's pods (pods talk to the API server) and its LAN
+		// address (the API server talks to its kubelet) through it.
 		if err := ipBatch(ctx, NSCtl,
 			fmt.Sprintf("link add m%d type veth peer name mgmt0 netns %s", n.Index, n.NetNS),
 			fmt.Sprintf("link set m%d master mgmt", n.Index),
 			fmt.Sprintf("link set m%d up", n.Index),
+			fmt.Sprintf("route add %s via %s", n.Pod4, n.Mgmt),
+			fmt.Sprintf("route add %s/32 via %s", n.LAN4, n.Mgmt),
 		); err != nil {
 			return err
 		}

@@ -56,6 +56,16 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	if j > 200 {
 		return nil, fmt.Errorf("lab: node %s has no pod address left", n.Name)
 	}
+	if l.Config.RealCluster {
+		p, err := l.addRealPod(ctx, spec, j)
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		l.pods[spec.Namespace+"/"+spec.Name] = p
+		l.mu.Unlock()
+		return p, nil
+	}
 	ip4, ip6, gw4, gw6 := podAddrs(n.Index, j)
 	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, Node: n, NetNS: fmt.Sprintf("%spod%d-%d", Prefix, n.Index, j), IP4: ip4, IP6: ip6}
 	if _, err := Exec(ctx, "", "ip", "netns", "add", p.NetNS); err != nil {
@@ -127,8 +137,12 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	return p, nil
 }
 
-// SetPodReady flips the pod's Ready condition, as a kubelet would when a readiness probe changes.
+// SetPodReady flips the pod's Ready condition, as a kubelet would when a readiness probe changes
+// (on a real node: the lab's readiness gate, from which the kubelet derives Ready).
 func (l *Lab) SetPodReady(ctx context.Context, p *Pod, ready bool) error {
+	if l.Config.RealCluster {
+		return l.setGate(ctx, p, ready)
+	}
 	pod, err := l.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("lab: getting pod %s/%s: %w", p.Namespace, p.Name, err)

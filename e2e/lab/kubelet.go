@@ -1,0 +1,295 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// RuntimeRoot holds the real nodes' containerd and kubelet state (Config.RealCluster). Its
+// path is fixed, unlike Config.Dir, so that Cleanup finds the mounts and pod namespaces a
+// crashed run left there: containerd and the kubelets share the host's mount namespace (the
+// kubelet mounts Secret volumes that containerd must see), so their mounts are the host's.
+const RuntimeRoot = "/run/ironlb-lab"
+
+// The images every real node imports; Config.ImageDir holds them as docker-archive tarballs
+// (`make images`). The pause image is containerd's sandbox image.
+const (
+	PauseImage = "ironlb.local/pause:dev"
+	DemoImage  = "ironlb.local/demo:dev"
+)
+
+// nodeRuntime is the state of a real node: its containerd and kubelet.
+type nodeRuntime struct {
+	dir        string // RuntimeRoot/<node>
+	socket     string // containerd's gRPC socket
+	containerd *Process
+	kubelet    *Process
+}
+
+var containerdConf = template.Must(template.New("containerd").Parse(`# Written by the ironlb lab (DESIGN.md section 8).
+version = 2
+root = "{{.Dir}}/containerd"
+state = "{{.Dir}}/containerd-state"
+[grpc]
+  address = "{{.Socket}}"
+[plugins."io.containerd.grpc.v1.cri"]
+  # Root here lacks CAP_SYS_RESOURCE: without this every sandbox fails to start.
+  restrict_oom_score_adj = true
+  sandbox_image = "{{.Pause}}"
+  # Pod network namespaces are pinned under the state directory, where Cleanup finds them.
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{{.Dir}}/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    Root = "{{.Dir}}/runc"
+`))
+
+// cniConf puts pods on the node's cni0 bridge (which buildNetwork created with the gateway
+// addresses) with an address from each of the node's pod subnets.
+var cniConf = template.Must(template.New("cni").Parse(`{
+  "cniVersion": "1.0.0",
+  "name": "ironlb-lab",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "{{.Dir}}/ipam",
+        "ranges": [
+          [{"subnet": "{{.Pod4}}", "rangeStart": "{{.Start4}}", "gateway": "{{.Gateway4}}"}],
+          [{"subnet": "{{.Pod6}}", "rangeStart": "{{.Start6}}", "gateway": "{{.Gateway6}}"}]
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`))
+
+// kubeletConf is the KubeletConfiguration of DESIGN.md section 8. Every kubelet has its own
+// network namespace, so the default ports do not collide.
+var kubeletConf = template.Must(template.New("kubelet").Parse(`# Written by the ironlb lab (DESIGN.md section 8).
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+containerRuntimeEndpoint: unix://{{.Socket}}
+podLogsDir: {{.Dir}}/pod-logs
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+port: 10250
+readOnlyPort: 0
+serializeImagePulls: false
+syncFrequency: 10s
+nodeStatusUpdateFrequency: 5s
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "1Mi"
+  nodefs.available: "1%"
+  nodefs.inodesFree: "1%"
+  imagefs.available: "1%"
+resolvConf: /etc/resolv.conf
+`))
+
+// kubeProxyConf runs kube-proxy in nftables mode. It leaves conntrack's table size alone (a
+// sysctl of the whole machine).
+var kubeProxyConf = template.Must(template.New("kube-proxy").Parse(`# Written by the ironlb lab.
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: {{.Kubeconfig}}
+hostnameOverride: {{.Node}}
+mode: nftables
+clusterCIDR: 198.19.0.0/16,2001:db8:19::/48
+conntrack:
+  maxPerCore: 0
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+`))
+
+// startRealNode runs containerd and a kubelet for n inside n's network namespace (but in the
+// host's mount namespace), imports the images and returns once the kubelet has registered n.
+func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
+	rt := &nodeRuntime{dir: filepath.Join(RuntimeRoot, n.Name)}
+	rt.socket = filepath.Join(rt.dir, "containerd.sock")
+	n.runtime = rt
+	for _, d := range []string{"cni", "kubelet", "pod-logs"} {
+		if err := os.MkdirAll(filepath.Join(rt.dir, d), 0o755); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+	}
+	start4, start6, gw4, gw6 := podAddrs(n.Index, 0)
+	vars := map[string]any{
+		"Dir": rt.dir, "Socket": rt.socket, "Pause": PauseImage,
+		"Pod4": n.Pod4, "Pod6": n.Pod6, "Start4": start4, "Start6": start6, "Gateway4": gw4, "Gateway6": gw6,
+	}
+	files := map[string]*template.Template{
+		"containerd.toml":            containerdConf,
+		"cni/10-ironlb-lab.conflist": cniConf,
+		"kubelet.yaml":               kubeletConf,
+	}
+	for name, tmpl := range files {
+		if err := writeTemplate(filepath.Join(rt.dir, name), tmpl, vars); err != nil {
+			return err
+		}
+	}
+	var err error
+	rt.containerd, err = l.StartHostMounts(ctx, "containerd-"+n.Name, n.NetNS, "containerd", "--config", filepath.Join(rt.dir, "containerd.toml"))
+	if err != nil {
+		return err
+	}
+	if err := l.importImages(ctx, n); err != nil {
+		return err
+	}
+	kubelet := filepath.Join(l.binDir(), "kubelet")
+	args := []string{
+		"--config=" + filepath.Join(rt.dir, "kubelet.yaml"),
+		"--kubeconfig=" + l.NodeKubeconfig,
+		"--root-dir=" + filepath.Join(rt.dir, "kubelet"),
+		"--cert-dir=" + filepath.Join(rt.dir, "kubelet", "pki"),
+		"--hostname-override=" + n.Name,
+		"--node-ip=" + n.LAN4.String() + "," + n.LAN6.String(),
+		"--node-labels=ironlb.io/lab=true",
+		"--v=1",
+	}
+	if rt.kubelet, err = l.StartHostMounts(ctx, "kubelet-"+n.Name, n.NetNS, kubelet, args...); err != nil {
+		return err
+	}
+	if l.Config.KubeProxy {
+		conf := filepath.Join(rt.dir, "kube-proxy.yaml")
+		if err := writeTemplate(conf, kubeProxyConf, map[string]any{"Kubeconfig": l.NodeKubeconfig, "Node": n.Name}); err != nil {
+			return err
+		}
+		if _, err := l.Start(ctx, "kube-proxy-"+n.Name, n.NetNS, filepath.Join(l.binDir(), "kube-proxy"), "--config="+conf, "--v=1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// importImages loads every docker-archive in Config.ImageDir into n's containerd, after
+// waiting for its socket.
+func (l *Lab) importImages(ctx context.Context, n *Node) error {
+	rt := n.runtime
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "version").CombinedOutput()
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: containerd of %s did not answer on %s (log: %s): %w", n.Name, rt.socket, l.logPath("containerd-"+n.Name), err)
+	}
+	tars, err := filepath.Glob(filepath.Join(l.Config.ImageDir, "*.tar"))
+	if err != nil || len(tars) == 0 {
+		return fmt.Errorf("lab: no images (*.tar) in %s: run `make images`", l.Config.ImageDir)
+	}
+	for _, tar := range tars {
+		if out, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "-n", "k8s.io", "images", "import", tar).CombinedOutput(); err != nil {
+			return fmt.Errorf("lab: importing %s into %s: %w: %s", tar, n.Name, err, out)
+		}
+	}
+	return nil
+}
+
+// waitNodesReady waits until every node's kubelet has registered it and reports it Ready.
+func (l *Lab) waitNodesReady(ctx context.Context, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		nodes, err := l.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		ready := map[string]bool{}
+		for _, n := range nodes.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready[n.Name] = true
+				}
+			}
+		}
+		var missing []string
+		for _, n := range l.Nodes {
+			if !ready[n.Name] {
+				missing = append(missing, n.Name)
+			}
+		}
+		last = "not Ready: " + strings.Join(missing, ", ")
+		return len(missing) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: waiting for the kubelets to register their nodes (%s; logs: %s): %w", last, filepath.Join(l.Config.Dir, "logs"), err)
+	}
+	return nil
+}
+
+// podSandboxPID returns the PID of the sandbox (pause) process of a pod on node n, found through
+// the labels containerd's CRI plugin gives its containers.
+func podSandboxPID(ctx context.Context, n *Node, uid string) (int, error) {
+	sock := n.runtime.socket
+	out, err := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "containers", "ls", "-q",
+		`labels."io.kubernetes.pod.uid"==`+uid+`,labels."io.cri-containerd.kind"==sandbox`).Output()
+	if err != nil {
+		return 0, fmt.Errorf("listing the sandbox of pod %s: %w", uid, err)
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) == 0 {
+		return 0, fmt.Errorf("no sandbox for pod %s yet", uid)
+	}
+	for _, id := range ids {
+		out, err := exec.CommandContext(ctx, "ctr", "-a", sock, "-n", "k8s.io", "tasks", "ps", id).Output()
+		if err != nil {
+			continue
+		}
+		// "PID    INFO" then one line per process; the first is the sandbox's.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) < 2 {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(strings.Fields(lines[1])[0], &pid); err == nil && pid > 0 {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no running sandbox task for pod %s", uid)
+}
+
+func writeTemplate(path string, t *template.Template, vars any) error {
+	var b strings.Builder
+	if err := t.Execute(&b, vars); err != nil {
+		return fmt.Errorf("lab: rendering %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
