@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit images lab lab-down bench bench-lab
+.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -35,6 +35,9 @@ bench: ## Go benchmarks of the pure parts and the data planes (root for l2 and f
 	go test -run '^$$' -bench . -benchmem ./allocator/...
 	go test -run '^$$' -bench 'Owner|RequestToReply|SolicitationToAdvertisement|ARPReplies' -benchmem ./l2/...
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./forward/...
+
+bench-burst: deps ## the controller binary at the chart's defaults: 50, 500 and 5,000 Services created at once, then a restart
+	go test ./controller -run '^$$' -bench Burst -benchtime 1x -timeout 30m
 
 bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
 	go test ./e2e -run '^$$' -bench . -benchtime 1x -timeout 60m

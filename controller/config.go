@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/ironlb/ironlb/internal/kubeclient"
 )
 
 // Config is the controller's configuration. DefaultConfig gives every value with its reason.
@@ -28,6 +30,19 @@ type Config struct {
 	// PoolStatusDelay batches pool status writes after Service changes: 5,000 allocations in a
 	// row write each pool's status a few times, not 5,000 times.
 	PoolStatusDelay time.Duration
+	// Workers reconcile Services in parallel. Allocation decisions stay serial (one lock owns
+	// the allocator); what runs in parallel is the status write, one API round trip per
+	// Service, which a single worker could not do faster than the API server's latency allows.
+	Workers int
+	// API limits the requests to the API server (reads, status writes, pool status, the
+	// Lease). Each allocation costs one status write; the limit bounds how fast a burst of
+	// Services gets its addresses. The API server's flow control (the chart's FlowSchema) is
+	// what protects other clients; this limit only stops a runaway loop.
+	API kubeclient.Limits
+	// Events limits event writes, through a client and a queue of their own: events never
+	// hold back status writes. Under a burst beyond the queue (1,000 events) some Normal
+	// events are dropped; repeats of one event are aggregated by client-go's correlator.
+	Events kubeclient.Limits
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string
 	// Log receives structured logs; default slog.Default().
@@ -49,6 +64,9 @@ func DefaultConfig() Config {
 		RetryPeriod:     2 * time.Second,
 		ReleaseOnCancel: true,
 		PoolStatusDelay: 200 * time.Millisecond,
+		Workers:         8,
+		API:             kubeclient.Limits{QPS: 500, Burst: 1000},
+		Events:          kubeclient.Limits{QPS: 100, Burst: 200},
 		MetricsAddr:     ":7472",
 	}
 }

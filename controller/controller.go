@@ -1,7 +1,8 @@
 // Package controller allocates external IPs to LoadBalancer Services from IPPools. It is the thin
 // client-go edge around the pure allocator: informers over Services, IPPools and Namespaces feed
-// one rate-limited workqueue; one worker owns the allocator, so decisions are serial and
-// deterministic; only the elected leader runs the worker.
+// one rate-limited workqueue; workers decide one at a time under a lock that owns the allocator
+// (decisions are serial and deterministic) and write statuses in parallel, outside the lock;
+// only the elected leader runs the workers.
 package controller
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +51,7 @@ type Controller struct {
 	cfg      Config
 	log      *slog.Logger
 	kube     kubernetes.Interface
+	events   kubernetes.Interface // the event recorder's own client (own rate limit)
 	crd      rest.Interface
 	metrics  *metrics
 	gatherer prometheus.Gatherer
@@ -65,7 +68,8 @@ type Controller struct {
 	broadcast  record.EventBroadcaster
 	ready      atomic.Bool
 
-	// Owned by the worker goroutine.
+	// mu owns the allocation state below. A worker holds it to decide, never across an API call.
+	mu      sync.Mutex
 	alloc   *allocator.Allocator
 	views   map[string]poolView
 	pending map[string]bool // Services that failed to allocate: retried when addresses free up
@@ -77,7 +81,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	clients, err := kubeclient.New(restCfg)
+	clients, err := kubeclient.New(restCfg, cfg.API, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +91,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	c := &Controller{
-		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, metrics: m, gatherer: gatherer,
+		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, metrics: m, gatherer: gatherer,
 		factory: informers.NewSharedInformerFactory(kube, 0),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "ironlb-controller"}),
@@ -194,7 +198,7 @@ func sameInputs(o, n *corev1.Service) bool {
 // process should exit and start over, as every client-go controller does).
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
-	c.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
+	c.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.events.CoreV1().Events("")})
 	defer c.broadcast.Shutdown()
 	defer endpoint.Serve(c.cfg.MetricsAddr, c.gatherer, &c.ready, c.log)()
 
@@ -277,9 +281,25 @@ func (c *Controller) lead(ctx context.Context) {
 		<-ctx.Done()
 		c.queue.ShutDown()
 	}()
-	for c.processNext(ctx) {
+	var synced sync.Once
+	var wg sync.WaitGroup
+	for range max(c.cfg.Workers, 1) {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+				// Restore queued every Service: the first time the queue runs dry, each was
+				// reconciled (or is being reconciled by another worker).
+				if c.queue.Len() == 0 {
+					synced.Do(func() {
+						elapsed := time.Since(start)
+						c.metrics.initialSync.Set(elapsed.Seconds())
+						c.log.Info("initial sync done: every Service reconciled", "elapsed", elapsed.Round(time.Millisecond))
+					})
+				}
+			}
+		})
 	}
-	c.log.Info("worker stopped")
+	wg.Wait()
+	c.log.Info("workers stopped")
 }
 
 // restore rebuilds the allocator from the cluster as it is: the pool set, then every Service's
@@ -291,12 +311,14 @@ func (c *Controller) lead(ctx context.Context) {
 // and an address missing from the allocator would be given to another Service. A failing
 // list is retried until it succeeds or ctx ends (leadership lost).
 func (c *Controller) restore(ctx context.Context) (int, error) {
-	c.syncPoolSet()
-	c.syncReserved()
 	svcs, err := c.listServices(ctx)
 	if err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.syncPoolSet()
+	c.syncReserved()
 	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
 		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
 			return d
@@ -372,7 +394,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	var err error
 	switch key {
 	case poolsKey:
+		c.mu.Lock()
 		c.syncPoolSet()
+		c.mu.Unlock()
 		for _, svc := range c.allServices() {
 			c.queue.Add(svc)
 		}
@@ -380,10 +404,12 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	case poolStatusKey:
 		err = c.writePoolStatuses(ctx)
 	case reservedKey:
+		c.mu.Lock()
 		if c.syncReserved() {
 			c.retryPending()
 			c.queue.Add(poolStatusKey)
 		}
+		c.mu.Unlock()
 	default:
 		start := time.Now()
 		err = c.syncService(ctx, key)
@@ -428,7 +454,9 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	}
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.mu.Lock()
 		c.release(key)
+		c.mu.Unlock()
 		return nil
 	}
 	if err != nil {
@@ -438,37 +466,24 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		// Clear what ironlb wrote (only if it held addresses or wrote its condition), then
 		// release: no other Service is given the addresses while this one still shows them,
 		// and a failed write is retried with the addresses still held.
+		c.mu.Lock()
 		as, held := c.alloc.Assignment(key)
+		c.mu.Unlock()
 		if next, changed := clearedStatus(svc.Status); changed && (held || hasOurCondition(svc)) {
 			if err := c.updateStatus(ctx, svc, next); err != nil {
 				return err
 			}
 		}
-		if c.release(key) {
+		c.mu.Lock()
+		released := c.release(key)
+		c.mu.Unlock()
+		if released {
 			c.recorder.Eventf(svc, corev1.EventTypeNormal, "IPReleased", "Released %s: the Service is no longer a LoadBalancer of class %s", joinAddrs(as.Addrs()), c.classDescription())
 		}
 		return nil
 	}
 
-	var o outcome
-	held, _ := c.alloc.Assignment(key)
-	req, err := RequestFor(svc, c.namespaceLabels(ns))
-	var as allocator.Assignment
-	if err == nil {
-		as, err = c.alloc.Allocate(req)
-	}
-	if err != nil {
-		// A failed Allocate changes nothing: the Service keeps what it held.
-		o = failed(err, held)
-		c.metrics.failures.WithLabelValues(o.reason).Inc()
-		c.pending[key] = true
-	} else {
-		o = allocated(as)
-		delete(c.pending, key)
-		if freed(held, as) {
-			c.retryPending()
-		}
-	}
+	o := c.decide(key, svc)
 	next, changed := applyOutcome(svc.Status, o, svc.Generation)
 	if !changed {
 		return nil
@@ -491,7 +506,32 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	return nil
 }
 
-// release frees what a Service held and lets the Services waiting for an address retry.
+// decide allocates for a Service of ours and returns the outcome to report.
+func (c *Controller) decide(key string, svc *corev1.Service) outcome {
+	req, err := RequestFor(svc, c.namespaceLabels(svc.Namespace))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held, _ := c.alloc.Assignment(key)
+	var as allocator.Assignment
+	if err == nil {
+		as, err = c.alloc.Allocate(req)
+	}
+	if err != nil {
+		// A failed Allocate changes nothing: the Service keeps what it held.
+		o := failed(err, held)
+		c.metrics.failures.WithLabelValues(o.reason).Inc()
+		c.pending[key] = true
+		return o
+	}
+	delete(c.pending, key)
+	if freed(held, as) {
+		c.retryPending()
+	}
+	return allocated(as)
+}
+
+// release frees what a Service held and lets the Services waiting for an address retry. The
+// caller holds c.mu.
 func (c *Controller) release(key string) bool {
 	delete(c.pending, key)
 	if !c.alloc.Release(key) {

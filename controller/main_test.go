@@ -19,8 +19,11 @@ import (
 // The integration tests in this package run against a real kube-apiserver and etcd on loopback
 // (no root needed), started once for the package.
 var testEnv struct {
-	cfg  *rest.Config
-	kube kubernetes.Interface
+	// cfg is the admin configuration of the tests' own clients (fixtures and observers); the
+	// controllers under test apply their own Config.API limits to it (kubeclient.New).
+	cfg        *rest.Config
+	kube       kubernetes.Interface
+	kubeconfig string // the same admin identity, for the controller binary
 }
 
 func TestMain(m *testing.M) {
@@ -44,6 +47,7 @@ func runTests(m *testing.M) int {
 	}
 	defer s.Stop()
 	testEnv.cfg = s.Config
+	testEnv.kubeconfig = s.Kubeconfig
 	testEnv.kube = kubernetes.NewForConfigOrDie(s.Config)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ironlb-system"}}
 	if _, err := testEnv.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {

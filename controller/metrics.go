@@ -11,6 +11,7 @@ type metrics struct {
 	failures      *prometheus.CounterVec
 	reconcile     prometheus.Histogram
 	leader        prometheus.Gauge
+	initialSync   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,8 +37,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ironlb_controller_leader",
 			Help: "1 while this replica is the leader and allocates.",
 		}),
+		initialSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ironlb_controller_initial_sync_seconds",
+			Help: "Time from winning leadership until every Service was reconciled once (0 until then).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.poolAddresses, m.allocations, m.failures, m.reconcile, m.leader} {
+	for _, c := range []prometheus.Collector{m.poolAddresses, m.allocations, m.failures, m.reconcile, m.leader, m.initialSync} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

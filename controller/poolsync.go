@@ -24,7 +24,8 @@ func (c *Controller) listPools() []*v1alpha1.IPPool {
 }
 
 // syncPoolSet compiles the IPPools into the allocator. A pool being deleted takes no new
-// allocations; what Services hold in it is kept and shows as outside every pool.
+// allocations; what Services hold in it is kept and shows as outside every pool. The caller
+// holds c.mu.
 func (c *Controller) syncPoolSet() {
 	pools := c.listPools()
 	views := make(map[string]poolView, len(pools))
@@ -61,16 +62,19 @@ func (c *Controller) syncPoolSet() {
 // writePoolStatuses brings every IPPool's status, finalizer and metrics in line with the
 // allocator, and emits events on the transitions an operator must hear of.
 func (c *Controller) writePoolStatuses(ctx context.Context) error {
-	outside := outsideByPool(c.alloc.Outside(), c.views)
+	c.mu.Lock()
+	views := c.views // replaced by syncPoolSet, never changed in place
+	outside := outsideByPool(c.alloc.Outside(), views)
 	stats := map[string][]allocator.PoolStats{}
 	for _, s := range c.alloc.Stats() {
 		stats[s.Pool] = append(stats[s.Pool], s)
 	}
-	c.metrics.poolAddresses.Reset()
 	reserved := c.alloc.Reserved()
+	c.mu.Unlock()
+	c.metrics.poolAddresses.Reset()
 	var errs []error
 	for _, p := range c.listPools() {
-		v := c.views[p.Name]
+		v := views[p.Name]
 		v.outside, v.stats = outside[p.Name], stats[p.Name]
 		if ranges, err := allocator.ParseAddresses(p.Spec.Addresses); err == nil {
 			v.reserved = reservedIn(reserved, ranges)

@@ -44,7 +44,7 @@ func reservedAddresses(nodes []*corev1.Node, apiSlices []*discoveryv1.EndpointSl
 }
 
 // syncReserved gives the allocator the reserved addresses from the caches; it reports whether
-// they changed.
+// they changed. The caller holds c.mu.
 func (c *Controller) syncReserved() bool {
 	nodes, _ := c.nodes.List(labels.Everything())
 	var slicesIn []*discoveryv1.EndpointSlice

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ironlb/ironlb/controller"
 	"github.com/ironlb/ironlb/forward"
+	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/ironlb/ironlb/l2"
 )
 
@@ -33,6 +34,13 @@ type Config struct {
 	// RejoinInterval is how often nodes missing from memberlist (new, or back from a
 	// partition) are contacted; each attempt at an unreachable node costs a TCP connect.
 	RejoinInterval time.Duration
+	// API limits this speaker's requests to the API server (announcement and session status
+	// writes; reads are watches). Every node runs a speaker, so the cluster-wide rate is this
+	// times the node count at worst; the chart's FlowSchema puts all speakers in one priority
+	// level of the API server so together they cannot starve other clients.
+	API kubeclient.Limits
+	// Events limits event writes, through a client and a queue of their own.
+	Events kubeclient.Limits
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddr string
 	// Log receives structured logs; default slog.Default().
@@ -50,6 +58,8 @@ func DefaultConfig() Config {
 		JoinTimeout:    3 * time.Second,
 		Resync:         10 * time.Second,
 		RejoinInterval: time.Second,
+		API:            kubeclient.Limits{QPS: 100, Burst: 200},
+		Events:         kubeclient.Limits{QPS: 20, Burst: 50},
 		MetricsAddr:    ":7473",
 	}
 }

@@ -37,6 +37,7 @@ type Speaker struct {
 	cfg      Config
 	log      *slog.Logger
 	kube     kubernetes.Interface
+	events   kubernetes.Interface // the event recorder's own client (own rate limit)
 	crd      rest.Interface
 	gatherer prometheus.Gatherer
 	metrics  *metrics
@@ -66,7 +67,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		cfg.Log = slog.Default()
 	}
 	cfg.Log = cfg.Log.With("node", cfg.NodeName)
-	clients, err := kubeclient.New(restCfg)
+	clients, err := kubeclient.New(restCfg, cfg.API, cfg.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	s := &Speaker{
-		cfg: cfg, log: cfg.Log, kube: kube, crd: crd, gatherer: gatherer, metrics: m,
+		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, gatherer: gatherer, metrics: m,
 		factory: informers.NewSharedInformerFactory(kube, 0),
 		crdInfs: map[string]cache.SharedIndexInformer{},
 		trigger: make(chan struct{}, 1),
@@ -147,7 +148,7 @@ func (s *Speaker) kick() {
 // Run starts the informers, joins memberlist, and announces until ctx ends. On the way out it
 // leaves memberlist first, so another node takes over at once.
 func (s *Speaker) Run(ctx context.Context) error {
-	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.kube.CoreV1().Events("")})
+	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.events.CoreV1().Events("")})
 	defer s.broadcast.Shutdown()
 	defer endpoint.Serve(s.cfg.MetricsAddr, s.gatherer, &s.ready, s.log)()
 	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))

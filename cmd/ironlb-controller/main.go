@@ -3,6 +3,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/ironlb/ironlb/controller"
@@ -21,6 +22,11 @@ func main() {
 	flag.DurationVar(&cfg.RenewDeadline, "renew-deadline", cfg.RenewDeadline, "how long the leader retries renewing before stepping down")
 	flag.DurationVar(&cfg.RetryPeriod, "retry-period", cfg.RetryPeriod, "pace of leader-election attempts")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /healthz and /readyz (empty: off)")
+	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "Services reconciled in parallel (decisions stay serial; status writes overlap)")
+	flag.Func("kube-api-qps", fmt.Sprintf("sustained requests per second to the API server, status writes included; negative: no client-side limit (default %g)", cfg.API.QPS), cmdutil.Float32(&cfg.API.QPS))
+	flag.IntVar(&cfg.API.Burst, "kube-api-burst", cfg.API.Burst, "requests to the API server allowed at once above -kube-api-qps")
+	flag.Func("events-qps", fmt.Sprintf("sustained event writes per second, on a client and queue of their own (default %g)", cfg.Events.QPS), cmdutil.Float32(&cfg.Events.QPS))
+	flag.IntVar(&cfg.Events.Burst, "events-burst", cfg.Events.Burst, "event writes allowed at once above -events-qps")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 

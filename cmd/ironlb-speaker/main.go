@@ -33,6 +33,10 @@ func main() {
 	flag.BoolVar(&cfg.ForwardOptions.ClusterIPs, "forward-cluster-ips", cfg.ForwardOptions.ClusterIPs, "also forward ClusterIP traffic (off when a CNI handles ClusterIPs)")
 	flag.BoolVar(&cfg.ForwardOptions.MasqueradeAll, "masquerade-all", cfg.ForwardOptions.MasqueradeAll, "masquerade ClusterIP traffic to remote endpoints too (when ClusterIPs are routed from outside the cluster)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /healthz and /readyz (empty: off)")
+	flag.Func("kube-api-qps", fmt.Sprintf("sustained requests per second to the API server, status writes included; negative: no client-side limit (default %g)", cfg.API.QPS), cmdutil.Float32(&cfg.API.QPS))
+	flag.IntVar(&cfg.API.Burst, "kube-api-burst", cfg.API.Burst, "requests to the API server allowed at once above -kube-api-qps")
+	flag.Func("events-qps", fmt.Sprintf("sustained event writes per second, on a client and queue of their own (default %g)", cfg.Events.QPS), cmdutil.Float32(&cfg.Events.QPS))
+	flag.IntVar(&cfg.Events.Burst, "events-burst", cfg.Events.Burst, "event writes allowed at once above -events-qps")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 

@@ -175,7 +175,6 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		"--service-node-port-range=30000-32767",
 		"--allow-privileged=true",
 		"--profiling=false",
-		"--enable-priority-and-fairness=false",
 	}
 	if o.Address.IsLoopback() {
 		// 1.37 refuses to reconcile the kubernetes Service's endpoints to a loopback address.
@@ -194,9 +193,11 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		Host:            s.URL,
 		BearerToken:     AdminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM},
-		QPS:             200,
-		Burst:           400,
-		Dial:            o.Dial,
+		// For the tests' own fixtures and observers. ironlb's components never run at these
+		// limits: controller.New and speaker.New apply their Config's (kubeclient.New).
+		QPS:   200,
+		Burst: 400,
+		Dial:  o.Dial,
 	}
 	s.Kubeconfig = filepath.Join(o.Dir, "kubeconfig")
 	if err := WriteKubeconfig(s.Kubeconfig, s.URL, "", caPEM, AdminToken); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,4 +48,16 @@ func Run(run func(context.Context) error) error {
 func Fail(name string, err error) {
 	fmt.Fprintln(os.Stderr, name+":", err)
 	os.Exit(1)
+}
+
+// Float32 parses a flag value into p, for flag.Func (client-go's QPS is a float32).
+func Float32(p *float32) func(string) error {
+	return func(s string) error {
+		f, err := strconv.ParseFloat(s, 32)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", s)
+		}
+		*p = float32(f)
+		return nil
+	}
 }

@@ -130,3 +130,15 @@ KUBERNETES_SERVICE_HOST/PORT (the kubernetes Service's ClusterIP).
   value: {{ $.Values.apiServer.port | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/* The client rate-limit flags of a component (.kubeAPI, .events), one list item per line. */}}
+{{- define "ironlb.limitArgs" -}}
+{{- $args := list -}}
+{{- if not (kindIs "invalid" .kubeAPI.qps) }}{{ $args = append $args (printf "--kube-api-qps=%v" .kubeAPI.qps) }}{{ end -}}
+{{- if not (kindIs "invalid" .kubeAPI.burst) }}{{ $args = append $args (printf "--kube-api-burst=%v" .kubeAPI.burst) }}{{ end -}}
+{{- if not (kindIs "invalid" .events.qps) }}{{ $args = append $args (printf "--events-qps=%v" .events.qps) }}{{ end -}}
+{{- if not (kindIs "invalid" .events.burst) }}{{ $args = append $args (printf "--events-burst=%v" .events.burst) }}{{ end -}}
+{{- with $args -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
