@@ -40,7 +40,10 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	s, err := apiserver.Start(ctx, apiserver.Options{Dir: dir, CRDDir: "../charts/ironlb/crds"})
+	s, err := apiserver.Start(ctx, apiserver.Options{Dir: dir, CRDDir: "../charts/ironlb/crds",
+		// 5,000 LoadBalancer Services (BenchmarkBurst) need 5,000 NodePorts; the default range
+		// holds 2,768.
+		ExtraArgs: []string{"--service-node-port-range=30000-39999"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the API server:", err)
 		return 1
