@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -194,6 +195,8 @@ func TestRenderDefaults(t *testing.T) {
 		"ClusterRole/" + controllerName, "ClusterRole/" + speakerName,
 		"ClusterRoleBinding/" + controllerName, "ClusterRoleBinding/" + speakerName,
 		"DaemonSet/" + speakerName, "Deployment/" + controllerName,
+		"FlowSchema/" + release, "FlowSchema/" + release + "-leader-election",
+		"PriorityLevelConfiguration/" + release,
 		"Role/" + controllerName, "Role/" + controllerName + "-apiserver-endpoints", "Role/" + speakerName,
 		"RoleBinding/" + controllerName, "RoleBinding/" + controllerName + "-apiserver-endpoints", "RoleBinding/" + speakerName,
 		"Secret/" + secretName,
@@ -338,6 +341,7 @@ func TestRenderAllValues(t *testing.T) {
 	}
 	wantArgs := []string{"--metrics-addr=:9472", "--log-level=debug", "--lease-name=edge-lb-controller",
 		"--lease-duration=20s", "--renew-deadline=15s", "--retry-period=3s",
+		"--workers=4", "--kube-api-qps=300", "--kube-api-burst=600", "--events-qps=50", "--events-burst=100",
 		"--load-balancer-class=example.com/edge", "--only-load-balancer-class", "--log-level=debug"}
 	if diff := cmp.Diff(wantArgs, onlyContainer(t, d.Spec.Template.Spec).Args); diff != "" {
 		t.Errorf("controller args (-want +got):\n%s", diff)
@@ -352,6 +356,7 @@ func TestRenderAllValues(t *testing.T) {
 		"--memberlist-probe-interval=500ms", "--memberlist-probe-timeout=200ms", "--memberlist-suspicion-mult=3",
 		"--memberlist-gossip-interval=100ms", "--gratuitous-count=5", "--gratuitous-interval=250ms",
 		"--forwarding=on", "--forward-cluster-ips=false", "--masquerade-all=true",
+		"--kube-api-qps=50", "--kube-api-burst=100", "--events-qps=10", "--events-burst=20",
 		"--load-balancer-class=example.com/edge", "--only-load-balancer-class", "--log-level=debug"}
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 		t.Errorf("speaker args (-want +got):\n%s", diff)
@@ -391,6 +396,38 @@ func TestRenderAllValues(t *testing.T) {
 // TestRenderVariants covers the values whose non-default setting ci/all-values.yaml cannot
 // show at the same time as the others.
 func TestRenderVariants(t *testing.T) {
+	t.Run("API priority and fairness: both ServiceAccounts in ironlb's level, the Lease in leader-election", func(t *testing.T) {
+		objs := render(t, releaseNS, "--set", "apiPriorityAndFairness.nominalConcurrencyShares=20,"+
+			"apiPriorityAndFairness.lendablePercent=25,apiPriorityAndFairness.matchingPrecedence=1200")
+		var pl flowcontrolv1.PriorityLevelConfiguration
+		find(t, objs, "PriorityLevelConfiguration", release, &pl)
+		if l := pl.Spec.Limited; l == nil || *l.NominalConcurrencyShares != 20 || *l.LendablePercent != 25 {
+			t.Errorf("priority level %+v; want shares 20, lendable 25", l)
+		}
+		var fs, le flowcontrolv1.FlowSchema
+		find(t, objs, "FlowSchema", release, &fs)
+		find(t, objs, "FlowSchema", release+"-leader-election", &le)
+		if fs.Spec.MatchingPrecedence != 1200 || fs.Spec.PriorityLevelConfiguration.Name != release {
+			t.Errorf("FlowSchema precedence %d level %s; want 1200 and %s", fs.Spec.MatchingPrecedence, fs.Spec.PriorityLevelConfiguration.Name, release)
+		}
+		var subjects []string
+		for _, s := range fs.Spec.Rules[0].Subjects {
+			subjects = append(subjects, s.ServiceAccount.Namespace+"/"+s.ServiceAccount.Name)
+		}
+		if want := []string{releaseNS + "/" + controllerName, releaseNS + "/" + speakerName}; !slices.Equal(subjects, want) {
+			t.Errorf("FlowSchema subjects %v; want %v", subjects, want)
+		}
+		if le.Spec.MatchingPrecedence >= fs.Spec.MatchingPrecedence || le.Spec.PriorityLevelConfiguration.Name != "leader-election" {
+			t.Errorf("leader-election FlowSchema precedence %d level %s; want below %d and leader-election",
+				le.Spec.MatchingPrecedence, le.Spec.PriorityLevelConfiguration.Name, fs.Spec.MatchingPrecedence)
+		}
+		for _, o := range render(t, releaseNS, "--set", "apiPriorityAndFairness.enabled=false") {
+			if strings.Contains(o.GetAPIVersion(), "flowcontrol") {
+				t.Errorf("%s/%s rendered with apiPriorityAndFairness.enabled=false", o.GetKind(), o.GetName())
+			}
+		}
+	})
+
 	t.Run("existing memberlist Secret: none created, that one mounted", func(t *testing.T) {
 		objs := render(t, releaseNS, "--set", "speaker.memberlist.existingSecret=gossip-key,speaker.memberlist.existingSecretKey=aes")
 		for _, o := range objs {

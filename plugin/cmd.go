@@ -133,7 +133,9 @@ func (o *options) load(ctx context.Context, allowAll bool) (*State, string, erro
 	if err != nil {
 		return nil, "", fmt.Errorf("client configuration: %w", err)
 	}
-	clients, err := kubeclient.New(cfg)
+	// kubectl's own limits: the plugin reads a few lists, once.
+	kubectl := kubeclient.Limits{QPS: 50, Burst: 300}
+	clients, err := kubeclient.New(cfg, kubectl, kubectl)
 	if err != nil {
 		return nil, "", err
 	}

@@ -67,7 +67,9 @@ func startAPIServer() error {
 		return fmt.Errorf("starting the API server: %w", err)
 	}
 	testEnv.server, testEnv.kubeconfig = s, s.Kubeconfig
-	if testEnv.clients, err = kubeclient.New(s.Config); err != nil {
+	// The tests' fixtures, not the plugin under test: no client-side limit.
+	fixtures := kubeclient.Limits{QPS: -1}
+	if testEnv.clients, err = kubeclient.New(s.Config, fixtures, fixtures); err != nil {
 		return err
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ironlb-system"}}

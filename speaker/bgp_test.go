@@ -27,7 +27,8 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 	admin, ns := clients(t)
 	ctx := context.Background()
 	var api cuttableAPI
-	c, err := kubeclient.New(api.config(cluster(t)))
+	def := DefaultConfig()
+	c, err := kubeclient.New(api.config(cluster(t)), def.API, def.Events)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,8 @@ func cluster(t *testing.T) *rest.Config {
 // clients returns the speaker's clients (built as New builds them) and a fresh namespace.
 func clients(t *testing.T) (*kubeclient.Clients, string) {
 	t.Helper()
-	c, err := kubeclient.New(cluster(t))
+	def := DefaultConfig()
+	c, err := kubeclient.New(cluster(t), def.API, def.Events)
 	if err != nil {
 		t.Fatal(err)
 	}
