@@ -33,7 +33,7 @@ type FamilyUsage struct {
 	Available string `json:"available"`
 }
 
-// Holder is one held address and the Services holding it (several when shared).
+// Holder is one held address and the Services holding it (several when shared), by name.
 type Holder struct {
 	IP       string   `json:"ip"`
 	Services []string `json:"services"`
@@ -88,9 +88,15 @@ func Pools(st *State) []PoolUsage {
 			}
 		}
 		slices.SortFunc(u.Holders, func(a, b Holder) int { return compareIPs(a.IP, b.IP) })
+		for _, h := range u.Holders {
+			slices.Sort(h.Services)
+		}
 		out = append(out, u)
 	}
 	if hs := holders[""]; len(hs) > 0 {
+		for _, h := range hs {
+			slices.Sort(h.Services)
+		}
 		out = append(out, PoolUsage{Name: "(no pool)", State: "Outside", Message: "addresses held outside every pool", Holders: hs})
 	}
 	return out
