@@ -21,8 +21,7 @@ import (
 // kubelet mounts Secret volumes that containerd must see), so their mounts are the host's.
 const RuntimeRoot = "/run/ironlb-lab"
 
-// The images every real node imports; Config.ImageDir holds them as docker-archive tarballs
-// (`make images`). The pause image is containerd's sandbox image.
+// Tags of the lab's own images (internal/images); the pause image is containerd's sandbox image.
 const (
 	PauseImage = "ironlb.local/pause:dev"
 	DemoImage  = "ironlb.local/demo:dev"
@@ -197,8 +196,8 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// importImages loads every docker-archive in Config.ImageDir into n's containerd, after
-// waiting for its socket.
+// importImages loads the images (docker-archives) into n's containerd, after waiting for its
+// socket.
 func (l *Lab) importImages(ctx context.Context, n *Node) error {
 	rt := n.runtime
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -208,11 +207,7 @@ func (l *Lab) importImages(ctx context.Context, n *Node) error {
 	if err != nil {
 		return fmt.Errorf("lab: containerd of %s did not answer on %s (log: %s): %w", n.Name, rt.socket, l.logPath("containerd-"+n.Name), err)
 	}
-	tars, err := filepath.Glob(filepath.Join(l.Config.ImageDir, "*.tar"))
-	if err != nil || len(tars) == 0 {
-		return fmt.Errorf("lab: no images (*.tar) in %s: run `make images`", l.Config.ImageDir)
-	}
-	for _, tar := range tars {
+	for _, tar := range l.images {
 		if out, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "-n", "k8s.io", "images", "import", tar).CombinedOutput(); err != nil {
 			return fmt.Errorf("lab: importing %s into %s: %w: %s", tar, n.Name, err, out)
 		}

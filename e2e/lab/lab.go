@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/e2e/apiserver"
+	"github.com/ironlb/ironlb/internal/images"
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -56,8 +57,9 @@ type Config struct {
 	RealCluster bool
 	// KubeProxy also runs kube-proxy (nftables mode) on every real node.
 	KubeProxy bool
-	// ImageDir holds the images a real node imports, as docker-archive tarballs (`make images`);
-	// default $IRONLB_LAB_IMAGES, else ${IRONLB_CACHE:-~/.cache/ironlb}/images.
+	// ImageDir receives the images a real node imports, as docker-archive tarballs built from
+	// the working tree as `make images` does (internal/images: only what changed is rebuilt);
+	// default ${IRONLB_CACHE:-~/.cache/ironlb}/images.
 	ImageDir string
 	// RepoRoot locates the CRDs (charts/ironlb/crds); default: found from the working directory.
 	RepoRoot string
@@ -92,6 +94,7 @@ type Lab struct {
 	podSeq  map[int]int     // next pod index per node
 	closers []func()
 	lock    *os.File
+	images  []string // the tarballs real nodes import
 }
 
 // Node is a Kubernetes node: a network namespace on the LAN.
@@ -139,8 +142,8 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, errors.New("lab: KubeProxy needs RealCluster (kube-proxy runs beside a kubelet)")
 	}
 	if cfg.ImageDir == "" {
-		if cfg.ImageDir = os.Getenv("IRONLB_LAB_IMAGES"); cfg.ImageDir == "" {
-			cfg.ImageDir = filepath.Join(filepath.Dir(apiserver.BinDir(apiserver.DefaultKubeVersion)), "images")
+		if cfg.ImageDir, err = images.DefaultDir(); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
 		}
 	}
 	if cfg.Dir == "" {
@@ -237,6 +240,14 @@ func (l *Lab) startCluster(ctx context.Context) error {
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
+	built, err := images.Build(ctx, images.Options{Root: l.Config.RepoRoot, Dir: l.Config.ImageDir, Log: l.log})
+	if err != nil {
+		return fmt.Errorf("lab: building the images: %w", err)
+	}
+	for _, b := range built {
+		l.images = append(l.images, b.Path)
+	}
+	l.log.Info("lab images built", "dir", l.Config.ImageDir, "elapsed", time.Since(start).Round(time.Millisecond))
 	var g errgroup.Group
 	for _, n := range l.Nodes {
 		g.Go(func() error { return l.startRealNode(ctx, n) })
@@ -249,7 +260,7 @@ func (l *Lab) startCluster(ctx context.Context) error {
 	}
 	// kube-controller-manager's root CA publisher writes this first thing; pods with a
 	// ServiceAccount token wait for it.
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := l.Client.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 		return err == nil, nil
 	})

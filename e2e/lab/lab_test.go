@@ -60,8 +60,10 @@ func runCrashHelper(dir string) int {
 
 func TestLabSmoke(t *testing.T) { smoke(t, false) }
 
-// The same on a real cluster (Config.RealCluster) is TestRealClusterSmoke, once `make images`
-// builds the images its nodes run.
+// TestRealClusterSmoke is TestLabSmoke on a real cluster: kubelets register the nodes, pods run
+// in containerd, kube-controller-manager writes the EndpointSlices, and a crashed run's
+// containers and mounts are gone after the next start.
+func TestRealClusterSmoke(t *testing.T) { smoke(t, true) }
 
 func smoke(t *testing.T, real bool) {
 	requireRoot(t)
