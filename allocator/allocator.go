@@ -153,6 +153,15 @@ func (a *Allocator) Outside() []Outside {
 	return out
 }
 
+// LastPool returns the last pool that contained a held address ("" when none did while the
+// allocator knew it, or when the address is not held).
+func (a *Allocator) LastPool(addr netip.Addr) string {
+	if r := a.addrs[addr]; r != nil {
+		return r.last
+	}
+	return ""
+}
+
 // PoolStats are the figures of one family of one pool.
 type PoolStats struct {
 	Pool   string

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,10 @@ type Controller struct {
 	alloc   *allocator.Allocator
 	views   map[string]poolView
 	pending map[string]bool // Services that failed to allocate: retried when addresses free up
+	// retained attributes held addresses in no pool to the pool they came from, as the pools'
+	// status.retainedAddresses said when this replica started leading (the allocator forgets
+	// where a restored address came from) and as the allocator knows since.
+	retained map[netip.Addr]string
 }
 
 // New builds a controller from a client configuration. It starts nothing. reg receives the
@@ -527,7 +532,7 @@ func (c *Controller) decide(key string, svc *corev1.Service) outcome {
 	if freed(held, as) {
 		c.retryPending()
 	}
-	return allocated(as)
+	return allocated(as, c.retainedBy)
 }
 
 // release frees what a Service held and lets the Services waiting for an address retry. The

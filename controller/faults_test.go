@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,4 +109,44 @@ func TestNodeAddressesAreNeverAllocated(t *testing.T) {
 		c := meta.FindStatusCondition(h.getPool(pool).Status.Conditions, v1alpha1.IPPoolAddressesReserved)
 		return c == nil, fmt.Sprintf("%+v", c)
 	})
+}
+
+// A Service keeps an address its pool no longer contains; the pool's status lists it as
+// retained (so the speakers announce it as the pool's), also after a controller restart, and
+// the Service's condition says it is still announced.
+func TestShrunkPoolRetainsItsAddressesAcrossRestarts(t *testing.T) {
+	h := newBareHarness(t)
+	pool := h.pool("a", []string{"198.51.100.244-198.51.100.247"}, nil)
+	a := startController(t, testConfig("a-"+h.ns))
+	h.svc("keeper", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.247" })
+	h.waitStatus(h.ns, "keeper", metav1.ConditionTrue, ReasonAllocated, "198.51.100.247")
+	h.waitPoolSettled(pool)
+	h.updatePool(pool, func(p *v1alpha1.IPPool) { p.Spec.Addresses = []string{"198.51.100.244-198.51.100.246"} })
+	check := func(when string) {
+		t.Helper()
+		s := h.waitStatus(h.ns, "keeper", metav1.ConditionTrue, ReasonOutsidePool, "198.51.100.247")
+		if c := meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ServiceConditionIPAllocated); !strings.Contains(c.Message, pool) || !strings.Contains(c.Message, "announced") {
+			t.Errorf("%s: condition %q, want it to name pool %s and say the address is announced", when, c.Message, pool)
+		}
+		h.eventually(when+": the pool retains the address", func() (bool, string) {
+			st := h.getPool(pool).Status
+			return slices.Equal(st.RetainedAddresses, []string{"198.51.100.247"}), fmt.Sprintf("%v", st.RetainedAddresses)
+		})
+	}
+	check("after the shrink")
+	a.stop(t)
+
+	b := startController(t, testConfig("b-"+h.ns))
+	defer b.stop(t)
+	// The new leader has written the pool's status once the marker is counted in it.
+	h.svc("marker", nil)
+	h.waitStatus(h.ns, "marker", metav1.ConditionTrue, ReasonAllocated, "198.51.100.244")
+	h.eventually("the marker counted", func() (bool, string) {
+		st := h.getPool(pool).Status
+		return st.IPv4 != nil && st.IPv4.Assigned == "1", fmt.Sprintf("%+v", st.IPv4)
+	})
+	check("after a restart")
+	if got := h.getPool(pool).Status.RetainedAddresses; !slices.Equal(got, []string{"198.51.100.247"}) {
+		t.Errorf("after a restart the pool retains %v, want [198.51.100.247]", got)
+	}
 }

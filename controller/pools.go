@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/ironlb/ironlb/allocator"
@@ -112,6 +114,8 @@ func desiredPoolStatus(p *v1alpha1.IPPool, v poolView) v1alpha1.IPPoolStatus {
 	} else {
 		set(v1alpha1.IPPoolOverlap, false, reasonNoOverlap, "no other pool shares an address")
 	}
+	own, _ := allocator.ParseAddresses(p.Spec.Addresses)
+	st.RetainedAddresses = retainedAddresses(v.outside, own)
 	if len(v.reserved) > 0 {
 		set(v1alpha1.IPPoolAddressesReserved, true, reasonAddressesReserved, describeReserved(v.reserved))
 	} else {
@@ -123,6 +127,30 @@ func desiredPoolStatus(p *v1alpha1.IPPool, v poolView) v1alpha1.IPPoolStatus {
 		set(v1alpha1.IPPoolAddressesInUse, false, reasonNoAddressesInUse, "every held address is in the pool")
 	}
 	return st
+}
+
+// maxRetained bounds status.retainedAddresses (the CRD's maxItems).
+const maxRetained = 4096
+
+// retainedAddresses lists the held addresses attributed to a pool that are outside its own
+// ranges, lowest first, at most maxRetained.
+func retainedAddresses(out []allocator.Outside, own []allocator.Range) []string {
+	addrs := make([]netip.Addr, 0, len(out))
+	for _, o := range out {
+		if !slices.ContainsFunc(own, func(r allocator.Range) bool { return r.Contains(o.Addr) }) {
+			addrs = append(addrs, o.Addr)
+		}
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	addrs = slices.Compact(addrs)
+	if len(addrs) > maxRetained {
+		addrs = addrs[:maxRetained]
+	}
+	var list []string
+	for _, a := range addrs {
+		list = append(list, a.String())
+	}
+	return list
 }
 
 func describeOutside(out []allocator.Outside) string {
@@ -144,5 +172,5 @@ func poolStatusEqual(a, b v1alpha1.IPPoolStatus) bool {
 		return (x == nil) == (y == nil) && (x == nil || *x == *y)
 	}
 	return a.ObservedGeneration == b.ObservedGeneration && counts(a.IPv4, b.IPv4) && counts(a.IPv6, b.IPv6) &&
-		conditionsEqual(a.Conditions, b.Conditions)
+		slices.Equal(a.RetainedAddresses, b.RetainedAddresses) && conditionsEqual(a.Conditions, b.Conditions)
 }

@@ -303,6 +303,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
 				IPv4:               &v1alpha1.IPPoolAddressCounts{Total: "8", Assigned: "0", Available: "8"},
+				RetainedAddresses:  []string{"198.51.100.9"},
 				Conditions: []metav1.Condition{
 					readyValid, noOverlap,
 					cond(v1alpha1.IPPoolAddressesInUse, true, "AddressesInUse", "addresses removed from the pool are still held: 198.51.100.9 (ns/a, ns/b)"),
@@ -315,6 +316,8 @@ func TestDesiredPoolStatus(t *testing.T) {
 			view: poolView{outside: outsideAddrs(13)},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
+				RetainedAddresses: []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5", "198.51.100.6",
+					"198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.13"},
 				Conditions: []metav1.Condition{
 					readyValid, noOverlap,
 					cond(v1alpha1.IPPoolAddressesInUse, true, "AddressesInUse", "addresses removed from the pool are still held: "+

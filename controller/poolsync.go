@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/ironlb/ironlb/allocator"
@@ -56,6 +57,17 @@ func (c *Controller) syncPoolSet() {
 		views[o.Pool] = v
 	}
 	c.views = views
+	if c.retained == nil {
+		// Leading starts: the pools' statuses say where the addresses outside them came from.
+		c.retained = map[netip.Addr]string{}
+		for _, p := range pools {
+			for _, a := range p.Status.RetainedAddresses {
+				if ip, err := netip.ParseAddr(a); err == nil && c.retained[ip] == "" {
+					c.retained[ip] = p.Name
+				}
+			}
+		}
+	}
 	c.log.Info("pool set compiled", "pools", len(pools), "usable", len(compiled)-len(rep.Disabled()), "overlaps", len(rep.Overlaps), "outside", len(rep.Outside))
 }
 
@@ -64,7 +76,15 @@ func (c *Controller) syncPoolSet() {
 func (c *Controller) writePoolStatuses(ctx context.Context) error {
 	c.mu.Lock()
 	views := c.views // replaced by syncPoolSet, never changed in place
-	outside := outsideByPool(c.alloc.Outside(), views)
+	all := c.alloc.Outside()
+	retained := make(map[netip.Addr]string, len(all))
+	for i, o := range all {
+		if all[i].Pool = c.retainedBy(o.Addr); all[i].Pool != "" {
+			retained[o.Addr] = all[i].Pool
+		}
+	}
+	c.retained = retained
+	outside := outsideByPool(all, views)
 	stats := map[string][]allocator.PoolStats{}
 	for _, s := range c.alloc.Stats() {
 		stats[s.Pool] = append(stats[s.Pool], s)
@@ -90,6 +110,15 @@ func (c *Controller) writePoolStatuses(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// retainedBy returns the pool a held address in no pool came from: the allocator's last pool,
+// else what the pools' statuses said at start; "" when none.
+func (c *Controller) retainedBy(addr netip.Addr) string {
+	if p := c.alloc.LastPool(addr); p != "" {
+		return p
+	}
+	return c.retained[addr]
 }
 
 // outsideByPool groups the held addresses that are in no pool by the pool they were last in.

@@ -31,23 +31,31 @@ type outcome struct {
 	message string
 }
 
-// allocated describes a successful allocation; outside lists held addresses in no pool.
-func allocated(as allocator.Assignment) outcome {
+// allocated describes a successful allocation. An address in no pool is either retained by
+// the pool it came from (retainedBy names it, "" if none: the pool shrank; the speakers announce
+// it as the pool's) or in no pool at all (not announced). retainedBy may be nil.
+func allocated(as allocator.Assignment, retainedBy func(netip.Addr) string) outcome {
 	o := outcome{ips: as.Addrs(), status: metav1.ConditionTrue, reason: ReasonAllocated}
-	var parts, outside []string
+	var parts []string
 	for _, ip := range as.IPs {
-		if ip.Pool == "" {
-			outside = append(outside, ip.Addr.String())
+		pool := ip.Pool
+		switch {
+		case pool != "":
+			parts = append(parts, fmt.Sprintf("%s from pool %s", ip.Addr, pool))
+			continue
+		case retainedBy != nil:
+			pool = retainedBy(ip.Addr)
+		}
+		o.reason = ReasonOutsidePool
+		if pool != "" {
+			parts = append(parts, fmt.Sprintf("%s retained by pool %s, which no longer contains it: kept, and announced as the pool's, until the Service releases it", ip.Addr, pool))
 		} else {
-			parts = append(parts, fmt.Sprintf("%s from pool %s", ip.Addr, ip.Pool))
+			parts = append(parts, fmt.Sprintf("%s in no pool: kept until the Service releases it, and not announced until a pool contains it", ip.Addr))
 		}
 	}
-	o.message = strings.Join(parts, ", ")
-	if len(outside) > 0 {
-		o.reason = ReasonOutsidePool
-		o.message = strings.TrimPrefix(o.message+"; ", "; ") + fmt.Sprintf(
-			"%s in no pool any more (the pool shrank or is being deleted); kept until the Service releases it",
-			strings.Join(outside, ", "))
+	o.message = strings.Join(parts, "; ")
+	if o.reason == ReasonAllocated {
+		o.message = strings.Join(parts, ", ")
 	}
 	return o
 }

@@ -51,9 +51,10 @@ func allocErrors(t *testing.T) (exhausted, noPool error) {
 
 func TestAllocated(t *testing.T) {
 	tests := []struct {
-		name string
-		as   allocator.Assignment
-		want outcome
+		name       string
+		as         allocator.Assignment
+		retainedBy map[netip.Addr]string
+		want       outcome
 	}{
 		{
 			name: "one address: Allocated, naming its pool",
@@ -71,18 +72,25 @@ func TestAllocated(t *testing.T) {
 			name: "an address in no pool: still True, AddressesOutsidePool, kept",
 			as:   assignment("198.51.100.1", "a", "2001:db8::1", ""),
 			want: outcome{ips: addrs("198.51.100.1", "2001:db8::1"), status: metav1.ConditionTrue, reason: ReasonOutsidePool,
-				message: "198.51.100.1 from pool a; 2001:db8::1 in no pool any more (the pool shrank or is being deleted); kept until the Service releases it"},
+				message: "198.51.100.1 from pool a; 2001:db8::1 in no pool: kept until the Service releases it, and not announced until a pool contains it"},
 		},
 		{
 			name: "every address in no pool: no leading separator",
 			as:   assignment("198.51.100.1", ""),
 			want: outcome{ips: addrs("198.51.100.1"), status: metav1.ConditionTrue, reason: ReasonOutsidePool,
-				message: "198.51.100.1 in no pool any more (the pool shrank or is being deleted); kept until the Service releases it"},
+				message: "198.51.100.1 in no pool: kept until the Service releases it, and not announced until a pool contains it"},
+		},
+		{
+			name:       "an address its shrunk pool retains: announced as the pool's",
+			as:         assignment("198.51.100.1", ""),
+			retainedBy: map[netip.Addr]string{netip.MustParseAddr("198.51.100.1"): "a"},
+			want: outcome{ips: addrs("198.51.100.1"), status: metav1.ConditionTrue, reason: ReasonOutsidePool,
+				message: "198.51.100.1 retained by pool a, which no longer contains it: kept, and announced as the pool's, until the Service releases it"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, allocated(tt.as), outcomeOpts); diff != "" {
+			if diff := cmp.Diff(tt.want, allocated(tt.as, func(a netip.Addr) string { return tt.retainedBy[a] }), outcomeOpts); diff != "" {
 				t.Errorf("outcome (-want +got):\n%s", diff)
 			}
 		})
@@ -160,7 +168,7 @@ func withConditions(st corev1.ServiceStatus, conds ...metav1.Condition) corev1.S
 
 func TestApplyOutcome(t *testing.T) {
 	exhausted, _ := allocErrors(t)
-	allocatedA := allocated(assignment("198.51.100.1", "a"))
+	allocatedA := allocated(assignment("198.51.100.1", "a"), nil)
 	const msgA = "198.51.100.1 from pool a"
 	tests := []struct {
 		name        string
@@ -186,7 +194,7 @@ func TestApplyOutcome(t *testing.T) {
 		},
 		{
 			name:        "dual-stack: one ingress entry per address, in order",
-			o:           allocated(assignment("2001:db8::1", "a", "198.51.100.1", "a")),
+			o:           allocated(assignment("2001:db8::1", "a", "198.51.100.1", "a"), nil),
 			want:        written(7, metav1.ConditionTrue, ReasonAllocated, "2001:db8::1 from pool a, 198.51.100.1 from pool a", "2001:db8::1", "198.51.100.1"),
 			wantChanged: true,
 		},
@@ -351,8 +359,8 @@ func TestStatusEqualIgnoresTransitionTimes(t *testing.T) {
 func TestTransition(t *testing.T) {
 	exhausted, noPool := allocErrors(t)
 	const msgA = "198.51.100.1 from pool a"
-	allocatedA := allocated(assignment("198.51.100.1", "a"))
-	outsideA := allocated(assignment("198.51.100.1", ""))
+	allocatedA := allocated(assignment("198.51.100.1", "a"), nil)
+	outsideA := allocated(assignment("198.51.100.1", ""), nil)
 	tests := []struct {
 		name string
 		cur  corev1.ServiceStatus

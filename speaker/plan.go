@@ -248,9 +248,10 @@ func reachProblem(lvl ReachLevel) string {
 }
 
 type pool struct {
-	name   string
-	labels labels.Set
-	ranges []allocator.Range
+	name     string
+	labels   labels.Set
+	ranges   []allocator.Range
+	retained map[netip.Addr]bool // held outside ranges since the pool shrank (status.retainedAddresses)
 }
 
 // compilePools returns the pools whose addresses parse, in precedence order
@@ -264,18 +265,34 @@ func compilePools(in []*v1alpha1.IPPool) []pool {
 		if err != nil {
 			continue // the controller reports it on the pool
 		}
-		out = append(out, pool{name: p.Name, labels: p.Labels, ranges: ranges})
+		c := pool{name: p.Name, labels: p.Labels, ranges: ranges}
+		for _, a := range p.Status.RetainedAddresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				if c.retained == nil {
+					c.retained = map[netip.Addr]bool{}
+				}
+				c.retained[ip] = true
+			}
+		}
+		out = append(out, c)
 	}
 	return out
 }
 
-// poolOf returns the pool ip belongs to: the first in precedence order that contains it.
+// poolOf returns the pool ip belongs to: the first in precedence order that contains it, else
+// the first that retains it (the controller lists there an address a Service kept when the
+// pool shrank), else none: an address in no pool is not announced.
 func poolOf(pools []pool, ip netip.Addr) *pool {
 	for i := range pools {
 		for _, r := range pools[i].ranges {
 			if r.Contains(ip) {
 				return &pools[i]
 			}
+		}
+	}
+	for i := range pools {
+		if pools[i].retained[ip] {
+			return &pools[i]
 		}
 	}
 	return nil

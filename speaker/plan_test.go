@@ -549,3 +549,27 @@ func permutations(n int) func(yield func([]int) bool) {
 		}())
 	}
 }
+
+// An address a Service keeps after its pool shrank is announced as the pool's, by the pool's
+// advertisements, as long as the controller lists it in the pool's status; an address no pool
+// claims is not announced (the controller's condition says so).
+func TestPlanAnnouncesAddressesRetainedByAShrunkPool(t *testing.T) {
+	const ip = "198.51.100.190" // below the world's pool (200-250)
+	w := newWorld(1)
+	w.ads[0].Spec.IPPools = []string{"lan"}
+	w.svc("web", []string{ip}, false, "node1")
+	if p := w.plan("node1"); len(p.L2) != 0 {
+		t.Fatalf("an address no pool claims: announced %v", p.L2)
+	}
+	w.pools[0].Status.RetainedAddresses = []string{ip}
+	p := w.plan("node1")
+	if got := p.L2[netip.MustParseAddr(ip)]; !slices.Equal(got, []string{"eth0"}) {
+		t.Errorf("an address the shrunk pool retains: announced on %v, want eth0", got)
+	}
+	// A pool of higher precedence containing the address wins over the retaining one.
+	w.pools = append(w.pools, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "newer-bgp-only", CreationTimestamp: metav1.Now()},
+		Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.190/32"}}})
+	if p := w.plan("node1"); len(p.L2) != 0 {
+		t.Errorf("the address is in a pool again (one no L2Advertisement selects): announced %v", p.L2)
+	}
+}

@@ -158,6 +158,16 @@ type IPPoolStatus struct {
 	// +optional
 	IPv6 *IPPoolAddressCounts `json:"ipv6,omitempty"`
 
+	// RetainedAddresses are addresses that Services still hold although the pool no longer
+	// contains them (its spec.addresses shrank). They stay the pool's until released: the
+	// speakers announce them by the pool's advertisements, and AddressesInUse is True. At
+	// most 4096 are listed (the lowest); the others are not announced.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=4096
+	RetainedAddresses []string `json:"retainedAddresses,omitempty"`
+
 	// Conditions are the pool's Ready, Overlap, AddressesInUse and (when it has some)
 	// AddressesReserved conditions.
 	//

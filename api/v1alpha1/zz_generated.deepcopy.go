@@ -463,6 +463,11 @@ func (in *IPPoolStatus) DeepCopyInto(out *IPPoolStatus) {
 		*out = new(IPPoolAddressCounts)
 		**out = **in
 	}
+	if in.RetainedAddresses != nil {
+		in, out := &in.RetainedAddresses, &out.RetainedAddresses
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))
