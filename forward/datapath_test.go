@@ -2,6 +2,7 @@ package forward
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,13 @@ func labServices() []*corev1.Service {
 		service("dns", lb, "198.18.0.16", dns, ingress("203.0.113.16")),
 		service("draining", lb, "198.18.0.17", []corev1.ServicePort{tcpPort("http", 80, 30087)}, ingress("203.0.113.17")),
 		service("node-local", clusterT, "198.18.0.18", []corev1.ServicePort{tcpPort("http", 80, 0)}, internalLocal),
+		// The client is outside "fw"'s ranges, the node inside "fw-node"'s.
+		service("fw", lb, "198.18.0.19", []corev1.ServicePort{tcpPort("http", 80, 30089)},
+			ingress("203.0.113.19"), withSourceRanges("192.0.2.0/24")),
+		service("fw-node", lb, "198.18.0.20", []corev1.ServicePort{tcpPort("http", 80, 30090)},
+			ingress("203.0.113.20"), withSourceRanges("198.51.100.0/28")),
+		service("ext", clusterT, "198.18.0.21", []corev1.ServicePort{tcpPort("http", 80, 0)}, withExternalIPs("203.0.113.21"), externalLocal),
+		service("proxied", lb, "198.18.0.22", []corev1.ServicePort{tcpPort("http", 80, 30092)}, proxyIngress("203.0.113.22")),
 	}
 }
 
@@ -62,6 +70,10 @@ func labSlices(sticky ...discoveryv1.Endpoint) []*discoveryv1.EndpointSlice {
 		slice("dns", "dns-1", dnsPort, pod1v4, pod3v4),
 		slice("draining", "draining-1", http, inState(pod1v4, terminatingServing), inState(pod3v4, terminatingNotServing)),
 		slice("node-local", "node-local-1", http, pod1v4, pod3v4),
+		slice("fw", "fw-1", http, pod1v4),
+		slice("fw-node", "fw-node-1", http, pod1v4),
+		slice("ext", "ext-1", http, pod1v4, pod3v4),
+		slice("proxied", "proxied-1", http, pod1v4),
 	}
 }
 
@@ -133,6 +145,28 @@ func TestDatapath(t *testing.T) {
 		}
 		if _, err := getUDP(l.client, "203.0.113.10:80", time.Second); !isRefused(err) {
 			t.Errorf("UDP to 203.0.113.10:80: got %v, want connection refused", err)
+		}
+	})
+	t.Run("loadBalancerSourceRanges: sources outside are dropped, from outside and from the node; NodePorts are not checked", func(t *testing.T) {
+		for _, c := range []struct{ ns, target string }{{l.client, "203.0.113.19:80"}, {l.node1, "203.0.113.19:80"}, {l.pods["pod2"], "203.0.113.19:80"}} {
+			if r, err := get(c.ns, c.target, 500*time.Millisecond); err == nil || isRefused(err) {
+				t.Errorf("TCP to %s: got %v, %v; want a timeout (dropped)", c.target, r, err)
+			}
+		}
+		wantOnly(t, getMany(t, l.client, node1V4+":30089", 5), lan("pod1"))
+		wantOnly(t, getMany(t, l.client, "203.0.113.20:80", 5), lan("pod1"))
+		wantOnly(t, getMany(t, l.node1, "203.0.113.20:80", 5), reply{"pod1", node1V4})
+	})
+	t.Run("externalIPs: forwarded with the Service's policy (Local: this node's pod, the client's address)", func(t *testing.T) {
+		wantOnly(t, getMany(t, l.client, "203.0.113.21:80", 20), lan("pod1"))
+	})
+	t.Run("ipMode Proxy: the ingress IP is not DNATed", func(t *testing.T) {
+		// Not DNATed, the packet is routed on to the node's (absent) default gateway.
+		if r, err := get(l.client, "203.0.113.22:80", 500*time.Millisecond); err == nil || isRefused(err) {
+			t.Errorf("got %v, %v; want no answer", r, err)
+		}
+		if got := nftIn(t, l.node1, "list", "map", "inet", TableName, frontendsMap(ipv4)); strings.Contains(got, "203.0.113.22") {
+			t.Errorf("203.0.113.22 is a frontend:\n%s", got)
 		}
 	})
 	t.Run("UDP", func(t *testing.T) {

@@ -67,6 +67,22 @@ func ingress(ips ...string) svcOption {
 	}
 }
 
+func withSourceRanges(cidrs ...string) svcOption {
+	return func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = cidrs }
+}
+
+func withExternalIPs(ips ...string) svcOption {
+	return func(s *corev1.Service) { s.Spec.ExternalIPs = ips }
+}
+
+// proxyIngress adds a LoadBalancer ingress IP with ipMode Proxy.
+func proxyIngress(ip string) svcOption {
+	return func(s *corev1.Service) {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress,
+			corev1.LoadBalancerIngress{IP: ip, IPMode: ptr.To(corev1.LoadBalancerIPModeProxy)})
+	}
+}
+
 func externalLocal(s *corev1.Service) {
 	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
 }

@@ -28,6 +28,9 @@ const (
 	filterInputChain    = "filter-input"
 	filterForwardChain  = "filter-forward"
 	filterOutputChain   = "filter-output"
+	// Before DNAT (dstnat - 10), where the destination is still the LoadBalancer IP.
+	filterPreroutingPreDNATChain = "filter-prerouting-pre-dnat"
+	filterOutputPreDNATChain     = "filter-output-pre-dnat"
 )
 
 // Regular chains with constant names.
@@ -37,6 +40,7 @@ const (
 	rejectChain         = "reject-chain"
 	masqueradingChain   = "masquerading"
 	affinityRecordChain = "affinity-record"
+	firewallCheckChain  = "firewall-check"
 )
 
 // Shared chains named after a parameter, never after a Service: one per distinct endpoint
@@ -131,6 +135,8 @@ func localEndpointsSet(f ipFamily) string    { return "local-endpoints" + f.suff
 func serviceIPsSet(f ipFamily) string        { return "service-ips" + f.suffix() }
 func hairpinSet(f ipFamily) string           { return "hairpin" + f.suffix() }
 func affinityFrontendsMap(f ipFamily) string { return "affinity-frontends" + f.suffix() }
+func firewallSet(f ipFamily) string          { return "firewall-frontends" + f.suffix() }
+func firewallAllowSet(f ipFamily) string     { return "firewall-allow" + f.suffix() }
 
 // protocols are the transport protocols Services use, in nft spelling.
 var protocols = [...]string{"tcp", "udp", "sctp"}

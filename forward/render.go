@@ -98,6 +98,7 @@ func (b *builder) gotoVerdict(chain string) string {
 // familySets are the per-family sets and maps the Services fill.
 type familySets struct {
 	frontends, noEndpoints, masquerade, local, hairpin, affinityFrontends, serviceIPs *set
+	firewall, firewallAllow                                                           *set
 	endpoints                                                                         map[string]*set // by protocol
 }
 
@@ -119,6 +120,9 @@ func (b *builder) reserve(sps []*servicePort) {
 			}
 		}
 		for _, a := range sp.ingressIPs {
+			n[familyOf(a)]++
+		}
+		for _, a := range sp.externalIPs {
 			n[familyOf(a)]++
 		}
 		if sp.nodePort != 0 {
@@ -167,6 +171,11 @@ func (b *builder) skeleton() {
 	}{{filterInputChain, knftables.InputHook}, {filterForwardChain, knftables.ForwardHook}, {filterOutputChain, knftables.OutputHook}} {
 		r.addChain(baseChain(c.name, knftables.FilterType, c.hook, knftables.FilterPriority), "ct state new jump "+endpointsCheckChain)
 	}
+	// loadBalancerSourceRanges are checked before DNAT, where the destination is still the
+	// LoadBalancer IP, for traffic from outside and from the node itself (as kube-proxy does).
+	r.addChain(baseChain(filterPreroutingPreDNATChain, knftables.FilterType, knftables.PreroutingHook, "-110"), "ct state new jump "+firewallCheckChain)
+	r.addChain(baseChain(filterOutputPreDNATChain, knftables.FilterType, knftables.OutputHook, "-110"), "ct state new jump "+firewallCheckChain)
+	r.addChain(knftables.Chain{Name: firewallCheckChain})
 	r.addChain(knftables.Chain{Name: servicesChain})
 	r.addChain(knftables.Chain{Name: endpointsCheckChain})
 	// TCP gets a reset, anything else ICMP port unreachable: both fail the client's connect at
@@ -203,6 +212,16 @@ func (b *builder) familySkeleton(f ipFamily) {
 	fs.serviceIPs = r.addSet(knftables.Set{Name: serviceIPsSet(f), Type: a,
 		Comment: knftables.PtrTo("ClusterIPs and LoadBalancer IPs: other ports are rejected")})
 
+	fs.firewall = r.addSet(knftables.Set{Name: firewallSet(f), Type: tuple,
+		Comment: knftables.PtrTo("LoadBalancer frontends with loadBalancerSourceRanges")})
+	fs.firewallAllow = r.addSet(knftables.Set{Name: firewallAllowSet(f), Type: tuple + " . " + a, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+		Comment: knftables.PtrTo("frontend . source range allowed to reach it")})
+
+	// One rule per family for every Service's source ranges: a frontend listed in firewall
+	// accepts new connections only from the ranges listed with it in firewall-allow.
+	frontend := x + " daddr . meta l4proto . th dport"
+	r.addChain(knftables.Chain{Name: firewallCheckChain},
+		frontend+" @"+firewallSet(f)+" "+frontend+" . "+x+" saddr != @"+firewallAllowSet(f)+" drop")
 	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
 	// A port no Service uses on a Service's address is refused too. Routed on instead, a packet
 	// to a LoadBalancer IP would go to the default gateway, which sends it back to this node
@@ -258,7 +277,16 @@ func (b *builder) servicePort(sp *servicePort) {
 		masq := b.opts.MasqueradeAll || !sp.externalLocal
 		for _, a := range sp.ingressIPs {
 			if familyOf(a) == f {
+				b.firewall(&fe, a)
 				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, true)
+			}
+		}
+		// externalIPs are external frontends like LoadBalancer IPs, without source ranges
+		// (kube-proxy applies those to LoadBalancer IPs only). They are often the node's own
+		// addresses, so other ports on them are not refused.
+		for _, a := range sp.externalIPs {
+			if familyOf(a) == f {
+				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, false)
 			}
 		}
 		if sp.nodePort == 0 || !sp.families[f] {
@@ -267,6 +295,36 @@ func (b *builder) servicePort(sp *servicePort) {
 		for _, a := range b.nodeAddrs {
 			if familyOf(a) == f {
 				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq, false)
+			}
+		}
+	}
+}
+
+// firewall restricts a LoadBalancer frontend to the Service's source ranges of its family. As in
+// kube-proxy, when one of the node's addresses is in a range, the Service's LoadBalancer IPs
+// are allowed as sources too: where the LoadBalancer IP is a local address, the node's own
+// connections to it come from that address.
+func (b *builder) firewall(fe *frontendArgs, addr netip.Addr) {
+	f, sp := familyOf(addr), fe.sp
+	ranges := sp.sourceRanges[f]
+	if len(ranges) == 0 {
+		return
+	}
+	fs := &b.fam[f]
+	k := addr.String() + " . " + sp.protocol + " . " + itoa(int(sp.port))
+	if fs.firewall.has(k) {
+		return
+	}
+	fe.group.addTo(fs.firewall, k, "", fe.comment)
+	fromNode := false
+	for _, r := range ranges {
+		fe.group.addTo(fs.firewallAllow, k+" . "+r.String(), "", "")
+		fromNode = fromNode || slices.ContainsFunc(b.nodeAddrs, r.Contains)
+	}
+	if fromNode {
+		for _, a := range sp.ingressIPs {
+			if familyOf(a) == f {
+				fe.group.addTo(fs.firewallAllow, k+" . "+a.String(), "", "")
 			}
 		}
 	}

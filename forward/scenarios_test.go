@@ -113,6 +113,56 @@ var scenarios = map[string]func() Input{
 		}
 	},
 
+	// loadBalancerSourceRanges: "fw" admits 192.0.2.0/24 and 198.51.100.128/25 on its IPv4
+	// LoadBalancer IP (its IPv6 one is open: no IPv6 range, as kube-proxy reads it); "fw-node"
+	// has a range with this node's address, so its LoadBalancer IPs may be sources too;
+	// "fw-open" has a /0 among its ranges, so no check at all.
+	"source-ranges": func() Input {
+		return Input{Node: testNode, Options: DefaultOptions(),
+			Services: []*corev1.Service{
+				service("fw", lb, "198.18.0.21", []corev1.ServicePort{tcpPort("http", 80, 30021)}, dualStack("2001:db8:18::21"),
+					ingress("203.0.113.21", "2001:db8:113::21"), withSourceRanges("192.0.2.0/24", " 198.51.100.200/25", "bad")),
+				service("fw-node", lb, "198.18.0.22", []corev1.ServicePort{tcpPort("http", 80, 30022)},
+					ingress("203.0.113.22"), withSourceRanges("198.51.100.0/30")),
+				service("fw-open", lb, "198.18.0.23", []corev1.ServicePort{tcpPort("http", 80, 30023)},
+					ingress("203.0.113.23"), withSourceRanges("192.0.2.0/24", "0.0.0.0/0")),
+			},
+			EndpointSlices: []*discoveryv1.EndpointSlice{
+				slice("fw", "fw-1", http, ep("198.18.1.2", thisNode, ready)),
+				slice("fw", "fw-2", http, ep("2001:db8:1::2", thisNode, ready)),
+				slice("fw-node", "fw-node-1", http, ep("198.18.1.2", thisNode, ready)),
+				slice("fw-open", "fw-open-1", http, ep("198.18.1.2", thisNode, ready)),
+			},
+		}
+	},
+
+	// externalIPs: forwarded like LoadBalancer IPs with the Service's externalTrafficPolicy,
+	// on any Service type, without refusing their other ports (they are often node addresses).
+	"external-ips": func() Input {
+		return Input{Node: testNode, Options: DefaultOptions(),
+			Services: []*corev1.Service{
+				service("ext", clusterT, "198.18.0.30", []corev1.ServicePort{tcpPort("http", 80, 0)}, withExternalIPs("192.0.2.30")),
+				service("ext-local", corev1.ServiceTypeNodePort, "198.18.0.31", []corev1.ServicePort{tcpPort("http", 80, 30031)},
+					withExternalIPs("192.0.2.31", "not-an-ip"), externalLocal),
+				service("ext-none", clusterT, "198.18.0.32", []corev1.ServicePort{tcpPort("http", 80, 0)}, withExternalIPs("192.0.2.32")),
+			},
+			EndpointSlices: []*discoveryv1.EndpointSlice{
+				slice("ext", "ext-1", http, ep("198.18.1.2", thisNode, ready), ep("198.18.3.2", otherNode, ready)),
+				slice("ext-local", "ext-local-1", http, ep("198.18.1.2", thisNode, ready), ep("198.18.3.2", otherNode, ready)),
+			},
+		}
+	},
+
+	// ipMode Proxy: the load balancer proxies, so its address is not DNATed here; the VIP-mode
+	// ingress IP of the same Service is.
+	"ip-mode-proxy": func() Input {
+		return Input{Node: testNode, Options: DefaultOptions(),
+			Services: []*corev1.Service{service("proxied", lb, "198.18.0.24", []corev1.ServicePort{tcpPort("http", 80, 30024)},
+				ingress("203.0.113.24"), proxyIngress("203.0.113.25"))},
+			EndpointSlices: []*discoveryv1.EndpointSlice{slice("proxied", "proxied-1", http, ep("198.18.1.2", thisNode, ready))},
+		}
+	},
+
 	// Options: no ClusterIPs, and masquerade everything that leaves the node.
 	"options": func() Input {
 		in := clusterPolicy()

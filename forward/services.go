@@ -23,12 +23,16 @@ type servicePort struct {
 	port            uint16
 	nodePort        uint16 // 0: none
 	clusterIPs      []netip.Addr
-	ingressIPs      []netip.Addr // status.loadBalancer.ingress[].ip
-	externalLocal   bool         // externalTrafficPolicy: Local
-	internalLocal   bool         // internalTrafficPolicy: Local
-	affinity        time.Duration
-	families        [2]bool // the Service's IP families: NodePorts open on node addresses of these
-	endpoints       []endpoint
+	ingressIPs      []netip.Addr // status.loadBalancer.ingress[].ip, except ipMode Proxy ones
+	externalIPs     []netip.Addr // spec.externalIPs
+	// sourceRanges are spec.loadBalancerSourceRanges per family, masked; empty when the family
+	// has none or one of them allows every address (kube-proxy's reading).
+	sourceRanges  [2][]netip.Prefix
+	externalLocal bool // externalTrafficPolicy: Local
+	internalLocal bool // internalTrafficPolicy: Local
+	affinity      time.Duration
+	families      [2]bool // the Service's IP families: NodePorts open on node addresses of these
+	endpoints     []endpoint
 }
 
 type endpoint struct {
@@ -103,16 +107,23 @@ func newServicePort(svc *corev1.Service, p *corev1.ServicePort) *servicePort {
 		internalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
 		affinity:      affinityTimeout(svc),
 	}
-	external := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
-	if external && p.NodePort > 0 && p.NodePort <= 65535 {
+	nodePorts := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
+	if nodePorts && p.NodePort > 0 && p.NodePort <= 65535 {
 		sp.nodePort = uint16(p.NodePort)
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			// ipMode Proxy: the load balancer proxies to the nodes, and packets to its
+			// address must reach it, not be DNATed here (kube-proxy leaves them alone too).
+			if ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy {
+				continue
+			}
 			sp.ingressIPs = append(sp.ingressIPs, parseAddrs([]string{ing.IP})...)
 		}
+		sp.sourceRanges = sourceRanges(svc.Spec.LoadBalancerSourceRanges)
 	}
-	if !external {
+	sp.externalIPs = parseAddrs(svc.Spec.ExternalIPs)
+	if !nodePorts && len(sp.externalIPs) == 0 {
 		sp.externalLocal = false
 	}
 	sp.families = serviceFamilies(svc, sp.clusterIPs)
@@ -136,6 +147,31 @@ func serviceFamilies(svc *corev1.Service, clusterIPs []netip.Addr) [2]bool {
 		}
 	}
 	return fams
+}
+
+// sourceRanges parses spec.loadBalancerSourceRanges per family as kube-proxy does: spaces
+// trimmed, invalid entries skipped, and a family with a /0 among its ranges is open to all.
+func sourceRanges(ranges []string) [2][]netip.Prefix {
+	var out [2][]netip.Prefix
+	var open [2]bool
+	for _, r := range ranges {
+		p, err := netip.ParsePrefix(strings.TrimSpace(r))
+		if err != nil {
+			continue
+		}
+		p = p.Masked()
+		f := familyOf(p.Addr())
+		if p.Bits() == 0 {
+			open[f] = true
+		}
+		out[f] = append(out[f], p)
+	}
+	for _, f := range families {
+		if open[f] {
+			out[f] = nil
+		}
+	}
+	return out
 }
 
 func clusterIPs(svc *corev1.Service) []string {

@@ -25,6 +25,7 @@ var (
 	reServiceIP  = regexp.MustCompile(`^meta l4proto \{ tcp, udp, sctp \} (ip6?) daddr @(\S+) goto (\S+)$`)
 	reNfprotoGo  = regexp.MustCompile(`^meta nfproto (ipv[46]) goto (\S+)$`)
 	reHairpin    = regexp.MustCompile(`^ct status dnat (ip6?) saddr \. (ip6?) daddr @(\S+) masquerade`)
+	reFirewall   = regexp.MustCompile(`^(ip6?) daddr \. meta l4proto \. th dport @(\S+) (ip6?) daddr \. meta l4proto \. th dport \. (ip6?) saddr != @(\S+) drop$`)
 	reMasquerade = regexp.MustCompile(`^meta l4proto \{ tcp, udp, sctp \} ct status dnat (ip6?) daddr != @(\S+) ct original (ip6?) daddr \. meta l4proto \. ct original proto-dst @(\S+) masquerade`)
 )
 
@@ -82,6 +83,9 @@ func nftFamily(addr string) string {
 
 // trace returns where the first packet of a new connection goes.
 func (tr *tracer) trace(p tracePacket) string {
+	if tr.firewalled(p) {
+		return "drop"
+	}
 	eps := tr.dnat(p, servicesChain)
 	if eps == nil {
 		return tr.filter(p)
@@ -179,6 +183,44 @@ func (tr *tracer) filter(p tracePacket) string {
 	return "none"
 }
 
+// firewalled tells whether the pre-DNAT source range check drops p.
+func (tr *tracer) firewalled(p tracePacket) bool {
+	fam, port := nftFamily(p.dst), strconv.Itoa(p.port)
+	for _, rule := range tr.rules(firewallCheckChain) {
+		m := reFirewall.FindStringSubmatch(rule)
+		if m == nil {
+			tr.t.Fatalf("tracer does not know rule %q in chain %s", rule, firewallCheckChain)
+		}
+		if m[1] != fam {
+			continue
+		}
+		if _, ok := tr.lookup(m[2], p.dst, p.proto, port); !ok {
+			continue
+		}
+		return !tr.allowed(m[5], p.dst+" . "+p.proto+" . "+port, netip.MustParseAddr(p.src))
+	}
+	return false
+}
+
+// allowed looks src up in an interval set of "frontend . source range" elements.
+func (tr *tracer) allowed(name, frontend string, src netip.Addr) bool {
+	for _, e := range tr.table.Sets[name].Elements {
+		k := strings.Join(e.Key, " . ")
+		i := strings.LastIndex(k, " . ")
+		fe, last := k[:max(i, 0)], k[i+3:]
+		if fe != frontend {
+			continue
+		}
+		if pfx, err := netip.ParsePrefix(last); err == nil && pfx.Contains(src) {
+			return true
+		}
+		if a, err := netip.ParseAddr(last); err == nil && a == src {
+			return true
+		}
+	}
+	return false
+}
+
 // masquerades tells whether postrouting masquerades a connection of p DNATed to ep.
 func (tr *tracer) masquerades(p tracePacket, ep string) bool {
 	epAddr := netip.MustParseAddrPort(ep).Addr().String()
@@ -257,6 +299,25 @@ func TestTrace(t *testing.T) {
 		{"dual-stack", tracePacket{"2001:db8:2::9", "2001:db8:18::19", "tcp", 80}, "dnat [2001:db8:1::2]:8080 [2001:db8:3::2]:8080"},
 		{"dual-stack", tracePacket{lanClient, "203.0.113.19", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 		{"internal-local", tracePacket{podHere, "198.18.0.20", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"source-ranges", tracePacket{lanClient, "203.0.113.21", "tcp", 80}, "drop"},
+		{"source-ranges", tracePacket{"192.0.2.5", "203.0.113.21", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"source-ranges", tracePacket{"198.51.100.130", "203.0.113.21", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"source-ranges", tracePacket{"198.51.100.1", "203.0.113.21", "tcp", 80}, "drop"},               // the node: not in a range
+		{"source-ranges", tracePacket{lanClient, "198.51.100.1", "tcp", 30021}, "dnat 198.18.1.2:8080"}, // NodePorts are not checked
+		{"source-ranges", tracePacket{lanClient, "198.18.0.21", "tcp", 80}, "dnat 198.18.1.2:8080"},     // nor ClusterIPs
+		{"source-ranges", tracePacket{lanV6, "2001:db8:113::21", "tcp", 80}, "dnat [2001:db8:1::2]:8080"},
+		{"source-ranges", tracePacket{lanClient, "203.0.113.21", "tcp", 81}, "reject"},
+		{"source-ranges", tracePacket{lanClient, "203.0.113.22", "tcp", 80}, "drop"},
+		{"source-ranges", tracePacket{"198.51.100.2", "203.0.113.22", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"source-ranges", tracePacket{"203.0.113.22", "203.0.113.22", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"source-ranges", tracePacket{lanClient, "203.0.113.23", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"external-ips", tracePacket{lanClient, "192.0.2.30", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
+		{"external-ips", tracePacket{lanClient, "192.0.2.30", "tcp", 81}, "none"},
+		{"external-ips", tracePacket{lanClient, "192.0.2.31", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"external-ips", tracePacket{lanClient, "198.51.100.1", "tcp", 30031}, "dnat 198.18.1.2:8080"},
+		{"external-ips", tracePacket{lanClient, "192.0.2.32", "tcp", 80}, "reject"},
+		{"ip-mode-proxy", tracePacket{lanClient, "203.0.113.24", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"ip-mode-proxy", tracePacket{lanClient, "203.0.113.25", "tcp", 80}, "none"},
 		{"options", tracePacket{podHere, "198.18.0.10", "tcp", 80}, "none"}, // ClusterIPs not forwarded
 		{"options", tracePacket{lanClient, "203.0.113.10", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 	} {
