@@ -13,11 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// reservedAddresses are the addresses no Service may take, with why: every node's InternalIP
+// ReservedAddresses returns the addresses no Service may take, with why: every node's InternalIP
 // and ExternalIP (a Service holding one would take over the node's traffic on the ports it
 // exposes) and the API server's endpoints (the kubernetes Service's EndpointSlices). A
 // gateway's address is not known to the cluster; pools must leave it out.
-func reservedAddresses(nodes []*corev1.Node, apiSlices []*discoveryv1.EndpointSlice) map[netip.Addr]string {
+func ReservedAddresses(nodes []*corev1.Node, apiSlices []*discoveryv1.EndpointSlice) map[netip.Addr]string {
 	out := map[netip.Addr]string{}
 	for _, n := range nodes {
 		for _, a := range n.Status.Addresses {
@@ -51,7 +51,7 @@ func (c *Controller) syncReserved() bool {
 	for _, o := range c.apiSlices.GetStore().List() {
 		slicesIn = append(slicesIn, o.(*discoveryv1.EndpointSlice))
 	}
-	next := reservedAddresses(nodes, slicesIn)
+	next := ReservedAddresses(nodes, slicesIn)
 	if maps.Equal(next, c.alloc.Reserved()) {
 		return false
 	}

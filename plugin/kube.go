@@ -7,6 +7,7 @@ import (
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/controller"
 	"github.com/ironlb/ironlb/internal/kubeclient"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -39,6 +40,12 @@ func Load(ctx context.Context, c *kubeclient.Clients, class controller.Class, na
 		return nil, fmt.Errorf("listing EndpointSlices: %w", err)
 	}
 	st.EndpointSlices = slices.Items
+	apiSlices, err := c.Kube.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx,
+		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
+	if err != nil {
+		return nil, fmt.Errorf("listing the API server's EndpointSlices: %w", err)
+	}
+	st.APIServerSlices = apiSlices.Items
 	events, err := core.Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.kind", "Service").String()})
 	if err != nil {
 		return nil, fmt.Errorf("listing Events: %w", err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/meta"
 )
@@ -23,6 +24,14 @@ type PoolUsage struct {
 	Message  string        `json:"message,omitempty"`
 	Families []FamilyUsage `json:"families,omitempty"`
 	Holders  []Holder      `json:"holders,omitempty"`
+	// Reserved are the pool's addresses the controller never allocates (nodes', API server's).
+	Reserved []Reserved `json:"reserved,omitempty"`
+}
+
+// Reserved is an address no Service may take, and why.
+type Reserved struct {
+	IP  string `json:"ip"`
+	Why string `json:"why"`
 }
 
 // FamilyUsage counts one family of a pool; decimal strings, as IPv6 counts exceed int64.
@@ -91,6 +100,14 @@ func Pools(st *State) []PoolUsage {
 		for _, h := range u.Holders {
 			slices.Sort(h.Services)
 		}
+		if ranges, err := allocator.ParseAddresses(p.Spec.Addresses); err == nil {
+			for ip, why := range m.alloc.Reserved() {
+				if slices.ContainsFunc(ranges, func(r allocator.Range) bool { return r.Contains(ip) }) {
+					u.Reserved = append(u.Reserved, Reserved{IP: ip.String(), Why: why})
+				}
+			}
+			slices.SortFunc(u.Reserved, func(a, b Reserved) int { return compareIPs(a.IP, b.IP) })
+		}
 		out = append(out, u)
 	}
 	if hs := holders[""]; len(hs) > 0 {
@@ -133,6 +150,9 @@ func WritePools(w io.Writer, pools []PoolUsage) error {
 		for _, h := range p.Holders {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Name, h.IP, strings.Join(h.Services, ", "))
 			n++
+		}
+		for _, r := range p.Reserved {
+			fmt.Fprintf(tw, "%s\t%s\treserved: %s\n", p.Name, r.IP, r.Why)
 		}
 	}
 	if n == 0 {

@@ -65,6 +65,7 @@ func TestPools(t *testing.T) {
 		svc("shop", "c", 3, dualStack, withIPs("198.51.100.11", "2001:db8::10")),
 		svc("shop", "old", 4, withIPs("192.0.2.50")),
 	}
+	st.Nodes[1].Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "203.0.113.1"}}
 	got := Pools(st)
 	var b strings.Builder
 	if err := WritePools(&b, got); err != nil {
@@ -73,7 +74,7 @@ func TestPools(t *testing.T) {
 	t.Log("\n" + b.String())
 	for _, want := range []string{
 		"late       IPv4    1      0         0          true         Overlap: not used for allocation: overlaps the older pool web",
-		"spare      IPv4    4      0         4          true         Ready",
+		"spare      IPv4    4      0         3          true         Ready",
 		"web        IPv4    2      2         0          true         Ready",
 		"web        IPv6    2      1         1          true         Ready",
 		"web        198.51.100.10  shop/a, shop/b",
@@ -81,6 +82,7 @@ func TestPools(t *testing.T) {
 		"web        2001:db8::10   shop/c",
 		"(no pool)  -       -      -         -          -            Outside",
 		"(no pool)  192.0.2.50     shop/old",
+		"spare      203.0.113.1    reserved: the InternalIP of node n2",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("pools lacks %q", want)

@@ -32,17 +32,21 @@ type State struct {
 	Namespaces     []corev1.Namespace
 	Nodes          []corev1.Node
 	EndpointSlices []discoveryv1.EndpointSlice
-	Events         []corev1.Event
-	Pools          []v1alpha1.IPPool
-	L2Ads          []v1alpha1.L2Advertisement
-	BGPAds         []v1alpha1.BGPAdvertisement
-	Peers          []v1alpha1.BGPPeer
-	Sessions       []v1alpha1.BGPSessionState
-	Announcements  []v1alpha1.ServiceAnnouncement
+	// APIServerSlices are the EndpointSlices of Service default/kubernetes: the API server's
+	// addresses, which the controller never allocates (as the nodes' addresses).
+	APIServerSlices []discoveryv1.EndpointSlice
+	Events          []corev1.Event
+	Pools           []v1alpha1.IPPool
+	L2Ads           []v1alpha1.L2Advertisement
+	BGPAds          []v1alpha1.BGPAdvertisement
+	Peers           []v1alpha1.BGPPeer
+	Sessions        []v1alpha1.BGPSessionState
+	Announcements   []v1alpha1.ServiceAnnouncement
 }
 
 // model is the allocator as the controller would hold it now: the live pools, oldest first,
-// and every handled Service's current addresses restored, oldest Service first.
+// the reserved addresses (nodes', API server's), and every handled Service's current
+// addresses restored, oldest Service first.
 type model struct {
 	st       *State
 	alloc    *allocator.Allocator
@@ -73,6 +77,15 @@ func newModel(st *State) *model {
 		compiled = append(compiled, p)
 	}
 	m.rep = m.alloc.SetPools(compiled)
+	nodes := make([]*corev1.Node, len(st.Nodes))
+	for i := range st.Nodes {
+		nodes[i] = &st.Nodes[i]
+	}
+	apiSlices := make([]*discoveryv1.EndpointSlice, len(st.APIServerSlices))
+	for i := range st.APIServerSlices {
+		apiSlices[i] = &st.APIServerSlices[i]
+	}
+	m.alloc.SetReserved(controller.ReservedAddresses(nodes, apiSlices))
 	for _, svc := range m.sortedServices() {
 		if ips := ingressIPs(svc); len(ips) > 0 && st.Class.Handles(svc) {
 			req, _ := controller.RequestFor(svc, m.nsLabels[svc.Namespace])

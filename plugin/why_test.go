@@ -75,6 +75,22 @@ func TestWhy(t *testing.T) {
 		verdict: VerdictPending,
 		want:    []string{"198.51.100.10 is held by shop/a", "sharing-key"},
 	}, {
+		name: "requested IP is a node's",
+		setup: func(st *State) {
+			st.Nodes[0].Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}}
+			st.Services = []corev1.Service{svc("shop", "a", 1, withAnnotation("ironlb.io/ips", "198.51.100.11"))}
+		},
+		verdict: VerdictPending,
+		want:    []string{"198.51.100.11 is reserved: the InternalIP of node n1", "request another address"},
+	}, {
+		name: "the API server's address is skipped",
+		setup: func(st *State) {
+			st.APIServerSlices = []discoveryv1.EndpointSlice{{Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.51.100.10"}}}}}
+			st.Services = []corev1.Service{svc("shop", "a", 1)}
+		},
+		verdict: VerdictPending,
+		want:    []string{"the controller would give the Service 198.51.100.11 but its status shows <pending>"},
+	}, {
 		name: "requested IP outside pools",
 		setup: func(st *State) {
 			st.Services = []corev1.Service{svc("shop", "a", 1, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "192.0.2.9" })}
