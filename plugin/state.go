@@ -123,20 +123,31 @@ func (m *model) overlapOf(name string) string {
 	return ""
 }
 
-// poolOf returns the live pool whose addresses contain ip (the oldest one when pools overlap).
+// poolOf returns the pool ip belongs to, as the speakers decide it: the oldest whose addresses
+// contain it, else the oldest that retains it (status.retainedAddresses: a Service kept it
+// when the pool shrank), else none.
 func (st *State) poolOf(ip netip.Addr) *v1alpha1.IPPool {
-	var best *v1alpha1.IPPool
+	older := func(p, best *v1alpha1.IPPool) bool {
+		return best == nil || cmp.Or(p.CreationTimestamp.Compare(best.CreationTimestamp.Time), strings.Compare(p.Name, best.Name)) < 0
+	}
+	var in, retains *v1alpha1.IPPool
 	for i := range st.Pools {
 		p := &st.Pools[i]
 		ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
-		if err != nil || !slices.ContainsFunc(ranges, func(r allocator.Range) bool { return r.Contains(ip) }) {
+		if err != nil {
 			continue
 		}
-		if best == nil || cmp.Or(p.CreationTimestamp.Compare(best.CreationTimestamp.Time), strings.Compare(p.Name, best.Name)) < 0 {
-			best = p
+		if slices.ContainsFunc(ranges, func(r allocator.Range) bool { return r.Contains(ip) }) && older(p, in) {
+			in = p
+		}
+		if slices.Contains(p.Status.RetainedAddresses, ip.String()) && older(p, retains) {
+			retains = p
 		}
 	}
-	return best
+	if in != nil {
+		return in
+	}
+	return retains
 }
 
 func (st *State) service(namespace, name string) *corev1.Service {

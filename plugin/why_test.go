@@ -141,6 +141,15 @@ func TestWhy(t *testing.T) {
 		verdict: VerdictPartlyServed,
 		want:    []string{"no L2Advertisement or BGPAdvertisement selects pool web", "spec.ipPools: [web]"},
 	}, {
+		name: "retained by a shrunk pool",
+		setup: func(st *State) {
+			st.Pools[0].Spec.Addresses = []string{"198.51.100.11/32"}
+			st.Pools[0].Status.RetainedAddresses = []string{"198.51.100.10"}
+			st.Services = []corev1.Service{svc("shop", "a", 1, withIPs("198.51.100.10"))}
+		},
+		verdict: VerdictPartlyServed,
+		want:    []string{"no node announces 198.51.100.10 by L2, although n1, n2 may"},
+	}, {
 		name: "not announced: no node eligible",
 		setup: func(st *State) {
 			st.L2Ads[0].Spec.NodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "true"}}}
