@@ -374,8 +374,9 @@ func TestRenderAllValues(t *testing.T) {
 	}
 	var s corev1.Secret
 	find(t, objs, "Secret", "edge-lb-memberlist", &s)
-	if got := string(s.Data["key"]); got != "0123456789abcdef0123456789abcdef" {
-		t.Errorf("memberlist key %q; want the one from the values", got)
+	// The key that encrypts, then the extra keys accepted (a rotation), one per line.
+	if got := string(s.Data["key"]); got != "0123456789abcdef0123456789abcdef\nfedcba9876543210fedcba9876543210" {
+		t.Errorf("memberlist keys %q; want the key, then the extra key, from the values", got)
 	}
 
 	var rule unstructured.Unstructured

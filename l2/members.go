@@ -34,6 +34,10 @@ type MembersConfig struct {
 	// SecretKey encrypts gossip (AES-GCM; 16, 24 or 32 bytes). Empty disables encryption,
 	// which the speaker logs as a warning.
 	SecretKey []byte
+	// ExtraKeys are accepted besides SecretKey for what other members send, so the key can be
+	// rotated with no split: first every node accepts the new key, then every node encrypts
+	// with it and accepts the old one, then the old one goes (one rollout each).
+	ExtraKeys [][]byte
 	// ProbeInterval is how often a member probes one other member.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long a direct probe waits for its ack before indirect probes start;
@@ -98,6 +102,13 @@ func (m *Members) Start() error {
 	c.TCPTimeout = 2 * time.Second
 	if len(m.cfg.SecretKey) > 0 {
 		c.SecretKey = m.cfg.SecretKey
+		if len(m.cfg.ExtraKeys) > 0 {
+			kr, err := memberlist.NewKeyring(m.cfg.ExtraKeys, m.cfg.SecretKey)
+			if err != nil {
+				return fmt.Errorf("memberlist keyring: %w", err)
+			}
+			c.Keyring = kr
+		}
 	}
 	c.Events = eventNotifier{m.notify}
 	c.Delegate = metaDelegate{m}
@@ -285,6 +296,27 @@ func KeyFromString(s string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("memberlist key: want 16, 24 or 32 bytes (raw, hex or base64), got %d characters", len(s))
+}
+
+// KeysFromString reads one key per line (KeyFromString), empty lines aside: the first
+// encrypts (MembersConfig.SecretKey), the others are only accepted (ExtraKeys), as a Secret
+// holds them during a rotation.
+func KeysFromString(s string) ([][]byte, error) {
+	var keys [][]byte
+	for i, line := range strings.Split(s, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, err := KeyFromString(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("memberlist key: none given")
+	}
+	return keys, nil
 }
 
 func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

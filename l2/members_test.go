@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -191,5 +192,79 @@ func TestMembersPublishMetadata(t *testing.T) {
 	}
 	if err := m1.SetMeta(make([]byte, MaxMetaSize+1)); err == nil {
 		t.Error("metadata over the limit accepted")
+	}
+}
+
+// A key rotation in three rollouts never splits the members: (1) every node also accepts the
+// new key, (2) every node encrypts with the new key and still accepts the old one, (3) the old
+// key goes. At each step a node already rolled out and one not yet see each other. Skipping
+// step 1 splits them, which is why it exists.
+func TestMembersKeyRotation(t *testing.T) {
+	if reexecInMembersNS(t) {
+		return
+	}
+	old, next := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	type keys struct {
+		primary []byte
+		extra   [][]byte
+	}
+	start := func(i int, k keys) *Members {
+		t.Helper()
+		cfg := DefaultMembersConfig()
+		cfg.NodeName = fmt.Sprintf("node%d", i)
+		cfg.BindAddr = netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		cfg.SecretKey, cfg.ExtraKeys = k.primary, k.extra
+		m := NewMembers(cfg)
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, step := range []struct {
+		name          string
+		before, after keys
+		split         bool
+	}{
+		{"1: accept the new key", keys{old, nil}, keys{old, [][]byte{next}}, false},
+		{"2: encrypt with the new key", keys{old, [][]byte{next}}, keys{next, [][]byte{old}}, false},
+		{"3: drop the old key", keys{next, [][]byte{old}}, keys{next, nil}, false},
+		{"step 1 skipped: split", keys{old, nil}, keys{next, [][]byte{old}}, true},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			m1, m2 := start(1, step.before), start(2, step.after)
+			defer func() { _ = m1.Leave(0); _ = m2.Leave(0) }()
+			n, err := m2.Join([]netip.Addr{m1.cfg.BindAddr})
+			if step.split {
+				if err == nil || n != 0 {
+					t.Errorf("joined across incompatible keys: %d, %v", n, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("join: %v", err)
+			}
+			waitAlive(t, m1, 2, 5*time.Second)
+			waitAlive(t, m2, 2, 5*time.Second)
+			// They stay together through a second of probes (each decrypts the other's).
+			for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+				if len(m1.Alive()) != 2 || len(m2.Alive()) != 2 {
+					t.Fatalf("split: %v / %v", m1.Alive(), m2.Alive())
+				}
+			}
+		})
+	}
+}
+
+func TestKeysFromString(t *testing.T) {
+	a, b := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	keys, err := KeysFromString(a + "\n\n" + b + "\n")
+	if err != nil || len(keys) != 2 || string(keys[0]) != a || string(keys[1]) != b {
+		t.Fatalf("KeysFromString: %q, %v; want the two keys in order", keys, err)
+	}
+	if _, err := KeysFromString(a + "\nshort\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a bad second key: %v, want an error naming line 2", err)
+	}
+	if _, err := KeysFromString(" \n"); err == nil {
+		t.Error("no key accepted")
 	}
 }

@@ -22,7 +22,7 @@ func main() {
 	flag.BoolVar(&cfg.Class.Only, "only-load-balancer-class", false, "handle only Services of -load-balancer-class, not those without a class")
 	bind := flag.String("memberlist-bind", "", "memberlist address (default: the node's first InternalIP)")
 	flag.IntVar(&cfg.Members.BindPort, "memberlist-port", cfg.Members.BindPort, "memberlist TCP and UDP port")
-	keyFile := flag.String("memberlist-key-file", "", "file holding the gossip encryption key (16/24/32 bytes, raw, hex or base64), e.g. a mounted Secret")
+	keyFile := flag.String("memberlist-key-file", "", "file holding the gossip encryption key (16/24/32 bytes, raw, hex or base64), e.g. a mounted Secret; more lines: keys also accepted, for a rotation")
 	flag.DurationVar(&cfg.Members.ProbeInterval, "memberlist-probe-interval", cfg.Members.ProbeInterval, "how often each node probes another")
 	flag.DurationVar(&cfg.Members.ProbeTimeout, "memberlist-probe-timeout", cfg.Members.ProbeTimeout, "how long a probe waits for its ack")
 	flag.IntVar(&cfg.Members.SuspicionMult, "memberlist-suspicion-mult", cfg.Members.SuspicionMult, "suspicion timeout multiplier")
@@ -57,9 +57,11 @@ func main() {
 		if err != nil {
 			fail(fmt.Errorf("-memberlist-key-file: %w", err))
 		}
-		if cfg.Members.SecretKey, err = l2.KeyFromString(string(raw)); err != nil {
+		keys, err := l2.KeysFromString(string(raw))
+		if err != nil {
 			fail(fmt.Errorf("-memberlist-key-file %s: %w", *keyFile, err))
 		}
+		cfg.Members.SecretKey, cfg.Members.ExtraKeys = keys[0], keys[1:]
 	}
 	s, err := speaker.New(cfg, restCfg, reg, reg)
 	if err != nil {

@@ -82,8 +82,12 @@ else a new random key. `lookup` returns nothing under `helm template` and client
 so those render a new random key every time (values.yaml says what to do about it).
 */}}
 {{- define "ironlb.memberlistKeyData" -}}
-{{- if .Values.speaker.memberlist.key -}}
-{{- .Values.speaker.memberlist.key | b64enc -}}
+{{- $m := .Values.speaker.memberlist -}}
+{{- if and $m.extraKeys (not $m.key) -}}
+{{- fail "speaker.memberlist.extraKeys needs speaker.memberlist.key: the key that encrypts" -}}
+{{- end -}}
+{{- if $m.key -}}
+{{- prepend ($m.extraKeys | default list) $m.key | join "\n" | b64enc -}}
 {{- else -}}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "ironlb.memberlistSecretName" .) -}}
 {{- $data := dig "data" "key" "" $existing -}}
