@@ -229,19 +229,19 @@ func (s *scenario) podsOf(app string) []*lab.Pod {
 // started with --forwarding=auto leaves ironlb's table absent there.
 func TestForwardingAutoStepsAsideForKubeProxy(t *testing.T) {
 	n := env.lab.Nodes[2]
-	env.ilb.Speakers[n.Name].Stop(syscall.SIGTERM, 5*time.Second)
+	stopSpeaker(t, n, syscall.SIGTERM)
 	mustRun(t, n.NetNS, "nft", "add", "table", "ip", "kube-proxy")
 	_, _ = lab.Exec(context.Background(), n.NetNS, "nft", "delete", "table", "inet", "ironlb")
 	t.Cleanup(func() {
-		env.ilb.Speakers[n.Name].Stop(syscall.SIGTERM, 5*time.Second)
+		stopSpeaker(t, n, syscall.SIGTERM)
 		mustRun(t, n.NetNS, "nft", "delete", "table", "ip", "kube-proxy")
 		restartSpeaker(t, n)
 	})
 	restartSpeaker(t, n)
 	s := newScenario(t)
 	s.eventually("the speaker says why forwarding is off", 10*time.Second, func() (bool, string) {
-		out, _ := lab.Exec(s.ctx, "", "grep", "-c", "forwarding off: kube-proxy", env.lab.Config.Dir+"/logs/speaker-"+n.Name+".log")
-		return strings.TrimSpace(string(out)) != "0", string(out)
+		log, err := env.ilb.SpeakerLog(s.ctx, n)
+		return strings.Contains(log, "forwarding off: kube-proxy"), fmt.Sprint(err)
 	})
 	if out, err := lab.Exec(s.ctx, n.NetNS, "nft", "list", "table", "inet", "ironlb"); err == nil {
 		t.Errorf("ironlb's table is present next to kube-proxy's:\n%s", out)

@@ -33,10 +33,10 @@ func BenchmarkL2Failover(b *testing.B) {
 		name           string
 		inject, repair func(n *lab.Node)
 	}{
-		{"SIGKILL", func(n *lab.Node) { env.ilb.Speakers[n.Name].Stop(syscall.SIGKILL, time.Second) }, benchRestart(b)},
+		{"SIGKILL", func(n *lab.Node) { benchStop(b, n, syscall.SIGKILL) }, benchRestart(b)},
 		{"link-down", func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "down") },
 			func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "up") }},
-		{"SIGTERM", func(n *lab.Node) { env.ilb.Speakers[n.Name].Stop(syscall.SIGTERM, 5*time.Second) }, benchRestart(b)},
+		{"SIGTERM", func(n *lab.Node) { benchStop(b, n, syscall.SIGTERM) }, benchRestart(b)},
 	}
 	for _, k := range kinds {
 		var took []time.Duration
@@ -150,6 +150,12 @@ func report(b *testing.B, name string, d []time.Duration) {
 	b.ReportMetric(p(0.5), name+"-p50-ms")
 	b.ReportMetric(p(0.99), name+"-p99-ms")
 	b.Logf("%s: n=%d p50=%.0f ms p99=%.0f ms max=%.0f ms all=%v", name, len(d), p(0.5), p(0.99), float64(d[len(d)-1].Microseconds())/1000, d)
+}
+
+func benchStop(b *testing.B, n *lab.Node, sig syscall.Signal) {
+	if err := env.ilb.StopSpeaker(context.Background(), n, sig); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func benchRestart(b *testing.B) func(n *lab.Node) {

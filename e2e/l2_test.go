@@ -92,9 +92,7 @@ func TestL2Failover(t *testing.T) {
 		name           string
 		inject, repair func(t *testing.T, n *lab.Node)
 	}{
-		{"SIGKILL", func(t *testing.T, n *lab.Node) {
-			env.ilb.Speakers[n.Name].Stop(syscall.SIGKILL, time.Second)
-		}, restartSpeaker},
+		{"SIGKILL", func(t *testing.T, n *lab.Node) { stopSpeaker(t, n, syscall.SIGKILL) }, restartSpeaker},
 		{"link down", func(t *testing.T, n *lab.Node) {
 			if _, err := lab.Exec(context.Background(), n.NetNS, "ip", "link", "set", "eth0", "down"); err != nil {
 				t.Fatal(err)
@@ -104,9 +102,7 @@ func TestL2Failover(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"SIGTERM", func(t *testing.T, n *lab.Node) {
-			env.ilb.Speakers[n.Name].Stop(syscall.SIGTERM, 5*time.Second)
-		}, restartSpeaker},
+		{"SIGTERM", func(t *testing.T, n *lab.Node) { stopSpeaker(t, n, syscall.SIGTERM) }, restartSpeaker},
 	}
 	for _, f := range faults {
 		for trial := 1; trial <= 2; trial++ {
@@ -148,6 +144,13 @@ func TestL2Failover(t *testing.T) {
 				repair()
 			})
 		}
+	}
+}
+
+// stopSpeaker stops n's speaker: a lab process, or on a real cluster the DaemonSet's pod.
+func stopSpeaker(t *testing.T, n *lab.Node, sig syscall.Signal) {
+	if err := env.ilb.StopSpeaker(context.Background(), n, sig); err != nil {
+		t.Fatal(err)
 	}
 }
 

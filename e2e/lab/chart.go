@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -33,6 +37,7 @@ func (l *Lab) installChart(ctx context.Context, set ...string) error {
 		"--kubeconfig", l.Kubeconfig, "--namespace", SystemNamespace, "--create-namespace",
 		"--set", "controller.image.pullPolicy=Never",
 		"--set", "speaker.image.pullPolicy=Never",
+		"--set-string", "speaker.nodeSelector." + strings.ReplaceAll(SpeakerLabel, ".", `\.`) + "=true",
 	}
 	args = append(args, chartAPIServerValues()...)
 	for _, s := range set {
@@ -93,4 +98,140 @@ func helmBinary(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("lab: helm is missing (run hack/install-deps.sh): %w", err)
 	}
 	return bin, nil
+}
+
+// SpeakerLabel on a node lets the chart's speaker DaemonSet run there (the lab installs the
+// chart with it as speaker.nodeSelector; kubelets register their nodes with it). Removing it is
+// how the lab stops one node's speaker without the DaemonSet starting another.
+const SpeakerLabel = "lab.ironlb.io/speaker"
+
+// StopSpeaker stops the speaker of node n. SIGKILL kills it where it stands (a crash: no
+// memberlist leave, no withdrawal); SIGTERM lets it shut down as on a rolling update. On a real
+// cluster the speaker is the DaemonSet's pod: SIGKILL kills its container's process, SIGTERM
+// deletes the pod gracefully; either way n loses SpeakerLabel until StartSpeaker.
+func (ilb *IronLB) StopSpeaker(ctx context.Context, n *Node, sig syscall.Signal) error {
+	if !ilb.Chart {
+		p := ilb.Speakers[n.Name]
+		if p == nil {
+			return fmt.Errorf("lab: no speaker process on %s", n.Name)
+		}
+		timeout := 5 * time.Second
+		if sig == syscall.SIGKILL {
+			timeout = time.Second
+		}
+		p.Stop(sig, timeout)
+		return nil
+	}
+	l := ilb.lab
+	if sig == syscall.SIGKILL {
+		pids, err := speakerPIDs(n)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return fmt.Errorf("lab: no ironlb-speaker process in %s", n.NetNS)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// Without the label the DaemonSet controller deletes the pod (gracefully: SIGTERM) and
+	// starts no other; the kubelet does not restart the killed container of a deleted pod.
+	if err := l.setNodeLabel(ctx, n, SpeakerLabel, ""); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := ilb.speakerPod(ctx, n)
+		if err != nil {
+			return false, nil
+		}
+		pids, err := speakerPIDs(n)
+		return pod == nil && err == nil && len(pids) == 0, nil
+	})
+}
+
+// speakerPod returns the speaker pod on n, or nil.
+func (ilb *IronLB) speakerPod(ctx context.Context, n *Node) (*corev1.Pod, error) {
+	pods, err := ilb.lab.Client.CoreV1().Pods(SystemNamespace).List(ctx, metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/component=speaker",
+		FieldSelector: "spec.nodeName=" + n.Name,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: listing the speaker pod of %s: %w", n.Name, err)
+	}
+	if len(pods.Items) == 0 {
+		return nil, nil
+	}
+	return &pods.Items[0], nil
+}
+
+// startChartSpeaker gives n SpeakerLabel back and waits for its new speaker pod to be ready.
+func (ilb *IronLB) startChartSpeaker(ctx context.Context, n *Node) error {
+	if err := ilb.lab.setNodeLabel(ctx, n, SpeakerLabel, "true"); err != nil {
+		return err
+	}
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := ilb.speakerPod(ctx, n)
+		if err != nil || pod == nil {
+			last = fmt.Sprint("no pod ", err)
+			return false, nil
+		}
+		last = fmt.Sprintf("%s %s", pod.Name, pod.Status.Phase)
+		return pod.DeletionTimestamp == nil && podReady(pod), nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: waiting for the speaker pod on %s (%s): %w", n.Name, last, err)
+	}
+	return nil
+}
+
+// SpeakerLog returns the log of n's speaker: its process's log file, or its pod's log.
+func (ilb *IronLB) SpeakerLog(ctx context.Context, n *Node) (string, error) {
+	if !ilb.Chart {
+		b, err := os.ReadFile(ilb.lab.logPath("speaker-" + n.Name))
+		return string(b), err
+	}
+	pod, err := ilb.speakerPod(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	if pod == nil {
+		return "", fmt.Errorf("lab: no speaker pod on %s", n.Name)
+	}
+	b, err := ilb.lab.Client.CoreV1().Pods(SystemNamespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("lab: log of %s: %w", pod.Name, err)
+	}
+	return string(b), nil
+}
+
+// setNodeLabel sets (value != "") or removes a label of n.
+func (l *Lab) setNodeLabel(ctx context.Context, n *Node, key, value string) error {
+	v := "null"
+	if value != "" {
+		v = strconv.Quote(value)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%s}}}`, key, v)
+	if _, err := l.Client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("lab: labelling %s %s=%q: %w", n.Name, key, value, err)
+	}
+	return nil
+}
+
+// speakerPIDs finds the ironlb-speaker processes in n's network namespace (the speaker pod
+// uses the host network).
+func speakerPIDs(n *Node) ([]int, error) {
+	pids, err := pidsInNetNS([]string{filepath.Join("/var/run/netns", n.NetNS)})
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, pid := range pids {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(comm)) == "ironlb-speaker" {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
 }

@@ -104,6 +104,7 @@ type IronLB struct {
 	Speakers   map[string]*Process // by node name
 	bins       map[string]string
 	keyFile    string
+	lab        *Lab
 }
 
 // StartIronLB builds ironlb's commands and starts those that exist: the controller (with its
@@ -118,13 +119,13 @@ func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*Iro
 		if err := l.installChart(ctx, set...); err != nil {
 			return nil, err
 		}
-		return &IronLB{Chart: true}, nil
+		return &IronLB{Chart: true, lab: l}, nil
 	}
 	bins, err := l.BuildComponents(ctx, filepath.Join(l.Config.Dir, "bin"))
 	if err != nil {
 		return nil, err
 	}
-	ilb := &IronLB{Speakers: map[string]*Process{}, bins: bins, keyFile: filepath.Join(l.Config.Dir, "memberlist.key")}
+	ilb := &IronLB{Speakers: map[string]*Process{}, bins: bins, keyFile: filepath.Join(l.Config.Dir, "memberlist.key"), lab: l}
 	// The memberlist key, as the chart's Secret would hold it: 32 random bytes, hex.
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -152,8 +153,12 @@ func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*Iro
 }
 
 // StartSpeaker (re)starts the speaker of node n; it does nothing before cmd/ironlb-speaker
-// exists.
+// exists. On a real cluster it lets the DaemonSet run a speaker pod on n again (extraArgs are
+// the chart's) and waits until it is ready.
 func (ilb *IronLB) StartSpeaker(ctx context.Context, l *Lab, n *Node, extraArgs ...string) (*Process, error) {
+	if ilb.Chart {
+		return nil, ilb.startChartSpeaker(ctx, n)
+	}
 	bin, ok := ilb.bins["ironlb-speaker"]
 	if !ok {
 		return nil, nil

@@ -178,7 +178,7 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 		"--cert-dir=" + filepath.Join(rt.dir, "kubelet", "pki"),
 		"--hostname-override=" + n.Name,
 		"--node-ip=" + n.LAN4.String() + "," + n.LAN6.String(),
-		"--node-labels=ironlb.io/lab=true",
+		"--node-labels=ironlb.io/lab=true," + SpeakerLabel + "=true",
 		"--v=1",
 	}
 	if rt.kubelet, err = l.StartHostMounts(ctx, "kubelet-"+n.Name, n.NetNS, kubelet, args...); err != nil {
