@@ -120,13 +120,13 @@ func TestReportColumns(t *testing.T) {
 	client := dynamicClient(t)
 	ctx := context.Background()
 	objects := []*unstructured.Unstructured{
-		newObject(t, "ServiceAnnouncement", "web-node-1-l2",
+		newObject(t, "ServiceAnnouncement", "web.node-1.l2",
 			`{serviceName: web, nodeName: node-1, mode: L2, ips: [198.51.100.200, "2001:db8::200"], interfaces: [eth0]}`),
-		newObject(t, "ServiceAnnouncement", "web-node-2-bgp",
+		newObject(t, "ServiceAnnouncement", "web.node-2.bgp",
 			`{serviceName: web, nodeName: node-2, mode: BGP, ips: [203.0.113.10], peers: [router-a]}`),
-		newObject(t, "BGPSessionState", "node-1-router-a",
+		newObject(t, "BGPSessionState", "node-1.router-a-93f4124b9f",
 			`{nodeName: node-1, peerName: router-a, peerAddress: 198.51.100.1, state: Established, establishedSince: "2026-01-02T03:04:05Z", prefixesSent: 2}`),
-		newObject(t, "BGPSessionState", "node-2-router-a",
+		newObject(t, "BGPSessionState", "node-2.router-a-a4b665ebda",
 			`{nodeName: node-2, peerName: router-a, peerAddress: 198.51.100.1, state: Active, lastError: "received NOTIFICATION: OPEN Message Error, Bad Peer AS"}`),
 	}
 	for _, obj := range objects {
@@ -140,8 +140,8 @@ func TestReportColumns(t *testing.T) {
 	t.Run("all ServiceAnnouncements", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "")
 		want := []map[string]string{
-			{"Name": "web-node-1-l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Node": "node-1", "Mode": "L2", "Interfaces": `["eth0"]`, "Peers": ""},
-			{"Name": "web-node-2-bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Node": "node-2", "Mode": "BGP", "Interfaces": "", "Peers": `["router-a"]`},
+			{"Name": "web.node-1.l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Node": "node-1", "Mode": "L2", "Interfaces": `["eth0"]`, "Peers": ""},
+			{"Name": "web.node-2.bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Node": "node-2", "Mode": "BGP", "Interfaces": "", "Peers": `["router-a"]`},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("table (-want +got):\n%s", diff)
@@ -149,15 +149,15 @@ func TestReportColumns(t *testing.T) {
 	})
 	t.Run("ServiceAnnouncements of one node", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "nodeName=node-2")
-		if len(got) != 1 || got[0]["Name"] != "web-node-2-bgp" {
-			t.Errorf("nodeName=node-2 selects %v, want web-node-2-bgp only", got)
+		if len(got) != 1 || got[0]["Name"] != "web.node-2.bgp" {
+			t.Errorf("nodeName=node-2 selects %v, want web.node-2.bgp only", got)
 		}
 	})
 	t.Run("all BGPSessionStates", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/bgpsessionstates", "")
 		want := []map[string]string{
-			{"Name": "node-1-router-a", "Node": "node-1", "Peer": "router-a", "Peer Address": "198.51.100.1", "State": "Established", "Sent": "2", "Received": "", "Error": ""},
-			{"Name": "node-2-router-a", "Node": "node-2", "Peer": "router-a", "Peer Address": "198.51.100.1", "State": "Active", "Sent": "", "Received": "",
+			{"Name": "node-1.router-a-93f4124b9f", "Node": "node-1", "Peer": "router-a", "Peer Address": "198.51.100.1", "State": "Established", "Sent": "2", "Received": "", "Error": ""},
+			{"Name": "node-2.router-a-a4b665ebda", "Node": "node-2", "Peer": "router-a", "Peer Address": "198.51.100.1", "State": "Active", "Sent": "", "Received": "",
 				"Error": "received NOTIFICATION: OPEN Message Error, Bad Peer AS"},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -166,8 +166,8 @@ func TestReportColumns(t *testing.T) {
 	})
 	t.Run("established BGPSessionStates", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/bgpsessionstates", "state=Established")
-		if len(got) != 1 || got[0]["Name"] != "node-1-router-a" {
-			t.Errorf("state=Established selects %v, want node-1-router-a only", got)
+		if len(got) != 1 || got[0]["Name"] != "node-1.router-a-93f4124b9f" {
+			t.Errorf("state=Established selects %v, want node-1.router-a-93f4124b9f only", got)
 		}
 	})
 }
