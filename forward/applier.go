@@ -52,6 +52,27 @@ func NewApplier(nft knftables.Interface) *Applier {
 // someone edited the table by hand.
 func (a *Applier) Invalidate() { a.current = nil }
 
+// Remove deletes ironlb's table, if it is there, and makes the next Sync a full one. The
+// speaker calls it when it stops forwarding (kube-proxy appeared, or --forwarding=off found a
+// table left by an earlier run): a table nobody updates would DNAT to endpoints of the past.
+func (a *Applier) Remove(ctx context.Context) error {
+	a.current, a.stale, a.kept = nil, map[string]time.Time{}, map[string]*chain{}
+	return RemoveTable(ctx, a.nft)
+}
+
+// RemoveTable deletes ironlb's table through nft (bound to it, see [NewInterface]) if it
+// exists, in one transaction.
+func RemoveTable(ctx context.Context, nft knftables.Interface) error {
+	tx := nft.NewTransaction()
+	// Adding an existing table is a no-op, so the delete never fails for a missing table.
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("deleting nftables table %s %s: %w", TableFamily, TableName, err)
+	}
+	return nil
+}
+
 // LastSync returns the result of the last successful Sync.
 func (a *Applier) LastSync() SyncResult { return a.last }
 

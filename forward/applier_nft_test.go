@@ -208,3 +208,31 @@ func tableElements(t *testing.T, ns string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestRemoveInKernel: Remove deletes the table and leaves other tables alone, succeeds when
+// there is no table, and the next Sync rebuilds the table in full.
+func TestRemoveInKernel(t *testing.T) {
+	ns := newNamespace(t, "remove")
+	nftIn(t, ns, "add", "table", "ip", "kube-proxy")
+	a, _, _ := kernelApplier(t, ns)
+	mustKernelSync(t, ns, a, scenarios["cluster-policy"]())
+	remove := func() {
+		t.Helper()
+		inNamespace(t, ns, func() {
+			if err := a.Remove(context.Background()); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+		})
+	}
+	remove()
+	if out := nftIn(t, ns, "list", "tables"); strings.Contains(out, TableName) || !strings.Contains(out, "kube-proxy") {
+		t.Errorf("tables after Remove:\n%s\nwant kube-proxy's only", out)
+	}
+	remove() // no table: no error
+	if res := mustKernelSync(t, ns, a, scenarios["cluster-policy"]()); !res.Full {
+		t.Errorf("sync after Remove: %+v, want a full one", res)
+	}
+	if out := nftIn(t, ns, "list", "map", "inet", TableName, frontendsMap(ipv4)); !strings.Contains(out, "203.0.113.10") {
+		t.Errorf("frontends after the sync that followed Remove:\n%s", out)
+	}
+}

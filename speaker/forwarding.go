@@ -19,47 +19,117 @@ const (
 	ForwardingOff  = "off"
 )
 
-// forwarder keeps ironlb's nftables table in line with the Services and EndpointSlices. It
-// never removes the table: across a speaker restart traffic keeps flowing on the old rules,
-// and the next start replaces them in one transaction.
+// detectInterval is how often --forwarding=auto looks for kube-proxy's rules again (at the
+// next sync after it passed; the speaker syncs at least every Config.Resync).
+const detectInterval = 10 * time.Second
+
+// forwarder keeps ironlb's nftables table in line with the Services and EndpointSlices while
+// ironlb is the one forwarding on this node, and removes the table when it stops being so: with
+// --forwarding=auto it looks for kube-proxy's rules again every detectInterval, removes its
+// table when they appear and takes over again (a full sync) when they go. A table nobody updates
+// would DNAT to endpoints of the past, whose addresses later pods reuse.
+//
+// It keeps the table when the speaker stops: across a restart or a rolling update, traffic
+// keeps flowing on the old rules until the next speaker replaces them in one transaction
+// (kube-proxy also leaves its rules when it exits).
 type forwarder struct {
-	applier *forward.Applier
-	opts    forward.Options
-	log     *slog.Logger
-	metrics *forwardMetrics
+	mode       string
+	applier    *forward.Applier
+	opts       forward.Options
+	log        *slog.Logger
+	metrics    *forwardMetrics
+	detect     func(context.Context) (forward.Detection, error)
+	now        func() time.Time
+	active     bool      // ironlb's table forwards on this node
+	decided    bool      // active was set once
+	nextDetect time.Time // auto: when to look for kube-proxy again
 }
 
-// newForwarder decides, per mode, whether this node forwards, and returns nil when it does not.
+// newForwarder checks the mode and returns nil for off, after removing a table an earlier run
+// left. For auto it looks for kube-proxy's rules once now: an error there is fatal, as at start
+// nothing else tells whether this node may forward.
 func newForwarder(ctx context.Context, mode string, opts forward.Options, log *slog.Logger, m *forwardMetrics) (*forwarder, error) {
 	switch mode {
-	case ForwardingOff:
-		log.Info("forwarding off (--forwarding=off)")
-		return nil, nil
-	case ForwardingAuto:
-		d, err := forward.Detect(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("looking for kube-proxy's rules: %w", err)
-		}
-		if d.KubeProxy {
-			m.kubeProxy.Set(1)
-			log.Info("forwarding off: kube-proxy forwards Services on this node (--forwarding=auto)", "found", d.Found)
-			return nil, nil
-		}
-	case ForwardingOn:
+	case ForwardingOff, ForwardingAuto, ForwardingOn:
 	default:
 		return nil, fmt.Errorf("--forwarding=%q: want auto, on or off", mode)
 	}
 	nft, err := forward.NewInterface()
 	if err != nil {
+		if mode == ForwardingOff {
+			log.Info("forwarding off (--forwarding=off); no nft to look for a table of an earlier run", "err", err)
+			return nil, nil
+		}
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	m.enabled.Set(1)
-	log.Info("forwarding on: ironlb's nftables table forwards LoadBalancer, NodePort and ClusterIP traffic", "mode", mode)
-	return &forwarder{applier: forward.NewApplier(nft), opts: opts, log: log, metrics: m}, nil
+	return startForwarder(ctx, &forwarder{mode: mode, applier: forward.NewApplier(nft), opts: opts, log: log, metrics: m, detect: forward.Detect, now: time.Now})
 }
 
-// sync renders and applies; only what changed reaches the kernel.
+// startForwarder applies f's mode for the first time.
+func startForwarder(ctx context.Context, f *forwarder) (*forwarder, error) {
+	log, mode := f.log, f.mode
+	if mode == ForwardingOff {
+		if err := f.applier.Remove(ctx); err != nil {
+			return nil, err
+		}
+		log.Info("forwarding off (--forwarding=off); ironlb's nftables table removed if an earlier run left one")
+		return nil, nil
+	}
+	if err := f.decide(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decide turns forwarding on or off: on for mode on, and for auto unless kube-proxy's rules are
+// on the node. Turning it off removes the table.
+func (f *forwarder) decide(ctx context.Context) error {
+	want, why := true, "mode "+f.mode
+	if f.mode == ForwardingAuto {
+		f.nextDetect = f.now().Add(detectInterval)
+		d, err := f.detect(ctx)
+		if err != nil {
+			return fmt.Errorf("looking for kube-proxy's rules: %w", err)
+		}
+		want, why = !d.KubeProxy, d.String()
+	}
+	if f.decided && want == f.active {
+		return nil
+	}
+	if want {
+		f.log.Info("forwarding on: ironlb's nftables table forwards LoadBalancer, NodePort and ClusterIP traffic", "mode", f.mode, "why", why)
+	} else {
+		if err := f.applier.Remove(ctx); err != nil {
+			f.nextDetect = time.Time{} // try again at the next sync, forwarding nothing meanwhile
+			return err
+		}
+		f.log.Info("forwarding off: kube-proxy forwards Services on this node (--forwarding=auto); ironlb's table removed", "found", why)
+	}
+	f.metrics.enabled.Set(float64(btoi(want)))
+	f.metrics.kubeProxy.Set(float64(btoi(!want)))
+	f.active, f.decided = want, true
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sync renders and applies; only what changed reaches the kernel. With --forwarding=auto it
+// first looks for kube-proxy again when detectInterval has passed.
 func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.Service, slices []*discoveryv1.EndpointSlice) error {
+	if f.mode == ForwardingAuto && !f.now().Before(f.nextDetect) {
+		if err := f.decide(ctx); err != nil {
+			f.metrics.failures.Inc()
+			return err
+		}
+	}
+	if !f.active {
+		return nil
+	}
 	rs := forward.Render(forward.Input{Node: node, Services: svcs, EndpointSlices: slices, Options: f.opts})
 	res, err := f.applier.Sync(ctx, rs)
 	if err != nil {

@@ -52,7 +52,7 @@ type Speaker struct {
 	members   *l2.Members // created by Run, once the node's address is known
 	announcer *l2.Announcer
 	status    *statusWriter
-	fwd       *forwarder // nil while forwarding is off
+	fwd       *forwarder // nil with --forwarding=off
 	fwdMetric *forwardMetrics
 	bgp       *bgpRunner
 	published []byte // the L2 reach last published (memberlist metadata)

@@ -1,0 +1,119 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/forward"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/knftables"
+)
+
+// TestForwarderAutoFollowsKubeProxy: with --forwarding=auto the forwarder looks for kube-proxy
+// again once detectInterval has passed, removes its table when kube-proxy's rules appear, and
+// rebuilds it when they go. A table left by an earlier run is removed at start when kube-proxy
+// is there.
+func TestForwarderAutoFollowsKubeProxy(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(forward.TableFamily, forward.TableName)
+	m, err := newForwardMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeProxy, detections, detectErr := true, 0, error(nil)
+	now := time.Unix(1_000_000, 0)
+	f := &forwarder{mode: ForwardingAuto, applier: forward.NewApplier(fake), opts: forward.DefaultOptions(), log: slog.New(slog.DiscardHandler), metrics: m,
+		detect: func(context.Context) (forward.Detection, error) {
+			detections++
+			return forward.Detection{KubeProxy: kubeProxy, Found: []string{"nftables table ip kube-proxy"}}, detectErr
+		},
+		now: func() time.Time { return now },
+	}
+	// A table of an earlier run.
+	tx := fake.NewTransaction()
+	tx.Add(&knftables.Table{})
+	if err := fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{ClusterIP: "198.18.0.10", Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	node := forward.Node{Name: "node1", Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}
+	sync := func() {
+		t.Helper()
+		if err := f.sync(ctx, node, []*corev1.Service{svc}, nil); err != nil {
+			t.Fatalf("sync: %v", err)
+		}
+	}
+	state := func(step string, wantTable bool, wantDetections int) {
+		t.Helper()
+		if got := fake.Table != nil; got != wantTable {
+			t.Errorf("%s: table present %v, want %v", step, got, wantTable)
+		}
+		if detections != wantDetections {
+			t.Errorf("%s: %d detections, want %d", step, detections, wantDetections)
+		}
+		if got := testutil.ToFloat64(m.enabled); got != float64(btoi(wantTable)) {
+			t.Errorf("%s: forwarding_enabled %v, want %v", step, got, btoi(wantTable))
+		}
+		if got := testutil.ToFloat64(m.kubeProxy); got != float64(btoi(!wantTable)) {
+			t.Errorf("%s: kube_proxy_detected %v", step, got)
+		}
+	}
+
+	if _, err := startForwarder(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	state("start next to kube-proxy", false, 1)
+	sync()
+	state("a sync before detectInterval passed", false, 1)
+
+	kubeProxy = false
+	now = now.Add(detectInterval)
+	sync()
+	state("kube-proxy gone", true, 2)
+	if fake.Table.Chains["services"] == nil {
+		t.Fatalf("taking over did not build the table:\n%s", fake.Dump())
+	}
+
+	kubeProxy = true
+	now = now.Add(detectInterval / 2)
+	sync()
+	state("kube-proxy back, before detectInterval passed", true, 2)
+	now = now.Add(detectInterval / 2)
+	sync()
+	state("kube-proxy back", false, 3)
+
+	// A failed detection changes nothing and is retried at the next interval.
+	detectErr = errors.New("nft: not found")
+	now = now.Add(detectInterval)
+	if err := f.sync(ctx, node, []*corev1.Service{svc}, nil); err == nil {
+		t.Error("sync with a failing detection: no error")
+	}
+	state("detection failed", false, 4)
+}
+
+// TestForwarderOffRemovesTheTable: --forwarding=off removes a table an earlier run left.
+func TestForwarderOffRemovesTheTable(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(forward.TableFamily, forward.TableName)
+	tx := fake.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Add(&knftables.Chain{Name: "services"})
+	if err := fake.Run(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	f, err := startForwarder(ctx, &forwarder{mode: ForwardingOff, applier: forward.NewApplier(fake), log: slog.New(slog.DiscardHandler)})
+	if err != nil || f != nil {
+		t.Fatalf("startForwarder: %v, %v; want nil, nil", f, err)
+	}
+	if fake.Table != nil {
+		t.Errorf("table left:\n%s", fake.Dump())
+	}
+}
