@@ -108,6 +108,11 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	svcInf := c.factory.Core().V1().Services()
 	nsInf := c.factory.Core().V1().Namespaces()
 	nodeInf := c.factory.Core().V1().Nodes()
+	// Only the nodes' addresses are read: the cache keeps nothing else (a Node's status lists
+	// its images and more, kilobytes per node).
+	if err := nodeInf.Informer().SetTransform(nodeAddressesOnly); err != nil {
+		return nil, fmt.Errorf("node transform: %w", err)
+	}
 	c.services, c.namespaces, c.nodes = svcInf.Lister(), nsInf.Lister(), nodeInf.Lister()
 	c.apiFactory = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(metav1.NamespaceDefault),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {

@@ -10,6 +10,7 @@ import (
 	"github.com/ironlb/ironlb/allocator"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -41,6 +42,18 @@ func ReservedAddresses(nodes []*corev1.Node, apiSlices []*discoveryv1.EndpointSl
 		}
 	}
 	return out
+}
+
+// nodeAddressesOnly trims a Node for the cache to its name and addresses.
+func nodeAddressesOnly(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		Status:     corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}, nil
 }
 
 // syncReserved gives the allocator the reserved addresses from the caches; it reports whether
