@@ -14,10 +14,10 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/bgp"
+	"github.com/ironlb/ironlb/internal/owned"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -37,8 +37,8 @@ type bgpRunner struct {
 	speaker *bgp.Speaker
 	done    chan error
 	cancel  context.CancelFunc
-	written map[string]*v1alpha1.BGPSessionState // by name
-	secrets map[string]cachedSecret              // password Secrets by namespace/name
+	states  *owned.Reconciler[*v1alpha1.BGPSessionState]
+	secrets map[string]cachedSecret // password Secrets by namespace/name
 
 	running  bgp.Config // what GoBGP was started with, while speaker is set
 	startErr string     // why GoBGP is not running although peers select this node
@@ -255,7 +255,11 @@ func (r *bgpRunner) secret(ctx context.Context, ns, name string) (map[string][]b
 	if ok && time.Since(c.at) < secretTTL {
 		return c.data, c.err
 	}
-	sec, err := r.kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	// Bounded: the read runs in the plan's path, and an unreachable API server keeps the
+	// password read before anyway.
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	sec, err := r.kube.CoreV1().Secrets(ns).Get(gctx, name, metav1.GetOptions{})
+	cancel()
 	switch {
 	case err == nil:
 		c = cachedSecret{data: sec.Data}
@@ -288,8 +292,9 @@ func (r *bgpRunner) changes() <-chan struct{} {
 	return r.speaker.Changes()
 }
 
-// report writes one BGPSessionState per session of this node and the session metrics.
-func (r *bgpRunner) report(ctx context.Context) error {
+// report sets the session metrics and the desired BGPSessionStates, one per session of this
+// node (written by r.states, off the data path).
+func (r *bgpRunner) report() {
 	r.mu.Lock()
 	s := r.speaker
 	r.mu.Unlock()
@@ -300,12 +305,7 @@ func (r *bgpRunner) report(ctx context.Context) error {
 	for _, p := range r.idle {
 		sessions = append(sessions, bgp.SessionState{Peer: p.Name, Address: p.Address, State: bgp.StateIdle, LastError: r.startErr})
 	}
-	if r.written == nil {
-		if err := r.loadWritten(ctx); err != nil {
-			return err
-		}
-	}
-	desired := map[string]*v1alpha1.BGPSessionState{}
+	var desired []*v1alpha1.BGPSessionState
 	r.metrics.up.Reset()
 	for _, ss := range sessions {
 		up := 0.0
@@ -328,53 +328,9 @@ func (r *bgpRunner) report(ctx context.Context) error {
 		if !ss.LastErrorTime.IsZero() {
 			obj.LastErrorTime = &metav1.Time{Time: ss.LastErrorTime}
 		}
-		desired[obj.Name] = obj
+		desired = append(desired, obj)
 	}
-	var errs []error
-	for name, obj := range desired {
-		old := r.written[name]
-		if old != nil && sameSession(old, obj) {
-			continue
-		}
-		var out v1alpha1.BGPSessionState
-		var err error
-		if old == nil {
-			err = r.crd.Post().Resource("bgpsessionstates").Body(obj).Do(ctx).Into(&out)
-		} else {
-			obj.ResourceVersion = old.ResourceVersion
-			err = r.crd.Put().Resource("bgpsessionstates").Name(name).Body(obj).Do(ctx).Into(&out)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("writing BGPSessionState %s: %w", name, err))
-			r.written = nil // re-read
-			continue
-		}
-		r.written[name] = &out
-	}
-	for name := range r.written {
-		if desired[name] != nil {
-			continue
-		}
-		if err := r.crd.Delete().Resource("bgpsessionstates").Name(name).Do(ctx).Error(); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("deleting BGPSessionState %s: %w", name, err))
-			continue
-		}
-		delete(r.written, name)
-	}
-	return errors.Join(errs...)
-}
-
-func (r *bgpRunner) loadWritten(ctx context.Context) error {
-	var list v1alpha1.BGPSessionStateList
-	sel := labels.Set{LabelNode: r.node}.String()
-	if err := r.crd.Get().Resource("bgpsessionstates").Param("labelSelector", sel).Do(ctx).Into(&list); err != nil {
-		return fmt.Errorf("listing BGPSessionStates: %w", err)
-	}
-	r.written = map[string]*v1alpha1.BGPSessionState{}
-	for i := range list.Items {
-		r.written[list.Items[i].Name] = &list.Items[i]
-	}
-	return nil
+	r.states.Set(desired)
 }
 
 func sameSession(a, b *v1alpha1.BGPSessionState) bool {
@@ -383,17 +339,12 @@ func sameSession(a, b *v1alpha1.BGPSessionState) bool {
 		a.EstablishedSince.Equal(b.EstablishedSince)
 }
 
-// stop withdraws every path and closes the sessions (bgp.Speaker.Run's shutdown), then
-// removes this node's BGPSessionStates.
-func (r *bgpRunner) stop(ctx context.Context) {
-	if r.speaker == nil && r.written == nil && len(r.idle) == 0 {
-		return // BGP never used on this node
-	}
+// stop withdraws every path and closes the sessions (bgp.Speaker.Run's shutdown); no
+// BGPSessionStates are desired any more.
+func (r *bgpRunner) stop() {
 	r.stopSpeaker()
 	r.startErr, r.idle = "", nil
-	if err := r.report(ctx); err != nil {
-		r.log.Warn("removing BGPSessionStates", "err", err)
-	}
+	r.report()
 }
 
 type bgpMetrics struct {

@@ -143,8 +143,9 @@ func TestBGPStartFailureIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := "bgp-" + ns
-	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
-	defer r.stop(ctx)
+	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
+		states: newSessionWriter(c.CRD, node, slog.Default())}
+	defer func() { r.stop(); _ = r.states.Flush(ctx) }()
 	// A port nothing listens on: the session tries and fails on loopback, nowhere else.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -157,7 +158,8 @@ func TestBGPStartFailureIsReported(t *testing.T) {
 	ipv6Only := []netip.Addr{netip.MustParseAddr("2001:db8::5")}
 	lastError := func() string {
 		t.Helper()
-		if err := r.report(ctx); err != nil {
+		r.report()
+		if err := r.states.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 		var st v1alpha1.BGPSessionState

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/ironlb/ironlb/forward"
 	"github.com/ironlb/ironlb/internal/endpoint"
 	"github.com/ironlb/ironlb/internal/kubeclient"
+	"github.com/ironlb/ironlb/internal/owned"
 	"github.com/ironlb/ironlb/l2"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -51,11 +53,13 @@ type Speaker struct {
 
 	members   *l2.Members // created by Run, once the node's address is known
 	announcer *l2.Announcer
-	status    *statusWriter
-	fwd       *forwarder // nil with --forwarding=off
-	fwdMetric *forwardMetrics
-	bgp       *bgpRunner
-	published []byte // the L2 reach last published (memberlist metadata)
+	// announcements and the BGP runner's states write status objects off the data path.
+	announcements *owned.Reconciler[*v1alpha1.ServiceAnnouncement]
+	reaping       atomic.Bool // a reapDeadOwners pass is running
+	fwd           *forwarder  // nil with --forwarding=off
+	fwdMetric     *forwardMetrics
+	bgp           *bgpRunner
+	published     []byte // the L2 reach last published (memberlist metadata)
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -93,7 +97,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if err := reg.Register(&l2Collector{a: s.announcer}); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	s.status = &statusWriter{crd: crd, node: cfg.NodeName, log: cfg.Log}
+	s.announcements = newAnnouncementWriter(crd, cfg.NodeName, cfg.Log)
 	if s.fwdMetric, err = newForwardMetrics(reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
@@ -101,7 +105,8 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	s.bgp = &bgpRunner{node: cfg.NodeName, log: cfg.Log, kube: kube, crd: crd, metrics: bm}
+	s.bgp = &bgpRunner{node: cfg.NodeName, log: cfg.Log, kube: kube, crd: crd, metrics: bm,
+		states: newSessionWriter(crd, cfg.NodeName, cfg.Log)}
 
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.kick() },
@@ -177,9 +182,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 	annCtx, stopAnnouncer := context.WithCancel(context.WithoutCancel(ctx))
 	annDone := make(chan error, 1)
 	go func() { annDone <- s.announcer.Run(annCtx) }()
-	if err := s.status.prune(ctx); err != nil {
-		s.log.Warn("removing stale ServiceAnnouncements", "err", err)
-	}
+	// Status writers run until shutdown has set their last desired sets.
+	statusCtx, stopStatus := context.WithCancel(context.WithoutCancel(ctx))
+	var statusDone sync.WaitGroup
+	statusDone.Go(func() { s.announcements.Run(statusCtx) })
+	statusDone.Go(func() { s.bgp.states.Run(statusCtx) })
+	stopWriters := func() { stopStatus(); statusDone.Wait() }
 	go s.rejoin(ctx)
 	s.ready.Store(true)
 	s.log.Info("speaker running")
@@ -192,15 +200,13 @@ func (s *Speaker) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			s.shutdown(stopAnnouncer, annDone)
+			s.shutdown(stopAnnouncer, annDone, stopWriters)
 			return nil
 		case <-s.trigger:
 		case <-s.members.Changed():
 		case <-resync.C:
 		case <-s.bgp.changes():
-			if err := s.bgp.report(ctx); err != nil {
-				s.log.Warn("writing BGPSessionStates", "err", err)
-			}
+			s.bgp.report()
 			continue
 		}
 		prev = s.sync(ctx, prev, warned)
@@ -208,8 +214,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 }
 
 // shutdown leaves memberlist first (the others take over at once), then stops answering and
-// removes this node's ServiceAnnouncements.
-func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan error) {
+// removes this node's status objects (within 3 s: an unreachable API server leaves them to the
+// next start's prune).
+func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan error, stopWriters func()) {
 	start := time.Now()
 	if err := s.members.Leave(time.Second); err != nil {
 		s.log.Warn("leaving memberlist", "err", err)
@@ -217,11 +224,13 @@ func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan erro
 	s.log.Info("left memberlist", "elapsed", time.Since(start).Round(time.Millisecond))
 	stopAnnouncer()
 	<-annDone
+	s.bgp.stop()
+	stopWriters()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	s.bgp.stop(ctx)
-	if err := s.status.sync(ctx, Plan{}); err != nil {
-		s.log.Warn("removing ServiceAnnouncements on shutdown", "err", err)
+	s.announcements.Set(nil)
+	if err := errors.Join(s.announcements.Flush(ctx), s.bgp.states.Flush(ctx)); err != nil {
+		s.log.Warn("removing status objects on shutdown", "err", err)
 	}
 }
 
@@ -335,14 +344,15 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
 		s.bgp.apply(ctx, plan, nodeAddrs(self))
 	}
-	if err := s.bgp.report(ctx); err != nil {
-		s.log.Warn("writing BGPSessionStates", "err", err)
+	// Status objects: handed to their writers, never waited for.
+	s.bgp.report()
+	s.announcements.Set(announcements(s.cfg.NodeName, plan))
+	if s.reaping.CompareAndSwap(false, true) {
+		go func() {
+			defer s.reaping.Store(false)
+			s.reapDeadOwners(ctx, plan, snap.Alive)
+		}()
 	}
-	if err := s.status.sync(ctx, plan); err != nil {
-		s.log.Warn("writing ServiceAnnouncements", "err", err)
-		time.AfterFunc(time.Second, s.kick)
-	}
-	s.reapDeadOwners(ctx, plan, snap.Alive)
 	if !maps.EqualFunc(prev.L2, plan.L2, slices.Equal) {
 		s.log.Debug("plan applied", "owned", len(plan.L2), "elapsed", time.Since(start))
 	}
@@ -507,7 +517,7 @@ func (s *Speaker) reportAnnouncements(mode string, prev, cur map[string]*Announc
 	}
 }
 
-// reapDeadOwners deletes the L2 ServiceAnnouncements that a dead node (one memberlist declared
+// reapDeadOwners (run off the data path, one pass at a time) deletes the L2 ServiceAnnouncements that a dead node (one memberlist declared
 // dead: killed, or cut off) left for Services this node now owns, so that
 // `kubectl get serviceannouncements` names the one node that answers. A node that comes back
 // writes its own again. During a partition both sides may reap each other's until it heals.
@@ -521,7 +531,9 @@ func (s *Speaker) reapDeadOwners(ctx context.Context, plan Plan, alive map[strin
 			plan.Services[a.Namespace+"/"+a.ServiceName] == nil {
 			continue
 		}
-		err := s.crd.Delete().Namespace(a.Namespace).Resource("serviceannouncements").Name(a.Name).Do(ctx).Error()
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := s.crd.Delete().Namespace(a.Namespace).Resource("serviceannouncements").Name(a.Name).Do(dctx).Error()
+		cancel()
 		if err != nil && !apierrors.IsNotFound(err) {
 			s.log.Warn("removing a dead node's ServiceAnnouncement", "service", a.Namespace+"/"+a.ServiceName, "node", a.NodeName, "err", err)
 			continue
@@ -537,7 +549,7 @@ func (s *Speaker) announcementDeleted(obj any) {
 		obj = t.Obj
 	}
 	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && a.NodeName == s.cfg.NodeName {
-		s.status.forget(a.Namespace, a.Name)
+		s.announcements.Forget(owned.Key(a))
 		s.kick()
 	}
 }

@@ -1,18 +1,14 @@
 package speaker
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"github.com/ironlb/ironlb/internal/owned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -20,24 +16,6 @@ import (
 
 // LabelNode marks the ServiceAnnouncements a speaker writes, so it can find (and prune) its own.
 const LabelNode = v1alpha1.GroupName + "/node"
-
-// statusWriter keeps one ServiceAnnouncement per Service this node announces.
-type statusWriter struct {
-	crd  rest.Interface
-	node string
-	log  *slog.Logger
-
-	mu      sync.Mutex
-	written map[string]*v1alpha1.ServiceAnnouncement // by namespace/name of the object
-}
-
-// forget drops an object someone else deleted (another node reaping what it took for a dead
-// node's), so the next sync writes it again.
-func (w *statusWriter) forget(namespace, name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.written, namespace+"/"+name)
-}
 
 // announcementName names the object of a (Service, node, mode): "<service>.<node>.<mode>",
 // e.g. web.node-1.l2. The name is injective: a Service name is a DNS label (no dot), so the
@@ -71,86 +49,66 @@ func truncateName(name string) string {
 	return strings.TrimRight(name[:253-17], ".-") + "-" + hex.EncodeToString(sum[:8])
 }
 
-// prune deletes this node's announcements left by an earlier run; sync writes them again.
-func (w *statusWriter) prune(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var list v1alpha1.ServiceAnnouncementList
-	sel := labels.Set{LabelNode: w.node}.String()
-	if err := w.crd.Get().Resource("serviceannouncements").Param("labelSelector", sel).Do(ctx).Into(&list); err != nil {
-		return fmt.Errorf("listing ServiceAnnouncements: %w", err)
+// Status objects go through owned.Reconciler: written off the data path, with a timeout per
+// request and backoff, and what an earlier run left is pruned on the first pass (old-named
+// objects included: they carry the node label).
+
+func newAnnouncementWriter(crd rest.Interface, node string, log *slog.Logger) *owned.Reconciler[*v1alpha1.ServiceAnnouncement] {
+	o := owned.DefaultOptions[*v1alpha1.ServiceAnnouncement]()
+	o.Key = func(a *v1alpha1.ServiceAnnouncement) string { return owned.Key(a) }
+	o.Same = func(w, d *v1alpha1.ServiceAnnouncement) bool {
+		return w.ServiceName == d.ServiceName && w.NodeName == d.NodeName && w.Mode == d.Mode &&
+			slices.Equal(w.IPs, d.IPs) && slices.Equal(w.Interfaces, d.Interfaces) && slices.Equal(w.Peers, d.Peers)
 	}
-	w.written = map[string]*v1alpha1.ServiceAnnouncement{}
-	for i := range list.Items {
-		a := &list.Items[i]
-		w.written[a.Namespace+"/"+a.Name] = a
-	}
-	return nil
+	o.Log = log.With("kind", "ServiceAnnouncement")
+	return owned.New(owned.REST[*v1alpha1.ServiceAnnouncement, *v1alpha1.ServiceAnnouncementList]{
+		Client: crd, Resource: "serviceannouncements", Namespaced: true, Selector: labels.Set{LabelNode: node}.String(),
+		NewObject: func() *v1alpha1.ServiceAnnouncement { return &v1alpha1.ServiceAnnouncement{} },
+		NewList:   func() *v1alpha1.ServiceAnnouncementList { return &v1alpha1.ServiceAnnouncementList{} },
+		Items:     func(l *v1alpha1.ServiceAnnouncementList) []*v1alpha1.ServiceAnnouncement { return ptrs(l.Items) },
+	}, o)
 }
 
-// sync makes this node's ServiceAnnouncements match the plan (a zero Plan: none).
-func (w *statusWriter) sync(ctx context.Context, p Plan) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.written == nil {
-		w.written = map[string]*v1alpha1.ServiceAnnouncement{}
+func newSessionWriter(crd rest.Interface, node string, log *slog.Logger) *owned.Reconciler[*v1alpha1.BGPSessionState] {
+	o := owned.DefaultOptions[*v1alpha1.BGPSessionState]()
+	o.Key = func(s *v1alpha1.BGPSessionState) string { return owned.Key(s) }
+	o.Same = sameSession
+	o.Log = log.With("kind", "BGPSessionState")
+	return owned.New(owned.REST[*v1alpha1.BGPSessionState, *v1alpha1.BGPSessionStateList]{
+		Client: crd, Resource: "bgpsessionstates", Selector: labels.Set{LabelNode: node}.String(),
+		NewObject: func() *v1alpha1.BGPSessionState { return &v1alpha1.BGPSessionState{} },
+		NewList:   func() *v1alpha1.BGPSessionStateList { return &v1alpha1.BGPSessionStateList{} },
+		Items:     func(l *v1alpha1.BGPSessionStateList) []*v1alpha1.BGPSessionState { return ptrs(l.Items) },
+	}, o)
+}
+
+func ptrs[T any](items []T) []*T {
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
 	}
-	desired := map[string]*v1alpha1.ServiceAnnouncement{}
+	return out
+}
+
+// announcements returns node's ServiceAnnouncements for a plan: one per Service and mode.
+func announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
+	var out []*v1alpha1.ServiceAnnouncement
 	for mode, announced := range map[v1alpha1.AnnouncementMode]map[string]*Announced{
 		v1alpha1.AnnouncementL2: p.Services, v1alpha1.AnnouncementBGP: p.BGPServices,
 	} {
 		for _, a := range announced {
 			obj := &v1alpha1.ServiceAnnouncement{
 				ObjectMeta: metav1.ObjectMeta{
-					Namespace: a.Namespace, Name: announcementName(a.Name, w.node, mode),
-					Labels: map[string]string{LabelNode: w.node},
+					Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),
+					Labels: map[string]string{LabelNode: node},
 				},
-				ServiceName: a.Name, NodeName: w.node, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers,
+				ServiceName: a.Name, NodeName: node, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers,
 			}
 			for _, ip := range a.IPs {
 				obj.IPs = append(obj.IPs, ip.String())
 			}
-			desired[obj.Namespace+"/"+obj.Name] = obj
+			out = append(out, obj)
 		}
 	}
-	var errs []error
-	for key, obj := range desired {
-		old := w.written[key]
-		if old != nil && slices.Equal(old.IPs, obj.IPs) && slices.Equal(old.Interfaces, obj.Interfaces) && slices.Equal(old.Peers, obj.Peers) {
-			continue
-		}
-		var err error
-		var out v1alpha1.ServiceAnnouncement
-		if old == nil {
-			err = w.crd.Post().Namespace(obj.Namespace).Resource("serviceannouncements").Body(obj).Do(ctx).Into(&out)
-			if apierrors.IsAlreadyExists(err) {
-				var cur v1alpha1.ServiceAnnouncement
-				if err = w.crd.Get().Namespace(obj.Namespace).Resource("serviceannouncements").Name(obj.Name).Do(ctx).Into(&cur); err == nil {
-					old = &cur
-				}
-			}
-		}
-		if old != nil && err == nil {
-			obj.ResourceVersion = old.ResourceVersion
-			err = w.crd.Put().Namespace(obj.Namespace).Resource("serviceannouncements").Name(obj.Name).Body(obj).Do(ctx).Into(&out)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("writing ServiceAnnouncement %s: %w", key, err))
-			delete(w.written, key) // re-read on the next attempt
-			continue
-		}
-		w.written[key] = &out
-	}
-	for key, old := range w.written {
-		if desired[key] != nil {
-			continue
-		}
-		err := w.crd.Delete().Namespace(old.Namespace).Resource("serviceannouncements").Name(old.Name).Do(ctx).Error()
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("deleting ServiceAnnouncement %s: %w", key, err))
-			continue
-		}
-		delete(w.written, key)
-	}
-	return errors.Join(errs...)
+	return out
 }

@@ -95,13 +95,11 @@ func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w := &statusWriter{crd: c.CRD, node: node, log: slog.Default()}
-	if err := w.prune(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w := newAnnouncementWriter(c.CRD, node, slog.Default())
 	plan := Plan{Services: map[string]*Announced{ns + "/web": {Namespace: ns, Name: "web",
 		IPs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}, Interfaces: []string{"eth0"}}}}
-	if err := w.sync(ctx, plan); err != nil {
+	w.Set(announcements(node, plan))
+	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var list v1alpha1.ServiceAnnouncementList
@@ -121,8 +119,10 @@ func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
-	if err := r.report(ctx); err != nil {
+	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
+		states: newSessionWriter(c.CRD, node, slog.Default())}
+	r.report()
+	if err := r.states.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	err = c.CRD.Get().Resource("bgpsessionstates").Name(oldSession.Name).Do(ctx).Error()

@@ -1,0 +1,213 @@
+// Package owned keeps the API objects a component owns equal to a desired set. It is the one
+// writer behind the speaker's ServiceAnnouncements and BGPSessionStates, and it runs off the
+// data path: Set never blocks and never talks to the API server; Run writes in its own
+// goroutine, every request bounded by a timeout, failures retried with backoff. An API server
+// that is slow, throttled or unreachable delays status objects, never ARP answers, BGP paths or
+// nftables rules.
+//
+// On its first pass Run lists what earlier runs left (Client.List) and prunes what is not
+// desired, so a restarted component neither duplicates nor leaks objects.
+package owned
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// Client reaches the objects of one kind. Keys are "namespace/name" (or "name" for
+// cluster-scoped objects); the reconciler never parses them.
+type Client[T any] interface {
+	// List returns the objects this component owns now, by key.
+	List(ctx context.Context) (map[string]T, error)
+	// Create creates obj and returns what the server stored.
+	Create(ctx context.Context, obj T) (T, error)
+	// Update replaces cur (which carries the resource version) with obj's content and
+	// returns what the server stored.
+	Update(ctx context.Context, cur, obj T) (T, error)
+	// Delete deletes obj; a NotFound error counts as done.
+	Delete(ctx context.Context, obj T) error
+}
+
+// Options tune a Reconciler. DefaultOptions gives every value with its reason.
+type Options[T any] struct {
+	// Key returns an object's key. Required.
+	Key func(T) string
+	// Same reports whether a written object already says what a desired one says; an
+	// object that is the same is not written again. Required.
+	Same func(written, desired T) bool
+	// Timeout bounds each request: a black-holed API server costs one timeout per pass, not
+	// a stuck writer.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait before a failed pass is retried; it doubles
+	// from the first to the second while passes keep failing.
+	MinBackoff, MaxBackoff time.Duration
+	// Log receives one line per failed pass; default slog.Default().
+	Log *slog.Logger
+}
+
+// DefaultOptions returns the defaults: requests time out after 10 s (client-go sets none),
+// and retries start after 500 ms and back off to 30 s.
+func DefaultOptions[T any]() Options[T] {
+	return Options[T]{Timeout: 10 * time.Second, MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second}
+}
+
+// Reconciler keeps a Client's objects equal to the last desired set. New wires it; Run runs it.
+type Reconciler[T any] struct {
+	client Client[T]
+	opts   Options[T]
+	kick   chan struct{}
+
+	mu        sync.Mutex
+	desired   map[string]T
+	forgotten []string // keys deleted by someone else, for the next pass
+
+	// Owned by Run's goroutine (and Flush, which runs after Run or instead of it).
+	written map[string]T // what the server holds, as far as we know; nil: list it first
+}
+
+// New returns a reconciler with nothing desired. It starts nothing.
+func New[T any](c Client[T], o Options[T]) *Reconciler[T] {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Reconciler[T]{client: c, opts: o, kick: make(chan struct{}, 1), desired: map[string]T{}}
+}
+
+// Set makes objs the desired set. It returns at once; Run writes.
+func (r *Reconciler[T]) Set(objs []T) {
+	d := make(map[string]T, len(objs))
+	for _, o := range objs {
+		d[r.opts.Key(o)] = o
+	}
+	r.mu.Lock()
+	r.desired = d
+	r.mu.Unlock()
+	r.wake()
+}
+
+// Forget tells the reconciler that the object with key was deleted by someone else, so the
+// next pass writes it again if it is desired.
+func (r *Reconciler[T]) Forget(key string) {
+	r.mu.Lock()
+	r.forgotten = append(r.forgotten, key)
+	r.mu.Unlock()
+	r.wake()
+}
+
+func (r *Reconciler[T]) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes until ctx ends: a pass after every Set or Forget, and after a failed pass once
+// its backoff has passed.
+func (r *Reconciler[T]) Run(ctx context.Context) {
+	backoff := time.Duration(0)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-retry:
+		}
+		retry = nil
+		if err := r.pass(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, r.opts.MinBackoff), r.opts.MaxBackoff)
+			r.opts.Log.Warn("writing status objects; retrying", "in", backoff, "err", err)
+			retry = time.After(backoff)
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// Flush runs one pass now, in the caller's goroutine, for a caller that stops (with Run
+// already ended): Set(nil) then Flush removes every object.
+func (r *Reconciler[T]) Flush(ctx context.Context) error {
+	return r.pass(ctx)
+}
+
+// pass brings the written objects in line with the desired ones.
+func (r *Reconciler[T]) pass(ctx context.Context) error {
+	r.mu.Lock()
+	desired, forgotten := r.desired, r.forgotten
+	r.forgotten = nil
+	r.mu.Unlock()
+	if r.written == nil {
+		lctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		listed, err := r.client.List(lctx)
+		cancel()
+		if err != nil {
+			r.requeue(forgotten)
+			return fmt.Errorf("listing what earlier runs wrote: %w", err)
+		}
+		r.written = listed
+	}
+	for _, k := range forgotten {
+		delete(r.written, k)
+	}
+	var errs []error
+	stale := false
+	for key, obj := range desired {
+		cur, ok := r.written[key]
+		if ok && r.opts.Same(cur, obj) {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		var out T
+		var err error
+		if ok {
+			out, err = r.client.Update(wctx, cur, obj)
+		} else {
+			out, err = r.client.Create(wctx, obj)
+		}
+		cancel()
+		if err != nil {
+			if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				stale = true // someone else wrote or deleted it: list again before the retry
+			}
+			errs = append(errs, fmt.Errorf("writing %s: %w", key, err))
+			continue
+		}
+		r.written[key] = out
+	}
+	for key, cur := range r.written {
+		if _, ok := desired[key]; ok {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		err := r.client.Delete(dctx, cur)
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting %s: %w", key, err))
+			continue
+		}
+		delete(r.written, key)
+	}
+	if stale {
+		r.written = nil
+	}
+	return errors.Join(errs...)
+}
+
+// requeue keeps forgotten keys for the next pass when this one could not use them.
+func (r *Reconciler[T]) requeue(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.forgotten = append(r.forgotten, keys...)
+	r.mu.Unlock()
+}

@@ -1,0 +1,72 @@
+package owned
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+)
+
+// Object is an API object of a kind REST can write.
+type Object interface {
+	runtime.Object
+	metav1.Object
+}
+
+// REST is the Client of a custom resource reached through a REST client (such as
+// v1alpha1.NewRESTClient's). The objects a component owns carry the labels of Selector.
+type REST[T Object, L runtime.Object] struct {
+	Client     rest.Interface
+	Resource   string // e.g. "serviceannouncements"
+	Namespaced bool
+	Selector   string // label selector of the owned objects, e.g. "ironlb.io/node=node-1"
+	NewObject  func() T
+	NewList    func() L
+	Items      func(L) []T
+}
+
+var _ Client[Object] = REST[Object, runtime.Object]{}
+
+// Key returns "namespace/name", or "name" for a cluster-scoped object.
+func Key(o metav1.Object) string {
+	if o.GetNamespace() == "" {
+		return o.GetName()
+	}
+	return o.GetNamespace() + "/" + o.GetName()
+}
+
+// List returns the owned objects in every namespace.
+func (c REST[T, L]) List(ctx context.Context) (map[string]T, error) {
+	list := c.NewList()
+	if err := c.Client.Get().Resource(c.Resource).Param("labelSelector", c.Selector).Do(ctx).Into(list); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", c.Resource, err)
+	}
+	out := map[string]T{}
+	for _, o := range c.Items(list) {
+		out[Key(o)] = o
+	}
+	return out, nil
+}
+
+// Create creates obj.
+func (c REST[T, L]) Create(ctx context.Context, obj T) (T, error) {
+	out := c.NewObject()
+	err := c.Client.Post().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Body(obj).Do(ctx).Into(out)
+	return out, err
+}
+
+// Update replaces cur with obj's content (obj itself is not changed).
+func (c REST[T, L]) Update(ctx context.Context, cur, obj T) (T, error) {
+	cp := obj.DeepCopyObject().(T)
+	cp.SetResourceVersion(cur.GetResourceVersion())
+	out := c.NewObject()
+	err := c.Client.Put().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Name(obj.GetName()).Body(cp).Do(ctx).Into(out)
+	return out, err
+}
+
+// Delete deletes obj.
+func (c REST[T, L]) Delete(ctx context.Context, obj T) error {
+	return c.Client.Delete().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Name(obj.GetName()).Do(ctx).Error()
+}
