@@ -143,6 +143,12 @@ func TestCommandsAgainstAPIServer(t *testing.T) {
 			t.Errorf("status a lacks %q", want)
 		}
 	}
+	out = mustRun(t, "status", "clash", "-n", "shop")
+	for _, want := range []string{"External IPs: <pending>", "Requested:    addresses 198.51.100.12, sharing key k", "Allocated:    False: SharingConflict"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status clash lacks %q:\n%s", want, out)
+		}
+	}
 	if out, err := run(t, "status", "a", "-n", "other"); err == nil || !strings.Contains(err.Error(), "no LoadBalancer Service other/a") {
 		t.Errorf("status of a missing Service: %v\n%s", err, out)
 	}

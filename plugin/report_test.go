@@ -48,7 +48,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + b.String())
-	for _, want := range []string{"198.51.100.10  pool web", "2001:db8::10   pool web", "n2  L2  198.51.100.10,2001:db8::10  interfaces eth0",
+	for _, want := range []string{"Requested:    RequireDualStack", "198.51.100.10  pool web", "2001:db8::10   pool web", "n2  L2  198.51.100.10,2001:db8::10  interfaces eth0",
 		"60s ago  Normal  Announcing", "70s ago  Normal  IPAllocated"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("detail lacks %q", want)

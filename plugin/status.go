@@ -7,7 +7,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/controller"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 )
@@ -20,6 +22,9 @@ type ServiceStatus struct {
 	Ours bool `json:"ours"`
 	// Class is spec.loadBalancerClass ("" when unset).
 	Class string `json:"class,omitempty"`
+	// Request is what the Service asks for, as the controller reads it (annotations, MetalLB's
+	// included, and spec.loadBalancerIP); empty when it asks for nothing in particular.
+	Request string `json:"request,omitempty"`
 	// IPs are the addresses in status.loadBalancer.ingress with the pool holding each.
 	IPs []AddressStatus `json:"ips,omitempty"`
 	// Allocated is the ironlb.io/IPAllocated condition ("" when the controller wrote none).
@@ -83,6 +88,7 @@ func statusOf(st *State, svc *corev1.Service) ServiceStatus {
 	if !s.Ours {
 		return s
 	}
+	s.Request = requestText(svc)
 	for _, ip := range ingressIPs(svc) {
 		a := AddressStatus{IP: ip.String()}
 		if p := st.poolOf(ip); p != nil {
@@ -148,6 +154,9 @@ func WriteStatusDetail(w io.Writer, s ServiceStatus, now time.Time) error {
 		}
 		tw.Flush()
 	}
+	if s.Request != "" {
+		fmt.Fprintf(w, "Requested:    %s\n", s.Request)
+	}
 	fmt.Fprintf(w, "Allocated:    %s\n", allocatedText(s))
 	if s.Message != "" {
 		fmt.Fprintf(w, "              %s\n", s.Message)
@@ -176,6 +185,28 @@ func WriteStatusDetail(w io.Writer, s ServiceStatus, now time.Time) error {
 		fmt.Fprintf(tw, "  %s ago\t%s\t%s\t%s\n", age(now, e.Time), e.Type, e.Reason, e.Message)
 	}
 	return tw.Flush()
+}
+
+// requestText describes what the Service asks for, through controller.RequestFor.
+func requestText(svc *corev1.Service) string {
+	req, err := controller.RequestFor(svc, nil)
+	if err != nil {
+		return "malformed: " + err.Error()
+	}
+	var parts []string
+	if len(req.IPs) > 0 {
+		parts = append(parts, "addresses "+joinIPs(req.IPs))
+	}
+	if req.Pool != "" {
+		parts = append(parts, "pool "+req.Pool)
+	}
+	if req.SharingKey != "" {
+		parts = append(parts, "sharing key "+req.SharingKey)
+	}
+	if req.Policy != allocator.SingleStack {
+		parts = append(parts, req.Policy.String())
+	}
+	return strings.Join(parts, ", ")
 }
 
 func announcedBy(as []Announcer) string {
