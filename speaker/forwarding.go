@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ironlb/ironlb/forward"
+	"github.com/ironlb/ironlb/forward/health"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -43,6 +45,9 @@ type forwarder struct {
 	active     bool      // ironlb's table forwards on this node
 	decided    bool      // active was set once
 	nextDetect time.Time // auto: when to look for kube-proxy again
+	health     *health.Server
+	inSync     atomic.Bool // the last sync succeeded: health checks answer "serviceProxyHealthy"
+	healthErr  string      // the last health check error logged
 }
 
 // newForwarder checks the mode and returns nil for off, after removing a table an earlier run
@@ -68,6 +73,9 @@ func newForwarder(ctx context.Context, mode string, opts forward.Options, log *s
 // startForwarder applies f's mode for the first time.
 func startForwarder(ctx context.Context, f *forwarder) (*forwarder, error) {
 	log, mode := f.log, f.mode
+	if mode != ForwardingOff {
+		f.health = health.New(log, f.inSync.Load)
+	}
 	if mode == ForwardingOff {
 		if err := f.applier.Remove(ctx); err != nil {
 			return nil, err
@@ -103,6 +111,8 @@ func (f *forwarder) decide(ctx context.Context) error {
 			f.nextDetect = time.Time{} // try again at the next sync, forwarding nothing meanwhile
 			return err
 		}
+		f.health.Close() // kube-proxy serves them now
+		f.inSync.Store(false)
 		f.log.Info("forwarding off: kube-proxy forwards Services on this node (--forwarding=auto); ironlb's table removed", "found", why)
 	}
 	f.metrics.enabled.Set(float64(btoi(want)))
@@ -132,10 +142,12 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 	}
 	rs := forward.Render(forward.Input{Node: node, Services: svcs, EndpointSlices: slices, Options: f.opts})
 	res, err := f.applier.Sync(ctx, rs)
+	f.inSync.Store(err == nil)
 	if err != nil {
 		f.metrics.failures.Inc()
 		return fmt.Errorf("applying nftables rules: %w", err)
 	}
+	f.syncHealth(ctx, forward.HealthChecks(node.Name, svcs, slices))
 	if res.Operations > 0 {
 		f.metrics.duration.Observe(res.Duration.Seconds())
 		f.metrics.rules.Set(float64(res.Stats.Rules))
@@ -143,6 +155,19 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 		f.log.Debug("nftables synced", "full", res.Full, "operations", res.Operations, "elapsed", res.Duration.Round(time.Microsecond))
 	}
 	return nil
+}
+
+// syncHealth serves the healthCheckNodePorts of this node's Services, logging an error once.
+func (f *forwarder) syncHealth(ctx context.Context, hcs []health.Service) {
+	err := f.health.Sync(ctx, hcs)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != f.healthErr && err != nil {
+		f.log.Warn("health checks", "err", err)
+	}
+	f.healthErr = msg
 }
 
 type forwardMetrics struct {

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,10 +48,23 @@ func TestForwarderAutoFollowsKubeProxy(t *testing.T) {
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
 		Spec: corev1.ServiceSpec{ClusterIP: "198.18.0.10", Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	// A Local-policy LoadBalancer Service: its health check is served while ironlb forwards.
+	hcPort := freeTCPPort(t)
+	local := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "local"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "198.18.0.11", ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			HealthCheckNodePort: int32(hcPort), Ports: []corev1.ServicePort{{Port: 80, NodePort: 30080, Protocol: corev1.ProtocolTCP}}}}
+	probe := func() (int, error) {
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://127.0.0.1:" + strconv.Itoa(hcPort) + "/")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
 	node := forward.Node{Name: "node1", Addresses: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}
 	sync := func() {
 		t.Helper()
-		if err := f.sync(ctx, node, []*corev1.Service{svc}, nil); err != nil {
+		if err := f.sync(ctx, node, []*corev1.Service{svc, local}, nil); err != nil {
 			t.Fatalf("sync: %v", err)
 		}
 	}
@@ -82,6 +99,10 @@ func TestForwarderAutoFollowsKubeProxy(t *testing.T) {
 		t.Fatalf("taking over did not build the table:\n%s", fake.Dump())
 	}
 
+	if code, err := probe(); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("health check while forwarding, no local endpoint: %d, %v; want 503", code, err)
+	}
+
 	kubeProxy = true
 	now = now.Add(detectInterval / 2)
 	sync()
@@ -89,14 +110,27 @@ func TestForwarderAutoFollowsKubeProxy(t *testing.T) {
 	now = now.Add(detectInterval / 2)
 	sync()
 	state("kube-proxy back", false, 3)
+	if _, err := probe(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("health check after kube-proxy came back: %v, want connection refused (kube-proxy serves it)", err)
+	}
 
 	// A failed detection changes nothing and is retried at the next interval.
 	detectErr = errors.New("nft: not found")
 	now = now.Add(detectInterval)
-	if err := f.sync(ctx, node, []*corev1.Service{svc}, nil); err == nil {
+	if err := f.sync(ctx, node, []*corev1.Service{svc, local}, nil); err == nil {
 		t.Error("sync with a failing detection: no error")
 	}
 	state("detection failed", false, 4)
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestForwarderOffRemovesTheTable: --forwarding=off removes a table an earlier run left.
