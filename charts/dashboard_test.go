@@ -155,8 +155,12 @@ func TestDashboard(t *testing.T) {
 		Title  string `json:"title"`
 		UID    string `json:"uid"`
 		Panels []struct {
+			ID      int    `json:"id"`
 			Type    string `json:"type"`
 			Title   string `json:"title"`
+			GridPos struct {
+				X, Y, W, H int
+			} `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`
 			} `json:"targets"`
@@ -175,7 +179,16 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	used := map[string]bool{}
+	ids := map[int]bool{}
 	for _, p := range dash.Panels {
+		// Grafana's layout: unique ids, panels within the 24 columns.
+		if ids[p.ID] || p.ID == 0 {
+			t.Errorf("panel %q: id %d missing or repeated", p.Title, p.ID)
+		}
+		ids[p.ID] = true
+		if g := p.GridPos; g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside Grafana's 24 columns", p.Title, g)
+		}
 		if p.Type == "row" {
 			continue
 		}
