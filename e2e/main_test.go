@@ -1,6 +1,7 @@
-// Package e2e holds ironlb's end-to-end tests: ironlb's real binaries in the lab (a real API
-// server, nodes as network namespaces, BIRD), driven from outside as an operator or a client
-// would. They need root; CI runs them as root.
+// Package e2e holds ironlb's end-to-end tests: ironlb installed with its Helm chart on the lab's
+// real cluster (nodes as network namespaces with their own kubelet and containerd, BIRD, FRR),
+// driven from outside as an operator or a client would (IRONLB_LAB_SIMULATED=1: on the
+// simulated lab). They need root; CI runs them as root.
 package e2e
 
 import (
@@ -28,7 +29,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: these tests need root (network namespaces); CI runs them as root")
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Other packages' labs may hold the lab lock first (one lab per machine).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, lab.Config{FRR: true, FRRASN: lab.NodeASN})
 	if err != nil {

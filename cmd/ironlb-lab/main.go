@@ -20,8 +20,8 @@ func main() {
 	flag.IntVar(&cfg.Nodes, "nodes", 3, "number of Kubernetes nodes")
 	flag.BoolVar(&cfg.FRR, "frr", false, "also run an FRR router on the LAN")
 	flag.StringVar(&cfg.Dir, "dir", "", "directory for the lab's files (default: a new temporary directory)")
-	flag.BoolVar(&cfg.RealCluster, "real-cluster", false, "run real kubelets, containerd, kube-controller-manager and kube-scheduler (also "+lab.RealClusterEnv+"=1)")
-	flag.BoolVar(&cfg.KubeProxy, "kube-proxy", false, "with -real-cluster: also run kube-proxy (nftables mode) on every node")
+	flag.BoolVar(&cfg.Simulated, "simulated", false, "the simulated lab: no kubelets, pods served by the lab, ironlb as processes (also "+lab.SimulatedEnv+"=1)")
+	flag.BoolVar(&cfg.KubeProxy, "kube-proxy", false, "also run kube-proxy (nftables mode) on every node")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -27,7 +27,7 @@ func TestLabCommand(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the lab command: %v\n%s", err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // other labs may run first
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-dir", t.TempDir())
 	cmd.Dir = "../.." // the repository root, as `make lab` runs it

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// ChartRelease is the Helm release the lab installs ironlb as (Config.RealCluster).
+// ChartRelease is the Helm release the lab installs ironlb as on a real cluster.
 const ChartRelease = "ironlb"
 
 // installChart installs ironlb with `helm install` from charts/ironlb into SystemNamespace, as a

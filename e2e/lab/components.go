@@ -95,8 +95,8 @@ func (p *Process) PID() string { return strconv.Itoa(p.cmd.Process.Pid) }
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// IronLB is ironlb as the lab runs it: the controller in NSCtl and a speaker per node as lab
-// processes, or (Config.RealCluster) the Helm chart's pods.
+// IronLB is ironlb as the lab runs it: the Helm chart's pods on a real cluster, or (Config.
+// Simulated) the controller in NSCtl and a speaker per node as lab processes.
 type IronLB struct {
 	// Chart is set when ironlb runs from the Helm chart; Controller and Speakers are then nil.
 	Chart      bool
@@ -111,7 +111,7 @@ type IronLB struct {
 // namespace, as the Helm chart has it) and a speaker in every node namespace. extraSpeakerArgs
 // are added to every speaker's flags. On a real cluster it installs the Helm chart instead.
 func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*IronLB, error) {
-	if l.Config.RealCluster {
+	if !l.Config.Simulated {
 		var set []string
 		for i, a := range extraSpeakerArgs {
 			set = append(set, fmt.Sprintf("speaker.extraArgs[%d]=%s", i, a))

@@ -12,8 +12,7 @@ import (
 )
 
 // startControlPlane runs the real kube-controller-manager and kube-scheduler in NSCtl next to
-// the API server (Config.RealCluster). The controller manager signs nothing with the cluster CA
-// but publishes the API server's CA (kube-root-ca.crt), creates default ServiceAccounts, writes
+// the API server. The controller manager signs nothing with the cluster CA but publishes the API server's CA (kube-root-ca.crt), creates default ServiceAccounts, writes
 // EndpointSlices and runs the Deployment, ReplicaSet and DaemonSet controllers.
 func (l *Lab) startControlPlane(ctx context.Context) error {
 	bin := l.binDir()

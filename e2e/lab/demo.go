@@ -54,7 +54,7 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	if err := l.Apply(ctx, demoYAML); err != nil {
 		return fail(err)
 	}
-	if l.Config.RealCluster {
+	if !l.Config.Simulated {
 		if err := l.EnsureNamespace(ctx, DemoNamespace); err != nil {
 			return fail(err)
 		}

@@ -15,8 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// RuntimeRoot holds the real nodes' containerd and kubelet state (Config.RealCluster). Its
-// path is fixed, unlike Config.Dir, so that Cleanup finds the mounts and pod namespaces a
+// RuntimeRoot holds the real nodes' containerd and kubelet state. Its path is fixed, unlike Config.Dir, so that Cleanup finds the mounts and pod namespaces a
 // crashed run left there: containerd and the kubelets share the host's mount namespace (the
 // kubelet mounts Secret volumes that containerd must see), so their mounts are the host's.
 const RuntimeRoot = "/run/ironlb-lab"

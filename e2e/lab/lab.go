@@ -1,8 +1,11 @@
-// Package lab builds the ironlb test lab on one machine, as root: a real etcd and kube-apiserver,
-// Kubernetes nodes as network namespaces on a shared LAN bridge, pods as namespaces behind their
-// node, a BGP router (BIRD 2, and FRR when asked) peering with every node, and clients on the LAN
-// and behind the router. The e2e tests and the `ironlb-lab` command share it. See addresses.go for
-// the address plan and README.md in this directory for the picture.
+// Package lab builds the ironlb test lab on one machine, as root: a real cluster (etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler; Kubernetes nodes as network
+// namespaces on a shared LAN bridge, each with its own containerd and kubelet running real pods;
+// ironlb installed from its Helm chart), a BGP router (BIRD 2, and FRR when asked) peering with
+// every node, and clients on the LAN and behind the router. The e2e tests and the `ironlb-lab`
+// command share it. See addresses.go for the address plan and the README for the picture.
+// Config.Simulated builds the first, faster lab instead, where the lab itself plays kubelet and
+// EndpointSlice controller.
 package lab
 
 import (
@@ -49,13 +52,15 @@ type Config struct {
 	// FRRASN is FRR's AS number: RouterASN (eBGP, the default) or NodeASN for iBGP, where
 	// local preference is carried.
 	FRRASN uint32
-	// RealCluster runs a real cluster: a containerd and a kubelet per node (which register the
-	// nodes and run real pods from the images in ImageDir), kube-controller-manager and
-	// kube-scheduler next to the API server. Without it, the lab writes the Node objects and
-	// the EndpointSlices itself and serves pods from its own process. The environment variable
-	// IRONLB_LAB_REAL_CLUSTER=1 turns it on for every lab (e2e tests, `make lab`).
-	RealCluster bool
-	// KubeProxy also runs kube-proxy (nftables mode) on every real node.
+	// Simulated builds the first lab instead of a real cluster. A real cluster (the default)
+	// runs a containerd and a kubelet per node (they register the nodes and run real pods from
+	// the images in ImageDir), kube-controller-manager and kube-scheduler next to the API
+	// server, and ironlb from its Helm chart. The simulated lab writes the Node objects and the
+	// EndpointSlices itself, serves pods from its own process and runs ironlb's binaries as
+	// processes with a kubeconfig: it starts faster and needs no images. The environment
+	// variable IRONLB_LAB_SIMULATED=1 turns it on for every lab (e2e tests, `make lab`).
+	Simulated bool
+	// KubeProxy also runs kube-proxy (nftables mode) on every node of a real cluster.
 	KubeProxy bool
 	// ImageDir receives the images a real node imports, as docker-archive tarballs built from
 	// the working tree as `make images` does (internal/images: only what changed is rebuilt);
@@ -111,7 +116,7 @@ type Node struct {
 	MAC    net.HardwareAddr // of LANIf
 	ASN    uint32
 	labDir string
-	// runtime is the node's containerd and kubelet (Config.RealCluster).
+	// runtime is the node's containerd and kubelet (nil when Config.Simulated).
 	runtime *nodeRuntime
 }
 
@@ -135,11 +140,11 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	if os.Getenv(RealClusterEnv) == "1" {
-		cfg.RealCluster = true
+	if os.Getenv(SimulatedEnv) == "1" {
+		cfg.Simulated = true
 	}
-	if cfg.KubeProxy && !cfg.RealCluster {
-		return nil, errors.New("lab: KubeProxy needs RealCluster (kube-proxy runs beside a kubelet)")
+	if cfg.KubeProxy && cfg.Simulated {
+		return nil, errors.New("lab: KubeProxy needs a real cluster, not Simulated (kube-proxy runs beside a kubelet)")
 	}
 	if cfg.ImageDir == "" {
 		if cfg.ImageDir, err = images.DefaultDir(); err != nil {
@@ -187,7 +192,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.bgCtx, l.stopBg = bgCtx, cancel
-	if cfg.RealCluster {
+	if !cfg.Simulated {
 		if err := l.startCluster(ctx); err != nil {
 			return nil, err
 		}
@@ -231,8 +236,8 @@ func (l *Lab) Down(ctx context.Context) {
 	}
 }
 
-// RealClusterEnv set to 1 turns Config.RealCluster on.
-const RealClusterEnv = "IRONLB_LAB_REAL_CLUSTER"
+// SimulatedEnv set to 1 turns Config.Simulated on.
+const SimulatedEnv = "IRONLB_LAB_SIMULATED"
 
 // startCluster starts the real control plane and nodes and waits until every node is Ready.
 func (l *Lab) startCluster(ctx context.Context) error {

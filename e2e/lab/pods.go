@@ -56,7 +56,7 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	if j > 200 {
 		return nil, fmt.Errorf("lab: node %s has no pod address left", n.Name)
 	}
-	if l.Config.RealCluster {
+	if !l.Config.Simulated {
 		p, err := l.addRealPod(ctx, spec, j)
 		if err != nil {
 			return nil, err
@@ -140,7 +140,7 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 // SetPodReady flips the pod's Ready condition, as a kubelet would when a readiness probe changes
 // (on a real node: the lab's readiness gate, from which the kubelet derives Ready).
 func (l *Lab) SetPodReady(ctx context.Context, p *Pod, ready bool) error {
-	if l.Config.RealCluster {
+	if !l.Config.Simulated {
 		return l.setGate(ctx, p, ready)
 	}
 	pod, err := l.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
