@@ -159,12 +159,8 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	l := &Lab{Config: cfg, log: cfg.Log, pods: map[string]*Pod{}, podSeq: map[int]int{}}
 	// One lab per machine at a time: the namespace names are fixed. Tests in several packages
 	// queue here; the kernel drops the lock when a holder dies.
-	if l.lock, err = os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600); err != nil {
-		return nil, fmt.Errorf("lab: opening %s: %w", lockPath, err)
-	}
-	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX); err != nil {
-		l.lock.Close()
-		return nil, fmt.Errorf("lab: locking %s: %w", lockPath, err)
+	if l.lock, err = lock(); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -278,6 +274,32 @@ func (l *Lab) startCluster(ctx context.Context) error {
 
 // lockPath serialises labs on one machine.
 const lockPath = "/run/ironlb-lab.lock"
+
+// lock waits until no other lab runs on this machine and returns the locked file; closing it
+// unlocks.
+func lock() (*os.File, error) {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lab: opening %s: %w", lockPath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: locking %s: %w", lockPath, err)
+	}
+	return f, nil
+}
+
+// WithLock runs fn while no lab runs on this machine: a test that checks what its finished lab
+// left behind must not see the next lab (another package's test) starting.
+func WithLock(fn func()) error {
+	f, err := lock()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fn()
+	return nil
+}
 
 func (l *Lab) onDown(f func()) {
 	l.mu.Lock()
