@@ -315,3 +315,45 @@ func waitReadyEndpoints(ctx context.Context, t *testing.T, l *Lab, svc string, w
 		t.Fatalf("service %s: %d ready endpoints, want %d: %v", svc, got, want, err)
 	}
 }
+
+// TestKubeProxyCoexistence: with kube-proxy (nftables mode) on every node, the chart's speakers
+// (--forwarding=auto) leave their nftables table out, and the Services' external IPs answer
+// through kube-proxy's rules, from the LAN (L2) and from behind the router (BGP).
+func TestKubeProxyCoexistence(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // other labs may run first
+	defer cancel()
+	var out strings.Builder
+	l, err := RunDemo(ctx, Config{Dir: t.TempDir(), KubeProxy: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Down(context.Background())
+	t.Log(out.String())
+	for _, n := range l.Nodes {
+		tables, err := Exec(ctx, n.NetNS, "nft", "list", "tables")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(tables), "table ip kube-proxy") || strings.Contains(string(tables), "table inet ironlb") {
+			t.Errorf("%s's nftables tables:\n%s\nwant kube-proxy's and not ironlb's", n.Name, tables)
+		}
+	}
+	for svc, ns := range map[string]string{DemoL2Service: NSLANClient, DemoBGPService: NSExtClient} {
+		got, err := l.Client.CoreV1().Services(DemoNamespace).Get(ctx, svc, metav1.GetOptions{})
+		if err != nil || len(got.Status.LoadBalancer.Ingress) == 0 {
+			t.Fatalf("Service %s: no external IP (%v)", svc, err)
+		}
+		ip := got.Status.LoadBalancer.Ingress[0].IP
+		var body string
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			body, err = HTTPGet(ctx, ns, "http://"+ip+"/", time.Second)
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Errorf("%s (%s) does not answer from %s through kube-proxy: %v", svc, ip, ns, err)
+		} else if _, _, err := demo.ParseAnswer(body); err != nil {
+			t.Errorf("%s: %v", svc, err)
+		}
+	}
+}
