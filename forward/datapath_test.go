@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -206,6 +208,72 @@ func TestDatapath(t *testing.T) {
 			t.Errorf("sync removing %s: %+v, want an incremental one", first.pod, res)
 		}
 		wantOnly(t, getMany(t, l.client, "203.0.113.14:80", 10), want)
+	})
+	t.Run("UDP conntrack: a client on a fixed port moves off a removed endpoint, and off a removed Service", func(t *testing.T) {
+		const srcPort = 40053
+		first, err := getUDPFrom(l.client, srcPort, "203.0.113.16:53")
+		if err != nil {
+			t.Fatal(err)
+		}
+		remaining, want := pod3v4, "pod3"
+		if first.pod == "pod3" {
+			remaining, want = pod1v4, "pod1"
+		}
+		in := labInput(labServices(), labSlices(pod1v4, pod3v4)...)
+		for i, s := range in.EndpointSlices {
+			if s.Name == "dns-1" {
+				in.EndpointSlices[i] = slice("dns", "dns-1", []discoveryv1.EndpointPort{epPort("dns", corev1.ProtocolUDP, 5353)}, remaining)
+			}
+		}
+		l.sync(t, in)
+		// The conntrack entry still sends the client where it went (the pod is still there in
+		// the lab): this is what the cleanup is for.
+		if r, err := getUDPFrom(l.client, srcPort, "203.0.113.16:53"); err != nil || r.pod != first.pod {
+			t.Fatalf("before cleanup: %+v, %v; want %s still (the entry pins the flow)", r, err, first.pod)
+		}
+		var cleaner ConntrackCleaner
+		clean := func(in Input) int {
+			var n int
+			inNamespace(t, l.node1, func() {
+				var err error
+				if n, err = cleaner.Clean(NewUDPTargets(in)); err != nil {
+					t.Fatal(err)
+				}
+			})
+			return n
+		}
+		if n := clean(in); n < 1 {
+			t.Errorf("cleanup deleted %d entries, want at least 1", n)
+		}
+		if r, err := getUDPFrom(l.client, srcPort, "203.0.113.16:53"); err != nil || r.pod != want {
+			t.Errorf("after cleanup: %+v, %v; want %s", r, err, want)
+		}
+		if n := clean(in); n != 0 {
+			t.Errorf("second cleanup deleted %d entries, want 0", n)
+		}
+		// The Service goes: its entries go with it.
+		var svcs []*corev1.Service
+		for _, s := range in.Services {
+			if s.Name != "dns" {
+				svcs = append(svcs, s)
+			}
+		}
+		in.Services = svcs
+		l.sync(t, in)
+		if n := clean(in); n < 1 {
+			t.Errorf("cleanup after the Service went deleted %d entries, want at least 1", n)
+		}
+		inNamespace(t, l.node1, func() {
+			flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range flows {
+				if f.Forward.Protocol == unix.IPPROTO_UDP && f.Forward.DstIP.String() == "203.0.113.16" {
+					t.Errorf("an entry to the gone Service remains: %s", f)
+				}
+			}
+		})
 	})
 }
 

@@ -211,6 +211,34 @@ func getUDP(ns, target string, timeout time.Duration) (reply, error) {
 	return reply{pod, saw}, nil
 }
 
+// getUDPFrom sends a datagram from ns, from a fixed source port, to target and reads the answer.
+func getUDPFrom(ns string, srcPort int, target string) (reply, error) {
+	var c *net.UDPConn
+	err := inNamespaceErr(ns, func() error {
+		raddr, err := net.ResolveUDPAddr("udp", target)
+		if err != nil {
+			return err
+		}
+		c, err = net.DialUDP("udp", &net.UDPAddr{Port: srcPort}, raddr)
+		return err
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		return reply{}, err
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		return reply{}, err
+	}
+	pod, saw, _ := strings.Cut(string(buf[:n]), " ")
+	return reply{pod, saw}, nil
+}
+
 // getMany makes n TCP requests and counts answers per "pod saw".
 func getMany(t *testing.T, ns, target string, n int) map[reply]int {
 	t.Helper()

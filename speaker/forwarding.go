@@ -48,6 +48,7 @@ type forwarder struct {
 	health     *health.Server
 	inSync     atomic.Bool // the last sync succeeded: health checks answer "serviceProxyHealthy"
 	healthErr  string      // the last health check error logged
+	conntrack  forward.ConntrackCleaner
 }
 
 // newForwarder checks the mode and returns nil for off, after removing a table an earlier run
@@ -140,14 +141,20 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 	if !f.active {
 		return nil
 	}
-	rs := forward.Render(forward.Input{Node: node, Services: svcs, EndpointSlices: slices, Options: f.opts})
-	res, err := f.applier.Sync(ctx, rs)
+	in := forward.Input{Node: node, Services: svcs, EndpointSlices: slices, Options: f.opts}
+	res, err := f.applier.Sync(ctx, forward.Render(in))
 	f.inSync.Store(err == nil)
 	if err != nil {
 		f.metrics.failures.Inc()
 		return fmt.Errorf("applying nftables rules: %w", err)
 	}
 	f.syncHealth(ctx, forward.HealthChecks(node.Name, svcs, slices))
+	// After the rules: a UDP client whose entry goes now finds the new endpoints.
+	if n, err := f.conntrack.Clean(forward.NewUDPTargets(in)); err != nil {
+		f.log.Warn("conntrack cleanup", "err", err)
+	} else if n > 0 {
+		f.log.Debug("stale UDP conntrack entries deleted", "count", n)
+	}
 	if res.Operations > 0 {
 		f.metrics.duration.Observe(res.Duration.Seconds())
 		f.metrics.rules.Set(float64(res.Stats.Rules))
