@@ -15,7 +15,8 @@ import (
 // labInput is the cluster state of the lab: node1 is this node.
 func labInput(services []*corev1.Service, slices ...*discoveryv1.EndpointSlice) Input {
 	return Input{
-		Node:           Node{Name: "node1", Addresses: []netip.Addr{netip.MustParseAddr(node1V4), netip.MustParseAddr(node1V6)}},
+		Node: Node{Name: "node1", Addresses: []netip.Addr{netip.MustParseAddr(node1V4), netip.MustParseAddr(node1V6)},
+			PodCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("198.18.2.0/24")}},
 		Services:       services,
 		EndpointSlices: slices,
 		Options:        DefaultOptions(),
@@ -118,6 +119,12 @@ func TestDatapath(t *testing.T) {
 			t.Errorf("got %v, %v; want a timeout (dropped)", r, err)
 		}
 		wantOnly(t, getMany(t, l.node1, "198.18.0.12:80", 5), reply{"pod3", node1V4})
+	})
+	t.Run("Local policy without a local endpoint, from the node or its pods: short-circuited to any endpoint", func(t *testing.T) {
+		wantOnly(t, getMany(t, l.node1, "203.0.113.12:80", 5), reply{"pod3", node1V4})
+		wantOnly(t, getMany(t, l.node1, node1V4+":30082", 5), reply{"pod3", node1V4})
+		wantOnly(t, getMany(t, l.pods["pod2"], "203.0.113.12:80", 5), reply{"pod3", "198.18.2.2"})
+		wantOnly(t, getMany(t, l.pods["pod2"], node1V4+":30082", 5), reply{"pod3", "198.18.2.2"})
 	})
 	t.Run("no endpoints: refused at once, TCP and UDP, every frontend", func(t *testing.T) {
 		for _, c := range []struct{ ns, target string }{

@@ -29,7 +29,7 @@ const (
 
 var testNode = Node{Name: thisNode, Addresses: []netip.Addr{
 	netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::1"),
-}}
+}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.2.0/24"), netip.MustParsePrefix("2001:db8:2::/64")}}
 
 type svcOption func(*corev1.Service)
 

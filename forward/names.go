@@ -48,6 +48,16 @@ const (
 // stay short ("pick-" and at most 10 digits).
 const pickChainPrefix = "pick-"
 
+// Short-circuited traffic (from this node or its pods to a Local-policy external frontend) picks
+// among all the Service's endpoints, whose slots start at shortCircuitSlot in the endpoint maps,
+// through the chain "pick-all-N".
+const (
+	pickAllChainPrefix = "pick-all-"
+	shortCircuitSlot   = 32768
+)
+
+func pickAllChain(n int) string { return pickAllChainPrefix + strconv.Itoa(n) }
+
 // pickChain is the chain that DNATs to one of n endpoints of the packet's frontend.
 func pickChain(n int) string { return pickChainPrefix + strconv.Itoa(n) }
 
@@ -135,6 +145,8 @@ func localEndpointsSet(f ipFamily) string    { return "local-endpoints" + f.suff
 func serviceIPsSet(f ipFamily) string        { return "service-ips" + f.suffix() }
 func hairpinSet(f ipFamily) string           { return "hairpin" + f.suffix() }
 func affinityFrontendsMap(f ipFamily) string { return "affinity-frontends" + f.suffix() }
+func shortCircuitMap(f ipFamily) string      { return "short-circuit" + f.suffix() }
+func podCIDRsSet(f ipFamily) string          { return "pod-cidrs" + f.suffix() }
 func firewallSet(f ipFamily) string          { return "firewall-frontends" + f.suffix() }
 func firewallAllowSet(f ipFamily) string     { return "firewall-allow" + f.suffix() }
 

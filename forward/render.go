@@ -19,6 +19,10 @@ type Node struct {
 	// unspecified and zoned addresses are ignored (DNAT from loopback needs route_localnet,
 	// which ironlb does not turn on).
 	Addresses []netip.Addr
+	// PodCIDRs are the node's pod ranges (spec.podCIDRs): traffic from them, like traffic from
+	// the node itself, to a Local-policy LoadBalancer IP, externalIP or NodePort goes to any
+	// endpoint when the node has none (kube-proxy's short-circuit, detect-local-mode NodeCIDR).
+	PodCIDRs []netip.Prefix
 }
 
 // Options tune what the renderer forwards. The zero value forwards LoadBalancer IPs and
@@ -57,6 +61,7 @@ type Input struct {
 func Render(in Input) *Ruleset {
 	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses), verdicts: map[string]string{}}
 	b.skeleton()
+	b.podCIDRs(in.Node.PodCIDRs)
 	sps := servicePorts(in.Node.Name, in.Services, in.EndpointSlices)
 	b.reserve(sps)
 	for _, sp := range sps {
@@ -98,7 +103,7 @@ func (b *builder) gotoVerdict(chain string) string {
 // familySets are the per-family sets and maps the Services fill.
 type familySets struct {
 	frontends, noEndpoints, masquerade, local, hairpin, affinityFrontends, serviceIPs *set
-	firewall, firewallAllow                                                           *set
+	firewall, firewallAllow, shortCircuit, podCIDRs                                   *set
 	endpoints                                                                         map[string]*set // by protocol
 }
 
@@ -217,12 +222,21 @@ func (b *builder) familySkeleton(f ipFamily) {
 	fs.firewallAllow = r.addSet(knftables.Set{Name: firewallAllowSet(f), Type: tuple + " . " + a, Flags: []knftables.SetFlag{knftables.IntervalFlag},
 		Comment: knftables.PtrTo("frontend . source range allowed to reach it")})
 
+	fs.shortCircuit = r.addMap(knftables.Map{Name: shortCircuitMap(f), Type: tuple + " : verdict",
+		Comment: knftables.PtrTo("Local-policy external frontends -> pick among all endpoints, for traffic from this node and its pods")})
+	fs.podCIDRs = r.addSet(knftables.Set{Name: podCIDRsSet(f), Type: a, Flags: []knftables.SetFlag{knftables.IntervalFlag},
+		Comment: knftables.PtrTo("this node's pod ranges")})
+
 	// One rule per family for every Service's source ranges: a frontend listed in firewall
 	// accepts new connections only from the ranges listed with it in firewall-allow.
 	frontend := x + " daddr . meta l4proto . th dport"
 	r.addChain(knftables.Chain{Name: firewallCheckChain},
 		frontend+" @"+firewallSet(f)+" "+frontend+" . "+x+" saddr != @"+firewallAllowSet(f)+" drop")
-	r.addChain(knftables.Chain{Name: servicesChain}, x+" daddr . meta l4proto . th dport vmap @"+frontendsMap(f))
+	// From this node or its pods, a Local-policy external frontend goes to any endpoint.
+	r.addChain(knftables.Chain{Name: servicesChain},
+		"fib saddr type local "+frontend+" vmap @"+shortCircuitMap(f),
+		x+" saddr @"+podCIDRsSet(f)+" "+frontend+" vmap @"+shortCircuitMap(f),
+		frontend+" vmap @"+frontendsMap(f))
 	// A port no Service uses on a Service's address is refused too. Routed on instead, a packet
 	// to a LoadBalancer IP would go to the default gateway, which sends it back to this node
 	// (ARP or BGP say the address is here) until its TTL runs out.
@@ -238,16 +252,37 @@ func (b *builder) familySkeleton(f ipFamily) {
 	r.addChain(knftables.Chain{Name: affinityRecordChain}, l4+" ct status dnat "+orig+" vmap @"+affinityFrontendsMap(f))
 }
 
+// podCIDRs fills the pod-cidrs sets.
+func (b *builder) podCIDRs(cidrs []netip.Prefix) {
+	g := b.r.startGroup("node pod CIDRs") // no Service port key has spaces
+	seen := map[netip.Prefix]bool{}
+	for _, p := range cidrs {
+		p = p.Masked()
+		if !p.IsValid() || seen[p] {
+			continue
+		}
+		seen[p] = true
+		g.addTo(b.fam[familyOf(p.Addr())].podCIDRs, p.String(), "", "")
+	}
+}
+
 // pick returns the chain that frontends with n endpoints go to, creating it on first use.
-func (b *builder) pick(n int) string {
-	name := pickChain(n)
+func (b *builder) pick(n int) string { return b.pickChain(pickChain(n), n, "") }
+
+// pickAll returns the chain that short-circuited traffic to a frontend with n endpoints in all
+// goes to.
+func (b *builder) pickAll(n int) string {
+	return b.pickChain(pickAllChain(n), n, " offset "+itoa(shortCircuitSlot))
+}
+
+func (b *builder) pickChain(name string, n int, offset string) string {
 	if !b.r.hasChain(name) {
 		var rules []string
 		for _, f := range families {
 			x := f.nft()
 			for _, p := range protocols {
 				rules = append(rules, "meta l4proto "+p+" dnat "+x+" addr . port to "+x+" daddr . "+p+" dport . numgen random mod "+
-					itoa(n)+" map @"+endpointsMap(f, p))
+					itoa(n)+offset+" map @"+endpointsMap(f, p))
 			}
 		}
 		b.r.addChain(knftables.Chain{Name: name}, rules...)
@@ -270,7 +305,7 @@ func (b *builder) servicePort(sp *servicePort) {
 		if b.opts.ClusterIPs {
 			for _, a := range sp.clusterIPs {
 				if familyOf(a) == f {
-					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll, true)
+					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll, true, false)
 				}
 			}
 		}
@@ -278,7 +313,7 @@ func (b *builder) servicePort(sp *servicePort) {
 		for _, a := range sp.ingressIPs {
 			if familyOf(a) == f {
 				b.firewall(&fe, a)
-				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, true)
+				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, true, true)
 			}
 		}
 		// externalIPs are external frontends like LoadBalancer IPs, without source ranges
@@ -286,7 +321,7 @@ func (b *builder) servicePort(sp *servicePort) {
 		// addresses, so other ports on them are not refused.
 		for _, a := range sp.externalIPs {
 			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, false)
+				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, false, true)
 			}
 		}
 		if sp.nodePort == 0 || !sp.families[f] {
@@ -294,7 +329,7 @@ func (b *builder) servicePort(sp *servicePort) {
 		}
 		for _, a := range b.nodeAddrs {
 			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq, false)
+				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq, false, true)
 			}
 		}
 	}
@@ -382,7 +417,7 @@ func usable(eps []renderedEndpoint, f ipFamily, localOnly bool) []renderedEndpoi
 // element per endpoint, or a reject/drop element when there is no endpoint to go to. With
 // localOnly it uses this node's endpoints only; serviceIP is false for a NodePort, whose address
 // is the node's and takes other traffic.
-func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade, serviceIP bool) {
+func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade, serviceIP, external bool) {
 	f, sp := familyOf(addr), fe.sp
 	fs := &b.fam[f]
 	eps := fe.cluster[f]
@@ -396,6 +431,14 @@ func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, local
 	k := a + " . " + sp.protocol + " . " + p
 	if fs.frontends.has(k) || fs.noEndpoints.has(k) {
 		return
+	}
+	if n := len(fe.cluster[f]); localOnly && external && n > 0 && n < shortCircuitSlot {
+		// kube-proxy's short-circuit: from this node or its pods, any endpoint will do.
+		endpoints := fs.endpoints[sp.protocol]
+		fe.group.addTo(fs.shortCircuit, k, b.gotoVerdict(b.pickAll(len(fe.cluster[f]))), fe.comment)
+		for i, ep := range fe.cluster[f] {
+			fe.group.addTo(endpoints, a+" . "+p+" . "+itoa(shortCircuitSlot+i), ep.value, "")
+		}
 	}
 	if len(eps) == 0 {
 		// No endpoint at all: reject at once (TCP reset, ICMP port unreachable). Endpoints

@@ -20,7 +20,9 @@ import (
 // "drop", or "none" when ironlb leaves the packet alone.
 var (
 	reVmap       = regexp.MustCompile(`^(ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$`)
-	rePick       = regexp.MustCompile(`^meta l4proto (\w+) dnat (ip6?) addr \. port to (ip6?) daddr \. \w+ dport \. numgen random mod (\d+) map @(\S+)$`)
+	rePick       = regexp.MustCompile(`^meta l4proto (\w+) dnat (ip6?) addr \. port to (ip6?) daddr \. \w+ dport \. numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$`)
+	reFromNode   = regexp.MustCompile(`^fib saddr type local (ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$`)
+	reFromPods   = regexp.MustCompile(`^(ip6?) saddr @(\S+) (ip6?) daddr \. meta l4proto \. th dport vmap @(\S+)$`)
 	reAffinity   = regexp.MustCompile(`^(ip6?) saddr @(\S+) meta l4proto (\w+) dnat (ip6?) to (\S+)$`)
 	reServiceIP  = regexp.MustCompile(`^meta l4proto \{ tcp, udp, sctp \} (ip6?) daddr @(\S+) goto (\S+)$`)
 	reNfprotoGo  = regexp.MustCompile(`^meta nfproto (ipv[46]) goto (\S+)$`)
@@ -123,16 +125,29 @@ func (tr *tracer) dnat(p tracePacket, chain string) []string {
 				continue
 			}
 			n, _ := strconv.Atoi(m[4])
+			offset, _ := strconv.Atoi(m[5])
 			var eps []string
-			for slot := range n {
-				v, ok := tr.lookup(m[5], p.dst, port, strconv.Itoa(slot))
+			for slot := offset; slot < offset+n; slot++ {
+				v, ok := tr.lookup(m[6], p.dst, port, strconv.Itoa(slot))
 				if !ok {
-					tr.t.Fatalf("%s has no slot %d for %s:%d (pick of %d)", m[5], slot, p.dst, p.port, n)
+					tr.t.Fatalf("%s has no slot %d for %s:%d (pick of %d)", m[6], slot, p.dst, p.port, n)
 				}
 				a, pt, _ := strings.Cut(v, " . ")
 				eps = append(eps, netip.AddrPortFrom(netip.MustParseAddr(a), uint16(atoi(pt))).String())
 			}
 			return eps
+		} else if m := reFromNode.FindStringSubmatch(rule); m != nil {
+			if m[1] == fam && slices.Contains(testNodeAddrs(), p.src) {
+				if v, ok := tr.lookup(m[2], p.dst, p.proto, port); ok {
+					return tr.dnat(p, strings.TrimPrefix(v, "goto "))
+				}
+			}
+		} else if m := reFromPods.FindStringSubmatch(rule); m != nil {
+			if m[1] == fam && tr.inIntervals(m[2], netip.MustParseAddr(p.src)) {
+				if v, ok := tr.lookup(m[4], p.dst, p.proto, port); ok {
+					return tr.dnat(p, strings.TrimPrefix(v, "goto "))
+				}
+			}
 		} else if m := reAffinity.FindStringSubmatch(rule); m != nil {
 			if m[1] == fam && m[3] == p.proto {
 				if _, ok := tr.lookup(m[2], p.src); ok {
@@ -198,6 +213,25 @@ func (tr *tracer) firewalled(p tracePacket) bool {
 			continue
 		}
 		return !tr.allowed(m[5], p.dst+" . "+p.proto+" . "+port, netip.MustParseAddr(p.src))
+	}
+	return false
+}
+
+// testNodeAddrs are the addresses for which "fib saddr type local" holds.
+func testNodeAddrs() []string {
+	var out []string
+	for _, a := range testNode.Addresses {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// inIntervals looks a up in an interval set of prefixes.
+func (tr *tracer) inIntervals(name string, a netip.Addr) bool {
+	for _, e := range tr.table.Sets[name].Elements {
+		if p, err := netip.ParsePrefix(strings.Join(e.Key, " . ")); err == nil && p.Contains(a) {
+			return true
+		}
 	}
 	return false
 }
@@ -283,6 +317,12 @@ func TestTrace(t *testing.T) {
 		{"local-policy", tracePacket{lanClient, "203.0.113.12", "tcp", 80}, "drop"},
 		{"local-policy", tracePacket{lanClient, "198.51.100.1", "tcp", 30082}, "drop"},
 		{"local-policy", tracePacket{podHere, "198.18.0.12", "tcp", 80}, "dnat 198.18.3.3:8080"},
+		// From this node or its pods, a Local-policy external frontend goes to any endpoint.
+		{"local-policy", tracePacket{podHere, "203.0.113.12", "tcp", 80}, "dnat 198.18.3.3:8080"},
+		{"local-policy", tracePacket{"198.51.100.1", "203.0.113.12", "tcp", 80}, "dnat 198.18.3.3:8080"},
+		{"local-policy", tracePacket{"198.51.100.1", "198.51.100.1", "tcp", 30082}, "dnat 198.18.3.3:8080"},
+		{"local-policy", tracePacket{podHere, "203.0.113.11", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080"},
+		{"local-policy", tracePacket{"198.18.9.9", "203.0.113.12", "tcp", 80}, "drop"}, // a pod elsewhere: routed here, external
 		{"no-endpoints", tracePacket{lanClient, "203.0.113.13", "tcp", 80}, "reject"},
 		{"no-endpoints", tracePacket{lanClient, "198.51.100.1", "tcp", 30083}, "reject"},
 		{"no-endpoints", tracePacket{podHere, "198.18.0.14", "tcp", 80}, "reject"},

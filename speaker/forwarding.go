@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -162,6 +163,22 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 		f.log.Debug("nftables synced", "full", res.Full, "operations", res.Operations, "elapsed", res.Duration.Round(time.Microsecond))
 	}
 	return nil
+}
+
+// podCIDRs returns the node's spec.podCIDRs (spec.podCIDR when the list is empty); invalid
+// ones are skipped.
+func podCIDRs(n *corev1.Node) []netip.Prefix {
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // syncHealth serves the healthCheckNodePorts of this node's Services, logging an error once.

@@ -470,11 +470,12 @@ func (s *Speaker) linkEvent(ev l2.Event) {
 	}
 }
 
-// forwardNode is this node as the forwarding rules see it: its name and InternalIPs.
+// forwardNode is this node as the forwarding rules see it: its name, InternalIPs and pod ranges.
 func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
 	n := forward.Node{Name: s.cfg.NodeName}
 	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
 		n.Addresses = nodeAddrs(self)
+		n.PodCIDRs = podCIDRs(self)
 	}
 	return n
 }
