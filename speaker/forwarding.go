@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Forwarding modes (--forwarding).
@@ -50,6 +51,7 @@ type forwarder struct {
 	inSync     atomic.Bool // the last sync succeeded: health checks answer "serviceProxyHealthy"
 	healthErr  string      // the last health check error logged
 	conntrack  forward.ConntrackCleaner
+	slicesSeen map[types.UID]string // resourceVersion of each EndpointSlice at the last sync; nil before the first
 }
 
 // newForwarder checks the mode and returns nil for off, after removing a table an earlier run
@@ -149,6 +151,9 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 		f.metrics.failures.Inc()
 		return fmt.Errorf("applying nftables rules: %w", err)
 	}
+	now := f.now()
+	f.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	f.observeProgramming(slices, now)
 	f.syncHealth(ctx, forward.HealthChecks(node.Name, svcs, slices))
 	// After the rules: a UDP client whose entry goes now finds the new endpoints.
 	if n, err := f.conntrack.Clean(forward.NewUDPTargets(in)); err != nil {
@@ -157,12 +162,40 @@ func (f *forwarder) sync(ctx context.Context, node forward.Node, svcs []*corev1.
 		f.log.Debug("stale UDP conntrack entries deleted", "count", n)
 	}
 	if res.Operations > 0 {
-		f.metrics.duration.Observe(res.Duration.Seconds())
+		kind := "partial"
+		if res.Full {
+			kind = "full"
+		}
+		f.metrics.duration.WithLabelValues(kind).Observe(res.Duration.Seconds())
 		f.metrics.rules.Set(float64(res.Stats.Rules))
 		f.metrics.elements.Set(float64(res.Stats.Elements))
 		f.log.Debug("nftables synced", "full", res.Full, "operations", res.Operations, "elapsed", res.Duration.Round(time.Microsecond))
 	}
 	return nil
+}
+
+// triggerTimeAnnotation is set by the EndpointSlice controller to the time of the last change
+// (of a Pod or the Service) that it reflects.
+const triggerTimeAnnotation = "endpoints.kubernetes.io/last-change-trigger-time"
+
+// observeProgramming records, for each EndpointSlice changed since the last successful sync, the
+// time from its trigger to now (the rules applied): kube-proxy's network programming latency.
+// The first sync records nothing: its slices changed at any time before the speaker started.
+func (f *forwarder) observeProgramming(slices []*discoveryv1.EndpointSlice, now time.Time) {
+	seen := make(map[types.UID]string, len(slices))
+	for _, s := range slices {
+		if s == nil {
+			continue
+		}
+		seen[s.UID] = s.ResourceVersion
+		if f.slicesSeen == nil || f.slicesSeen[s.UID] == s.ResourceVersion {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s.Annotations[triggerTimeAnnotation]); err == nil && !now.Before(t) {
+			f.metrics.programming.Observe(now.Sub(t).Seconds())
+		}
+	}
+	f.slicesSeen = seen
 }
 
 // podCIDRs returns the node's spec.podCIDRs (spec.podCIDR when the list is empty); invalid
@@ -196,7 +229,9 @@ func (f *forwarder) syncHealth(ctx context.Context, hcs []health.Service) {
 
 type forwardMetrics struct {
 	enabled, kubeProxy prometheus.Gauge
-	duration           prometheus.Histogram
+	duration           *prometheus.HistogramVec // by sync: full or partial
+	lastSync           prometheus.Gauge
+	programming        prometheus.Histogram
 	rules, elements    prometheus.Gauge
 	failures           prometheus.Counter
 }
@@ -205,13 +240,18 @@ func newForwardMetrics(reg prometheus.Registerer) (*forwardMetrics, error) {
 	m := &forwardMetrics{
 		enabled:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_forwarding_enabled", Help: "1 when ironlb's nftables rules forward Services on this node."}),
 		kubeProxy: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_forwarding_kube_proxy_detected", Help: "1 when --forwarding=auto found kube-proxy's rules and left forwarding off."}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ironlb_speaker_forwarding_sync_duration_seconds", Help: "Time to apply a change of the nftables table.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ironlb_speaker_forwarding_sync_duration_seconds",
+			Help:    "Time to apply a change of the nftables table, by sync: full (the whole table) or partial (the elements that changed).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"sync"}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_forwarding_last_sync_timestamp_seconds", Help: "When the nftables table was last synced successfully (Unix time)."}),
+		programming: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ironlb_speaker_forwarding_network_programming_duration_seconds",
+			Help:    "Time from an EndpointSlice change's trigger (its endpoints.kubernetes.io/last-change-trigger-time) to the rules applied.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 15)}),
 		rules:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_forwarding_rules", Help: "Rules in ironlb's nftables table."}),
 		elements: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ironlb_speaker_forwarding_elements", Help: "Set and map elements in ironlb's nftables table."}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ironlb_speaker_forwarding_sync_failures_total", Help: "nftables transactions that failed."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ironlb_speaker_forwarding_sync_failures_total", Help: "nftables transactions and kube-proxy detections that failed."}),
 	}
-	for _, c := range []prometheus.Collector{m.enabled, m.kubeProxy, m.duration, m.rules, m.elements, m.failures} {
+	for _, c := range []prometheus.Collector{m.enabled, m.kubeProxy, m.duration, m.lastSync, m.programming, m.rules, m.elements, m.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

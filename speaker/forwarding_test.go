@@ -15,7 +15,9 @@ import (
 	"github.com/ironlb/ironlb/forward"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/knftables"
 )
@@ -150,4 +152,70 @@ func TestForwarderOffRemovesTheTable(t *testing.T) {
 	if fake.Table != nil {
 		t.Errorf("table left:\n%s", fake.Dump())
 	}
+}
+
+// TestForwarderMetrics: full and partial sync durations, the last sync time, and the network
+// programming latency of a changed EndpointSlice (none for the slices of the first sync).
+func TestForwarderMetrics(t *testing.T) {
+	ctx := context.Background()
+	m, err := newForwardMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_000_000, 0)
+	f, err := startForwarder(ctx, &forwarder{mode: ForwardingOn, applier: forward.NewApplier(knftables.NewFake(forward.TableFamily, forward.TableName)),
+		opts: forward.DefaultOptions(), log: slog.New(slog.DiscardHandler), metrics: m, now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: corev1.ServiceSpec{ClusterIP: "198.18.0.10", Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	epSlice := func(rv string, trigger time.Time, addrs ...string) *discoveryv1.EndpointSlice {
+		s := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", UID: "uid-1", ResourceVersion: rv,
+				Labels:      map[string]string{discoveryv1.LabelServiceName: "web"},
+				Annotations: map[string]string{triggerTimeAnnotation: trigger.UTC().Format(time.RFC3339Nano)}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+		}
+		for _, a := range addrs {
+			s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
+		}
+		return s
+	}
+	node := forward.Node{Name: "node1"}
+	if err := f.sync(ctx, node, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{epSlice("1", now.Add(-time.Hour), "198.18.1.2")}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(3 * time.Second)
+	if err := f.sync(ctx, node, []*corev1.Service{svc}, []*discoveryv1.EndpointSlice{epSlice("2", now.Add(-1500*time.Millisecond), "198.18.1.2", "198.18.1.3")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.duration); n != 2 {
+		t.Errorf("%d sync duration series, want full and partial", n)
+	}
+	for _, kind := range []string{"full", "partial"} {
+		if c := histogramCount(t, m.duration.WithLabelValues(kind).(prometheus.Histogram)); c != 1 {
+			t.Errorf("%s syncs: %d, want 1", kind, c)
+		}
+	}
+	if got := testutil.ToFloat64(m.lastSync); got != float64(now.Unix()) {
+		t.Errorf("last sync %v, want %v", got, now.Unix())
+	}
+	var pm dto.Metric
+	if err := m.programming.Write(&pm); err != nil {
+		t.Fatal(err)
+	}
+	if c, sum := pm.GetHistogram().GetSampleCount(), pm.GetHistogram().GetSampleSum(); c != 1 || sum != 1.5 {
+		t.Errorf("network programming latency: %d samples, sum %v; want one of 1.5 s", c, sum)
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
