@@ -235,3 +235,27 @@ func speakerPIDs(n *Node) ([]int, error) {
 	}
 	return out, nil
 }
+
+// WaitSpeaker waits until n's speaker pod runs a container started after since and is ready
+// (after StartNode: the kubelet restarts the pods of a node that booted again).
+func (ilb *IronLB) WaitSpeaker(ctx context.Context, n *Node, since time.Time) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := ilb.speakerPod(ctx, n)
+		if err != nil || pod == nil {
+			last = fmt.Sprint("no pod ", err)
+			return false, nil
+		}
+		last = fmt.Sprintf("%s: %v", pod.Name, pod.Status.ContainerStatuses)
+		for _, c := range pod.Status.ContainerStatuses {
+			if c.State.Running != nil && c.State.Running.StartedAt.After(since) && c.Ready && podReady(pod) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: waiting for %s's speaker to run again (%s): %w", n.Name, last, err)
+	}
+	return nil
+}

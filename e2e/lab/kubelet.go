@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -161,12 +163,25 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
+	if l.Config.KubeProxy {
+		conf := filepath.Join(rt.dir, "kube-proxy.yaml")
+		if err := writeTemplate(conf, kubeProxyConf, map[string]any{"Kubeconfig": l.NodeKubeconfig, "Node": n.Name}); err != nil {
+			return err
+		}
+	}
+	return l.startNodeDaemons(ctx, n, false)
+}
+
+// startNodeDaemons starts n's containerd, imports the images (unless boot: a node booting again
+// has them), then starts its kubelet (and kube-proxy).
+func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, boot bool) error {
+	rt := n.runtime
 	var err error
 	rt.containerd, err = l.StartHostMounts(ctx, "containerd-"+n.Name, n.NetNS, "containerd", "--config", filepath.Join(rt.dir, "containerd.toml"))
 	if err != nil {
 		return err
 	}
-	if err := l.importImages(ctx, n); err != nil {
+	if err := l.importImages(ctx, n, !boot); err != nil {
 		return err
 	}
 	kubelet := filepath.Join(l.binDir(), "kubelet")
@@ -185,9 +200,6 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 	}
 	if l.Config.KubeProxy {
 		conf := filepath.Join(rt.dir, "kube-proxy.yaml")
-		if err := writeTemplate(conf, kubeProxyConf, map[string]any{"Kubeconfig": l.NodeKubeconfig, "Node": n.Name}); err != nil {
-			return err
-		}
 		if _, err := l.Start(ctx, "kube-proxy-"+n.Name, n.NetNS, filepath.Join(l.binDir(), "kube-proxy"), "--config="+conf, "--v=1"); err != nil {
 			return err
 		}
@@ -195,9 +207,61 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// importImages loads the images (docker-archives) into n's containerd, after waiting for its
-// socket.
-func (l *Lab) importImages(ctx context.Context, n *Node) error {
+// StopNode takes real node n down as a power loss would, keeping its links: it kills
+// everything running in n's network namespace (kubelet, containerd, the speaker) and in its
+// pods', and clears what a reboot clears: the mounts and the runtime state under n's directory
+// and n's nftables rules. StartNode boots it again.
+func (l *Lab) StopNode(ctx context.Context, n *Node) error {
+	rt := n.runtime
+	if rt == nil {
+		return fmt.Errorf("lab: %s is not a real node (Config.Simulated)", n.Name)
+	}
+	mounts, err := mountsUnder(rt.dir)
+	if err != nil {
+		return err
+	}
+	pins := []string{filepath.Join("/var/run/netns", n.NetNS)}
+	for _, m := range mounts {
+		if m.fstype == "nsfs" {
+			pins = append(pins, m.path)
+		}
+	}
+	pids, err := pidsInNetNS(pins)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range pids {
+		waitGone(pid, 5*time.Second)
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounts[i].path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("lab: unmounting %s: %w", mounts[i].path, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(rt.dir, "containerd-state")); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if _, err := Exec(ctx, n.NetNS, "nft", "flush", "ruleset"); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// StartNode boots real node n again after StopNode: containerd, the kubelet (which restarts the
+// node's pods) and kube-proxy if the lab runs it.
+func (l *Lab) StartNode(ctx context.Context, n *Node) error {
+	if n.runtime == nil {
+		return fmt.Errorf("lab: %s is not a real node (Config.Simulated)", n.Name)
+	}
+	return l.startNodeDaemons(ctx, n, true)
+}
+
+// importImages waits for n's containerd to answer and loads the images (docker-archives) into
+// it, if load.
+func (l *Lab) importImages(ctx context.Context, n *Node, load bool) error {
 	rt := n.runtime
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "version").CombinedOutput()
@@ -205,6 +269,9 @@ func (l *Lab) importImages(ctx context.Context, n *Node) error {
 	})
 	if err != nil {
 		return fmt.Errorf("lab: containerd of %s did not answer on %s (log: %s): %w", n.Name, rt.socket, l.logPath("containerd-"+n.Name), err)
+	}
+	if !load {
+		return nil
 	}
 	for _, tar := range l.images {
 		if out, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "-n", "k8s.io", "images", "import", tar).CombinedOutput(); err != nil {
