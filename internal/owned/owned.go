@@ -175,8 +175,11 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		}
 		cancel()
 		if err != nil {
-			if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				stale = true // someone else wrote or deleted it: list again before the retry
+			// Someone else wrote or deleted it, or a create failed without saying whether the
+			// server stored the object (a timeout, a request cancelled at shutdown): list again
+			// before the retry, so that nothing created is left out of written (and never pruned).
+			if !ok || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				stale = true
 			}
 			errs = append(errs, fmt.Errorf("writing %s: %w", key, err))
 			continue

@@ -30,6 +30,9 @@ type fakeServer struct {
 	writes  []string // "create k", "update k", "delete k"
 	hang    bool
 	fail    error
+	// lostReply makes a create succeed on the server but fail for the client (a timeout or a
+	// cancelled request after the server stored the object).
+	lostReply bool
 }
 
 var _ Client[obj] = (*fakeServer)(nil)
@@ -69,6 +72,9 @@ func (f *fakeServer) Create(ctx context.Context, o obj) (obj, error) {
 	o.version = f.version
 	f.objs[o.key] = o
 	f.writes = append(f.writes, "create "+o.key)
+	if f.lostReply {
+		return obj{}, context.DeadlineExceeded
+	}
 	return o, nil
 }
 
@@ -250,6 +256,34 @@ func TestFailuresAreRetried(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a few failed passes (not an assertion: waitFor is)
 	f.set(false, nil)
 	waitFor(t, f, []string{"a=1"})
+}
+
+// A create whose reply was lost (timed out or cancelled after the server stored the object,
+// as when shutdown stops Run mid-request) must not leave the object behind: Flush removes it.
+func TestFlushRemovesWhatALostReplyCreated(t *testing.T) {
+	f := newFake()
+	r := New[obj](f, testOptions())
+	r.Set(objs("a", "1"))
+	if err := r.Flush(context.Background()); err != nil { // lists: written is known
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.lostReply = true
+	f.mu.Unlock()
+	r.Set(objs("a", "1", "b", "1"))
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("a lost reply reported no error")
+	}
+	f.mu.Lock()
+	f.lostReply = false
+	f.mu.Unlock()
+	r.Set(nil)
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if state, writes := f.state(); len(state) != 0 {
+		t.Fatalf("state %v after Set(nil) and Flush, want nothing (writes %v)", state, writes)
+	}
 }
 
 func waitFor(t *testing.T, f *fakeServer, want []string) {
