@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -74,6 +75,13 @@ type Controller struct {
 	alloc   *allocator.Allocator
 	views   map[string]poolView
 	pending map[string]bool // Services that failed to allocate: retried when addresses free up
+	// reserved are the nodes' and the API server's addresses (syncReserved).
+	reserved map[netip.Addr]string
+	// draining holds each address a decision freed, by the Service whose status still shows it
+	// while the new status is being written: the allocator keeps it reserved until then, so
+	// that with statuses written in parallel no other Service is given (and shows) an address
+	// this one still shows.
+	draining map[netip.Addr]string
 	// retained attributes held addresses in no pool to the pool they came from, as the pools'
 	// status.retainedAddresses said when this replica started leading (the allocator forgets
 	// where a restored address came from) and as the allocator knows since.
@@ -101,6 +109,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "ironlb-controller"}),
 		alloc: allocator.New(), views: map[string]poolView{}, pending: map[string]bool{},
+		draining: map[netip.Addr]string{},
 	}
 	c.broadcast = record.NewBroadcaster()
 	c.recorder = c.broadcast.NewRecorder(scheme, corev1.EventSource{Component: "ironlb-controller"})
@@ -495,11 +504,16 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 
 	o := c.decide(key, svc)
 	next, changed := applyOutcome(svc.Status, o, svc.Generation)
+	if changed {
+		if err := c.updateStatus(ctx, svc, next); err != nil {
+			return err // what the status still shows stays draining
+		}
+	}
+	c.mu.Lock()
+	c.undrain(key)
+	c.mu.Unlock()
 	if !changed {
 		return nil
-	}
-	if err := c.updateStatus(ctx, svc, next); err != nil {
-		return err
 	}
 	if ev, ok := transition(svc.Status, o); ok {
 		typ := corev1.EventTypeNormal
@@ -516,12 +530,25 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	return nil
 }
 
-// decide allocates for a Service of ours and returns the outcome to report.
+// decide allocates for a Service of ours and returns the outcome to report. The addresses it
+// frees drain until the caller has written the status (undrain).
 func (c *Controller) decide(key string, svc *corev1.Service) outcome {
 	req, err := RequestFor(svc, c.namespaceLabels(svc.Namespace))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	held, _ := c.alloc.Assignment(key)
+	// What this Service's status may still show: what it holds and what it drains. It may take
+	// back what it drains; the rest keeps draining.
+	shown := held.Addrs()
+	for ip, k := range c.draining {
+		if k == key {
+			shown = append(shown, ip)
+			delete(c.draining, ip)
+		}
+	}
+	if len(shown) > len(held.IPs) {
+		c.applyReserved()
+	}
 	var as allocator.Assignment
 	if err == nil {
 		as, err = c.alloc.Allocate(req)
@@ -531,19 +558,59 @@ func (c *Controller) decide(key string, svc *corev1.Service) outcome {
 		o := failed(err, held)
 		c.metrics.failures.WithLabelValues(o.reason).Inc()
 		c.pending[key] = true
+		c.drain(key, shown, held)
 		return o
 	}
 	delete(c.pending, key)
-	if freed(held, as) {
+	c.drain(key, shown, as)
+	return allocated(as, c.retainedBy)
+}
+
+// drain keeps the addresses of shown that key no longer holds and no one else holds from
+// other Services until key's status is written. The caller holds c.mu.
+func (c *Controller) drain(key string, shown []netip.Addr, now allocator.Assignment) {
+	added := false
+	for _, ip := range shown {
+		if !slices.Contains(now.Addrs(), ip) && len(c.alloc.Holders(ip)) == 0 {
+			c.draining[ip], added = key, true
+		}
+	}
+	if added {
+		c.applyReserved()
+	}
+}
+
+// undrain frees what key drained (its status no longer shows it) and lets the Services
+// waiting for an address retry. The caller holds c.mu.
+func (c *Controller) undrain(key string) {
+	n := len(c.draining)
+	maps.DeleteFunc(c.draining, func(_ netip.Addr, k string) bool { return k == key })
+	if len(c.draining) != n {
+		c.applyReserved()
 		c.retryPending()
 	}
-	return allocated(as, c.retainedBy)
+}
+
+// applyReserved gives the allocator the reserved and the draining addresses. The caller holds
+// c.mu.
+func (c *Controller) applyReserved() {
+	all := maps.Clone(c.reserved)
+	if all == nil {
+		all = map[netip.Addr]string{}
+	}
+	for ip, key := range c.draining {
+		if _, ok := all[ip]; !ok {
+			all[ip] = "Service " + key + " still shows it while its status is written"
+		}
+	}
+	c.alloc.SetReserved(all)
 }
 
 // release frees what a Service held and lets the Services waiting for an address retry. The
 // caller holds c.mu.
 func (c *Controller) release(key string) bool {
 	delete(c.pending, key)
+	c.undrain(key)
 	if !c.alloc.Release(key) {
 		return false
 	}
@@ -558,13 +625,6 @@ func (c *Controller) retryPending() {
 	for k := range c.pending {
 		c.queue.Add(k)
 	}
-}
-
-// freed reports whether the Service gave up an address it held (it moved, or dropped a family).
-func freed(before, after allocator.Assignment) bool {
-	return slices.ContainsFunc(before.IPs, func(b allocator.Assigned) bool {
-		return !slices.ContainsFunc(after.IPs, func(a allocator.Assigned) bool { return a.Addr == b.Addr })
-	})
 }
 
 func (c *Controller) updateStatus(ctx context.Context, svc *corev1.Service, st corev1.ServiceStatus) error {

@@ -53,8 +53,15 @@ type runningController struct {
 
 func startController(t *testing.T, cfg Config) *runningController {
 	t.Helper()
+	return startControllerWith(t, cfg, testEnv.cfg)
+}
+
+// startControllerWith starts a controller on a client configuration of the test's (one that
+// injects faults).
+func startControllerWith(t *testing.T, cfg Config, restCfg *rest.Config) *runningController {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(cfg, testEnv.cfg, reg, reg)
+	c, err := New(cfg, restCfg, reg, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func (c *Controller) writePoolStatuses(ctx context.Context) error {
 	for _, s := range c.alloc.Stats() {
 		stats[s.Pool] = append(stats[s.Pool], s)
 	}
-	reserved := c.alloc.Reserved()
+	reserved := c.reserved // replaced by syncReserved, never changed in place
 	c.mu.Unlock()
 	c.metrics.poolAddresses.Reset()
 	var errs []error

@@ -3,7 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
@@ -93,6 +96,51 @@ func TestAddressFreedByAMoveGoesToAPendingService(t *testing.T) {
 	h.waitStatus(h.ns, "mover", metav1.ConditionTrue, ReasonAllocated, "203.0.113.180")
 	h.waitStatus(h.ns, "waiting", metav1.ConditionTrue, ReasonAllocated, "198.51.100.180")
 }
+
+// Statuses are written in parallel, yet an address a Service moved away from goes to another
+// Service only once the mover's new status is written: two Services never show one address.
+// The mover's status writes are slowed down (a slow API server) to widen the window.
+func TestAFreedAddressWaitsForTheMoversStatus(t *testing.T) {
+	h := newBareHarness(t)
+	restCfg := rest.CopyConfig(testEnv.cfg)
+	moverStatus := "/api/v1/namespaces/" + h.ns + "/services/mover/status"
+	restCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPut && r.URL.Path == moverStatus {
+				time.Sleep(time.Second)
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	rc := startControllerWith(t, testConfig("test-"+h.ns), restCfg)
+	t.Cleanup(func() { rc.stop(t) })
+
+	h.pool("tiny", []string{"198.51.100.181/32"}, nil)
+	manual := h.pool("manual", []string{"203.0.113.181/32"}, func(p *v1alpha1.IPPool) { p.Spec.AutoAssign = ptr(false) })
+	h.svc("mover", nil)
+	h.waitStatus(h.ns, "mover", metav1.ConditionTrue, ReasonAllocated, "198.51.100.181")
+	h.svc("waiting", nil)
+	h.waitStatus(h.ns, "waiting", metav1.ConditionFalse, "PoolExhausted")
+	h.updateSvc(h.ns, "mover", func(s *corev1.Service) { s.Annotations = map[string]string{v1alpha1.AnnotationPool: manual} })
+	shows := func(s *corev1.Service) bool {
+		return slices.ContainsFunc(s.Status.LoadBalancer.Ingress, func(in corev1.LoadBalancerIngress) bool { return in.IP == "198.51.100.181" })
+	}
+	h.eventually("waiting gets 198.51.100.181", func() (bool, string) {
+		w := h.getSvc(h.ns, "waiting")
+		if !shows(w) {
+			return false, describe(w)
+		}
+		if m := h.getSvc(h.ns, "mover"); shows(m) { // read after: mover showed it at the same time
+			t.Fatalf("waiting got 198.51.100.181 while mover still shows it: waiting %s, mover %s", describe(w), describe(m))
+		}
+		return true, ""
+	})
+	h.waitStatus(h.ns, "mover", metav1.ConditionTrue, ReasonAllocated, "203.0.113.181")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // A Service whose annotations became malformed after it got a shared address keeps its
 // sharing attributes across a restart, so the Services sharing with it keep the address.

@@ -65,10 +65,11 @@ func (c *Controller) syncReserved() bool {
 		slicesIn = append(slicesIn, o.(*discoveryv1.EndpointSlice))
 	}
 	next := ReservedAddresses(nodes, slicesIn)
-	if maps.Equal(next, c.alloc.Reserved()) {
+	if maps.Equal(next, c.reserved) {
 		return false
 	}
-	c.alloc.SetReserved(next)
+	c.reserved = next
+	c.applyReserved()
 	c.log.Info("reserved addresses (nodes', API server's) updated", "count", len(next))
 	return true
 }
