@@ -524,6 +524,8 @@ func TestRenderVariants(t *testing.T) {
 		{"API server in brackets", "apiServer.host=[2001:db8::10]", "apiServer/host"},
 		{"API server not an address", "apiServer.host=10.0.1", `apiServer.host "10.0.1": want an IPv4 or IPv6 address`},
 		{"API server port out of range", "apiServer.port=65536", "apiServer/port"},
+		// The leader-election FlowSchema takes one less; 0 is no valid precedence.
+		{"FlowSchema precedence 1", "apiPriorityAndFairness.matchingPrecedence=1", "matchingPrecedence"},
 	} {
 		t.Run("rejects "+tc.name, func(t *testing.T) {
 			_, err := renderErr(t, releaseNS, "--set", tc.set)
