@@ -86,6 +86,10 @@ type Controller struct {
 	// status.retainedAddresses said when this replica started leading (the allocator forgets
 	// where a restored address came from) and as the allocator knows since.
 	retained map[netip.Addr]string
+	// unsynced are the Services restore queued that no reconcile has completed yet; the
+	// initial sync is done when it empties (leadStart: when leading started).
+	unsynced  map[string]bool
+	leadStart time.Time
 }
 
 // New builds a controller from a client configuration. It starts nothing. reg receives the
@@ -290,6 +294,7 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) lead(ctx context.Context) {
 	c.metrics.leader.Set(1)
 	start := time.Now()
+	c.leadStart = start // before the workers start
 	restored, err := c.restore(ctx)
 	if err != nil {
 		c.log.Info("stopped before the allocator was restored", "err", err)
@@ -300,20 +305,16 @@ func (c *Controller) lead(ctx context.Context) {
 		<-ctx.Done()
 		c.queue.ShutDown()
 	}()
-	var synced sync.Once
+	c.mu.Lock()
+	none := len(c.unsynced) == 0
+	c.mu.Unlock()
+	if none {
+		c.initialSyncDone()
+	}
 	var wg sync.WaitGroup
 	for range max(c.cfg.Workers, 1) {
 		wg.Go(func() {
 			for c.processNext(ctx) {
-				// Restore queued every Service: the first time the queue runs dry, each was
-				// reconciled (or is being reconciled by another worker).
-				if c.queue.Len() == 0 {
-					synced.Do(func() {
-						elapsed := time.Since(start)
-						c.metrics.initialSync.Set(elapsed.Seconds())
-						c.log.Info("initial sync done: every Service reconciled", "elapsed", elapsed.Round(time.Millisecond))
-					})
-				}
 			}
 		})
 	}
@@ -345,8 +346,10 @@ func (c *Controller) restore(ctx context.Context) (int, error) {
 		return compareKeys(a, b)
 	})
 	n := 0
+	c.unsynced = make(map[string]bool, len(svcs))
 	for _, svc := range svcs {
 		c.queue.Add(svc.Namespace + "/" + svc.Name)
+		c.unsynced[svc.Namespace+"/"+svc.Name] = true
 		ips := ingressIPs(svc)
 		if !c.cfg.Class.Handles(svc) || len(ips) == 0 {
 			continue
@@ -433,6 +436,9 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		start := time.Now()
 		err = c.syncService(ctx, key)
 		c.metrics.reconcile.Observe(time.Since(start).Seconds())
+		if err == nil {
+			c.synced(key)
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		// A conflict only means the cache is behind our own last write: retry quietly.
@@ -446,6 +452,24 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	}
 	c.queue.Forget(key)
 	return true
+}
+
+// synced records that a Service restore queued was reconciled; the last one ends the initial
+// sync.
+func (c *Controller) synced(key string) {
+	c.mu.Lock()
+	last := c.unsynced[key] && len(c.unsynced) == 1
+	delete(c.unsynced, key)
+	c.mu.Unlock()
+	if last {
+		c.initialSyncDone()
+	}
+}
+
+func (c *Controller) initialSyncDone() {
+	elapsed := time.Since(c.leadStart)
+	c.metrics.initialSync.Set(elapsed.Seconds())
+	c.log.Info("initial sync done: every Service reconciled", "elapsed", elapsed.Round(time.Millisecond))
 }
 
 func (c *Controller) allServices() []string {

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		initialSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ironlb_controller_initial_sync_seconds",
-			Help: "Time from winning leadership until every Service was reconciled once (0 until then).",
+			Help: "Time from winning leadership until every Service that existed then was reconciled once, status written (0 until then).",
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.poolAddresses, m.allocations, m.failures, m.reconcile, m.leader, m.initialSync} {

@@ -13,6 +13,7 @@ import (
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -136,6 +137,36 @@ func TestAFreedAddressWaitsForTheMoversStatus(t *testing.T) {
 		return true, ""
 	})
 	h.waitStatus(h.ns, "mover", metav1.ConditionTrue, ReasonAllocated, "203.0.113.181")
+}
+
+// The initial sync ends when every Service that existed at the start was reconciled, its
+// status written: not when the queue runs dry while other workers still write.
+func TestInitialSyncWaitsForEveryStatusWrite(t *testing.T) {
+	h := newBareHarness(t)
+	h.pool("pool", []string{"198.51.100.182/31"}, nil)
+	h.svc("slow", nil)
+	h.svc("fast", nil)
+	restCfg := rest.CopyConfig(testEnv.cfg)
+	slowStatus := "/api/v1/namespaces/" + h.ns + "/services/slow/status"
+	restCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPut && r.URL.Path == slowStatus {
+				time.Sleep(2 * time.Second)
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	rc := startControllerWith(t, testConfig("test-"+h.ns), restCfg)
+	t.Cleanup(func() { rc.stop(t) })
+	h.eventually("the initial sync", func() (bool, string) {
+		if testutil.ToFloat64(rc.c.metrics.initialSync) == 0 {
+			return false, "not synced"
+		}
+		if s := h.getSvc(h.ns, "slow"); len(s.Status.LoadBalancer.Ingress) == 0 {
+			t.Fatalf("initial sync done while slow's status is still being written: %s", describe(s))
+		}
+		return true, ""
+	})
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
