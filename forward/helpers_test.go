@@ -29,7 +29,19 @@ const (
 
 var testNode = Node{Name: thisNode, Addresses: []netip.Addr{
 	netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:100::1"),
-}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.2.0/24"), netip.MustParsePrefix("2001:db8:2::/64")}}
+}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.2.0/24"), netip.MustParsePrefix("2001:db8:2::/64")}, Zone: "zone-a"}
+
+// hinted returns e with topology hints for the given zones and nodes.
+func hinted(e discoveryv1.Endpoint, zones []string, nodes ...string) discoveryv1.Endpoint {
+	e.Hints = &discoveryv1.EndpointHints{}
+	for _, z := range zones {
+		e.Hints.ForZones = append(e.Hints.ForZones, discoveryv1.ForZone{Name: z})
+	}
+	for _, n := range nodes {
+		e.Hints.ForNodes = append(e.Hints.ForNodes, discoveryv1.ForNode{Name: n})
+	}
+	return e
+}
 
 type svcOption func(*corev1.Service)
 

@@ -23,6 +23,10 @@ type Node struct {
 	// the node itself, to a Local-policy LoadBalancer IP, externalIP or NodePort goes to any
 	// endpoint when the node has none (kube-proxy's short-circuit, detect-local-mode NodeCIDR).
 	PodCIDRs []netip.Prefix
+	// Zone is the node's topology.kubernetes.io/zone label: with topology hints (spec.
+	// trafficDistribution PreferClose / PreferSameZone, or the topology-mode annotation)
+	// traffic goes to the endpoints hinted for this zone, as with kube-proxy.
+	Zone string
 }
 
 // Options tune what the renderer forwards. The zero value forwards LoadBalancer IPs and
@@ -59,7 +63,7 @@ type Input struct {
 // ExternalName, unparsable addresses and ports are skipped. When two Services claim the same
 // address, protocol and port, the first in namespace/name order wins.
 func Render(in Input) *Ruleset {
-	b := &builder{r: newRuleset(), opts: in.Options, nodeAddrs: nodePortAddresses(in.Node.Addresses), verdicts: map[string]string{}}
+	b := &builder{r: newRuleset(), opts: in.Options, node: in.Node.Name, zone: in.Node.Zone, nodeAddrs: nodePortAddresses(in.Node.Addresses), verdicts: map[string]string{}}
 	b.skeleton()
 	b.podCIDRs(in.Node.PodCIDRs)
 	sps := servicePorts(in.Node.Name, in.Services, in.EndpointSlices)
@@ -86,6 +90,8 @@ func nodePortAddresses(addrs []netip.Addr) []netip.Addr {
 type builder struct {
 	r         *Ruleset
 	opts      Options
+	node      string
+	zone      string
 	nodeAddrs []netip.Addr
 	fam       [2]familySets
 	verdicts  map[string]string // chain -> "goto chain", made once
@@ -295,7 +301,7 @@ func (b *builder) servicePort(sp *servicePort) {
 	fe := frontendArgs{sp: sp, comment: sp.comment(), group: b.r.startGroup(sp.key())}
 	all := rendered(sp.endpoints)
 	for _, f := range families {
-		fe.cluster[f] = usable(all, f, false)
+		fe.cluster[f] = usable(b.topology(all, f), f, false)
 		fe.local[f] = usable(all, f, true)
 	}
 	if sp.affinity > 0 {
@@ -386,6 +392,43 @@ func rendered(eps []endpoint) []renderedEndpoint {
 	for i, ep := range eps {
 		a := ep.addr.String()
 		out[i] = renderedEndpoint{endpoint: ep, addr: a, value: a + " . " + itoa(int(ep.port))}
+	}
+	return out
+}
+
+// topology returns the endpoints of family f that topology hints leave for this node, as
+// kube-proxy decides: when every ready endpoint has node hints and one is for this node, the
+// ones hinted for this node; else when every ready endpoint has zone hints and one is for this
+// node's zone, the ones hinted for it; else all. Not-ready endpoints are kept: usable falls back
+// to the serving terminating ones whatever their hints.
+func (b *builder) topology(eps []renderedEndpoint, f ipFamily) []renderedEndpoint {
+	anyReady, allNode, forNode, allZone, forZone := false, true, false, true, false
+	for _, ep := range eps {
+		if familyOf(ep.endpoint.addr) != f || !ep.ready {
+			continue
+		}
+		anyReady = true
+		allNode = allNode && len(ep.nodeHints) > 0
+		forNode = forNode || slices.Contains(ep.nodeHints, b.node)
+		allZone = allZone && len(ep.zoneHints) > 0
+		forZone = forZone || (b.zone != "" && slices.Contains(ep.zoneHints, b.zone))
+	}
+	var hinted func(ep *renderedEndpoint) bool
+	switch {
+	case !anyReady:
+		return eps
+	case allNode && forNode:
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.nodeHints, b.node) }
+	case allZone && forZone:
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.zoneHints, b.zone) }
+	default:
+		return eps
+	}
+	out := make([]renderedEndpoint, 0, len(eps))
+	for i := range eps {
+		if !eps[i].ready || hinted(&eps[i]) {
+			out = append(out, eps[i])
+		}
 	}
 	return out
 }

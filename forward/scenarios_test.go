@@ -163,6 +163,27 @@ var scenarios = map[string]func() Input{
 		}
 	},
 
+	// Topology hints (trafficDistribution PreferClose): "zonal" sends this node (zone-a) to the
+	// endpoint hinted for zone-a; "partial" has an endpoint without hints, so all count;
+	// "same-node" has node hints for this node; "elsewhere" hints no endpoint for zone-a.
+	"topology": func() Input {
+		zonal := func(name, clusterIP string) *corev1.Service {
+			return service(name, clusterT, clusterIP, []corev1.ServicePort{tcpPort("http", 80, 0)})
+		}
+		return Input{Node: testNode, Options: DefaultOptions(),
+			Services: []*corev1.Service{zonal("zonal", "198.18.0.40"), zonal("partial", "198.18.0.41"), zonal("same-node", "198.18.0.42"), zonal("elsewhere", "198.18.0.43")},
+			EndpointSlices: []*discoveryv1.EndpointSlice{
+				slice("zonal", "zonal-1", http, hinted(ep("198.18.1.2", thisNode, ready), []string{"zone-a"}),
+					hinted(ep("198.18.3.2", otherNode, ready), []string{"zone-b"}), hinted(ep("198.18.3.3", otherNode, ready), []string{"zone-a"})),
+				slice("partial", "partial-1", http, hinted(ep("198.18.1.2", thisNode, ready), []string{"zone-a"}), ep("198.18.3.2", otherNode, ready)),
+				slice("same-node", "same-node-1", http, hinted(ep("198.18.1.2", thisNode, ready), []string{"zone-a"}, thisNode),
+					hinted(ep("198.18.3.2", otherNode, ready), []string{"zone-a"}, otherNode)),
+				slice("elsewhere", "elsewhere-1", http, hinted(ep("198.18.1.2", thisNode, ready), []string{"zone-b"}),
+					hinted(ep("198.18.3.2", otherNode, ready), []string{"zone-c"})),
+			},
+		}
+	},
+
 	// Options: no ClusterIPs, and masquerade everything that leaves the node.
 	"options": func() Input {
 		in := clusterPolicy()

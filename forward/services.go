@@ -42,6 +42,8 @@ type endpoint struct {
 	ready       bool
 	serving     bool
 	terminating bool
+	zoneHints   []string // hints.forZones
+	nodeHints   []string // hints.forNodes
 }
 
 // key identifies the Service port: a Service has at most one port per protocol and number.
@@ -311,12 +313,21 @@ func newEndpoint(node string, e *discoveryv1.Endpoint, port uint16) (endpoint, b
 		serving = *e.Conditions.Serving
 	}
 	terminating := e.Conditions.Terminating != nil && *e.Conditions.Terminating
-	return endpoint{
+	ep := endpoint{
 		addr:        addrs[0],
 		port:        port,
 		local:       node != "" && e.NodeName != nil && *e.NodeName == node,
 		ready:       ready,
 		serving:     serving,
 		terminating: terminating,
-	}, true
+	}
+	if h := e.Hints; h != nil {
+		for _, z := range h.ForZones {
+			ep.zoneHints = append(ep.zoneHints, z.Name)
+		}
+		for _, n := range h.ForNodes {
+			ep.nodeHints = append(ep.nodeHints, n.Name)
+		}
+	}
+	return ep, true
 }

@@ -358,6 +358,10 @@ func TestTrace(t *testing.T) {
 		{"external-ips", tracePacket{lanClient, "192.0.2.32", "tcp", 80}, "reject"},
 		{"ip-mode-proxy", tracePacket{lanClient, "203.0.113.24", "tcp", 80}, "dnat 198.18.1.2:8080"},
 		{"ip-mode-proxy", tracePacket{lanClient, "203.0.113.25", "tcp", 80}, "none"},
+		{"topology", tracePacket{podHere, "198.18.0.40", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.3:8080"},
+		{"topology", tracePacket{podHere, "198.18.0.41", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080"},
+		{"topology", tracePacket{podHere, "198.18.0.42", "tcp", 80}, "dnat 198.18.1.2:8080"},
+		{"topology", tracePacket{podHere, "198.18.0.43", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080"},
 		{"options", tracePacket{podHere, "198.18.0.10", "tcp", 80}, "none"}, // ClusterIPs not forwarded
 		{"options", tracePacket{lanClient, "203.0.113.10", "tcp", 80}, "dnat 198.18.1.2:8080 198.18.3.2:8080(masq)"},
 	} {

@@ -470,12 +470,13 @@ func (s *Speaker) linkEvent(ev l2.Event) {
 	}
 }
 
-// forwardNode is this node as the forwarding rules see it: its name, InternalIPs and pod ranges.
+// forwardNode is this node as the forwarding rules see it: its name, InternalIPs, pod ranges and zone.
 func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
 	n := forward.Node{Name: s.cfg.NodeName}
 	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
 		n.Addresses = nodeAddrs(self)
 		n.PodCIDRs = podCIDRs(self)
+		n.Zone = self.Labels[corev1.LabelTopologyZone]
 	}
 	return n
 }
