@@ -408,19 +408,23 @@ func (b *builder) topology(eps []renderedEndpoint, f ipFamily) []renderedEndpoin
 			continue
 		}
 		anyReady = true
-		allNode = allNode && len(ep.nodeHints) > 0
-		forNode = forNode || slices.Contains(ep.nodeHints, b.node)
-		allZone = allZone && len(ep.zoneHints) > 0
-		forZone = forZone || (b.zone != "" && slices.Contains(ep.zoneHints, b.zone))
+		h := ep.hints
+		if h == nil {
+			h = &hints{}
+		}
+		allNode = allNode && len(h.nodes) > 0
+		forNode = forNode || slices.Contains(h.nodes, b.node)
+		allZone = allZone && len(h.zones) > 0
+		forZone = forZone || (b.zone != "" && slices.Contains(h.zones, b.zone))
 	}
 	var hinted func(ep *renderedEndpoint) bool
 	switch {
 	case !anyReady:
 		return eps
 	case allNode && forNode:
-		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.nodeHints, b.node) }
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.nodes, b.node) }
 	case allZone && forZone:
-		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.zoneHints, b.zone) }
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.zones, b.zone) }
 	default:
 		return eps
 	}

@@ -42,8 +42,13 @@ type endpoint struct {
 	ready       bool
 	serving     bool
 	terminating bool
-	zoneHints   []string // hints.forZones
-	nodeHints   []string // hints.forNodes
+	hints       *hints // nil without topology hints (most endpoints: keeps endpoint small)
+}
+
+// hints are an endpoint's topology hints.
+type hints struct {
+	zones []string // hints.forZones
+	nodes []string // hints.forNodes
 }
 
 // key identifies the Service port: a Service has at most one port per protocol and number.
@@ -321,12 +326,13 @@ func newEndpoint(node string, e *discoveryv1.Endpoint, port uint16) (endpoint, b
 		serving:     serving,
 		terminating: terminating,
 	}
-	if h := e.Hints; h != nil {
+	if h := e.Hints; h != nil && len(h.ForZones)+len(h.ForNodes) > 0 {
+		ep.hints = &hints{}
 		for _, z := range h.ForZones {
-			ep.zoneHints = append(ep.zoneHints, z.Name)
+			ep.hints.zones = append(ep.hints.zones, z.Name)
 		}
 		for _, n := range h.ForNodes {
-			ep.nodeHints = append(ep.nodeHints, n.Name)
+			ep.hints.nodes = append(ep.hints.nodes, n.Name)
 		}
 	}
 	return ep, true
