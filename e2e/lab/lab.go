@@ -25,6 +25,7 @@ import (
 	"github.com/ironlb/ironlb/internal/images"
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -258,6 +259,14 @@ func (l *Lab) startCluster(ctx context.Context) error {
 	}
 	if err := l.waitNodesReady(ctx, 2*time.Minute); err != nil {
 		return err
+	}
+	// The nodes' pod subnets, as a cluster's IPAM (kube-controller-manager's
+	// --allocate-node-cidrs) would set them; here they are fixed by each node's CNI config.
+	for _, n := range l.Nodes {
+		patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q,%q]}}`, n.Pod4, n.Pod4, n.Pod6)
+		if _, err := l.Client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("lab: setting the pod subnets of %s: %w", n.Name, err)
+		}
 	}
 	// kube-controller-manager's root CA publisher writes this first thing; pods with a
 	// ServiceAccount token wait for it.

@@ -133,6 +133,9 @@ func smoke(t *testing.T, real bool) {
 			if want == nil || len(n.Status.Addresses) == 0 || n.Status.Addresses[0].Address != want.LAN4.String() {
 				t.Errorf("node %s: addresses %v, want first %v", n.Name, n.Status.Addresses, want)
 			}
+			if len(n.Spec.PodCIDRs) != 2 || n.Spec.PodCIDRs[0] != want.Pod4.String() {
+				t.Errorf("node %s: podCIDRs %v, want [%s %s]", n.Name, n.Spec.PodCIDRs, want.Pod4, want.Pod6)
+			}
 			if real && n.Status.NodeInfo.KubeletVersion != "v1.37.1" {
 				t.Errorf("node %s: kubelet version %q, want a real kubelet v1.37.1", n.Name, n.Status.NodeInfo.KubeletVersion)
 			}
