@@ -128,5 +128,25 @@ func (l *Lab) setGate(ctx context.Context, p *Pod, ready bool) error {
 	if _, err := l.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 		return fmt.Errorf("lab: setting pod %s/%s ready=%v: %w", p.Namespace, p.Name, ready, err)
 	}
+	// The kubelet derives Ready from the gate on its own schedule, and a status it computed
+	// from the gate's previous value may still land after this patch: return once Ready says
+	// what was asked, as the simulated lab's direct write does.
+	var last corev1.ConditionStatus
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		got, err := l.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				last = c.Status
+				return c.Status == status, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: pod %s/%s Ready is %q, want %q: %w", p.Namespace, p.Name, last, status, err)
+	}
 	return nil
 }
