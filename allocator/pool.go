@@ -25,9 +25,11 @@ type Pool struct {
 	AvoidBuggyIPs bool
 
 	// Restrictions. A pool with any of Namespaces, NamespaceSelector or
-	// ServiceSelector is restricted: only Services matching all of those
-	// that are set may draw from it, however they ask (automatically, by
-	// pool name or by address). A nil selector does not restrict.
+	// ServiceSelector is restricted: only Services whose namespace is listed
+	// in Namespaces or matches NamespaceSelector (either, when both are set),
+	// and whose labels match ServiceSelector (when set), may draw from it,
+	// however they ask (automatically, by pool name or by address). A nil
+	// selector does not restrict.
 	Namespaces        []string
 	NamespaceSelector labels.Selector // matched against Request.NamespaceLabels
 	ServiceSelector   labels.Selector // matched against Request.ServiceLabels
@@ -114,19 +116,33 @@ func (p *pool) allocatable(a netip.Addr) bool {
 
 // admits reports whether the Service described by w may draw from p.
 func (p *pool) admits(w *want) bool {
-	return (len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, w.namespace)) &&
-		(p.NamespaceSelector == nil || p.NamespaceSelector.Matches(labels.Set(w.nsLabels))) &&
-		(p.ServiceSelector == nil || p.ServiceSelector.Matches(labels.Set(w.svcLabels)))
+	return p.admitsNamespace(w) && (p.ServiceSelector == nil || p.ServiceSelector.Matches(labels.Set(w.svcLabels)))
+}
+
+// admitsNamespace reports whether w's namespace is listed or selected; any namespace is when
+// the pool neither lists nor selects namespaces. Listed or selected, as MetalLB's
+// serviceAllocation (whose namespaces and namespaceSelectors migrate to these fields) unions
+// the two.
+func (p *pool) admitsNamespace(w *want) bool {
+	if len(p.Namespaces) == 0 && p.NamespaceSelector == nil {
+		return true
+	}
+	return slices.Contains(p.Namespaces, w.namespace) ||
+		(p.NamespaceSelector != nil && p.NamespaceSelector.Matches(labels.Set(w.nsLabels)))
 }
 
 // refusal explains why p does not admit w, for error messages.
 func (p *pool) refusal(w *want) string {
 	var why []string
-	if len(p.Namespaces) > 0 && !slices.Contains(p.Namespaces, w.namespace) {
-		why = append(why, fmt.Sprintf("namespace %q is not one of %q", w.namespace, p.Namespaces))
-	}
-	if p.NamespaceSelector != nil && !p.NamespaceSelector.Matches(labels.Set(w.nsLabels)) {
-		why = append(why, fmt.Sprintf("the namespace's labels do not match %q", p.NamespaceSelector))
+	if !p.admitsNamespace(w) {
+		switch {
+		case p.NamespaceSelector == nil:
+			why = append(why, fmt.Sprintf("namespace %q is not one of %q", w.namespace, p.Namespaces))
+		case len(p.Namespaces) == 0:
+			why = append(why, fmt.Sprintf("the namespace's labels do not match %q", p.NamespaceSelector))
+		default:
+			why = append(why, fmt.Sprintf("namespace %q is not one of %q and its labels do not match %q", w.namespace, p.Namespaces, p.NamespaceSelector))
+		}
 	}
 	if p.ServiceSelector != nil && !p.ServiceSelector.Matches(labels.Set(w.svcLabels)) {
 		why = append(why, fmt.Sprintf("the service's labels do not match %q", p.ServiceSelector))

@@ -56,7 +56,34 @@ func TestAllocateRestrictedPools(t *testing.T) {
 			want:  []Assigned{in("10.0.0.0", "a-open")},
 		},
 		{
-			name: "every restriction must match",
+			name: "a namespace listed but not selected is admitted: listed or selected",
+			pools: []Pool{open, restrict(t, "z-team", "10.0.9.0/30", 0, func(p *Pool) {
+				inNamespace("ns")(p)
+				nsLabels("team=red")(p)
+			})},
+			req:  labelled(v4("x")),
+			want: []Assigned{in("10.0.9.0", "z-team")},
+		},
+		{
+			name: "a namespace selected but not listed is admitted: listed or selected",
+			pools: []Pool{open, restrict(t, "z-team", "10.0.9.0/30", 0, func(p *Pool) {
+				inNamespace("other")(p)
+				nsLabels("team=blue")(p)
+			})},
+			req:  labelled(v4("x")),
+			want: []Assigned{in("10.0.9.0", "z-team")},
+		},
+		{
+			name: "a namespace neither listed nor selected is refused",
+			pools: []Pool{open, restrict(t, "z-team", "10.0.9.0/30", 0, func(p *Pool) {
+				inNamespace("other")(p)
+				nsLabels("team=red")(p)
+			})},
+			req:  labelled(v4("x")),
+			want: []Assigned{in("10.0.0.0", "a-open")},
+		},
+		{
+			name: "the namespace and the service selector must both match",
 			pools: []Pool{open, restrict(t, "z-team", "10.0.9.0/30", 0, func(p *Pool) {
 				inNamespace("ns")(p)
 				nsLabels("team=blue")(p)
@@ -115,8 +142,8 @@ func TestAllocateRestrictedPools(t *testing.T) {
 			name:  "a restricted pool requested by name, every reason",
 			pools: []Pool{restrict(t, "z-team", "10.0.9.0/30", 0, func(p *Pool) { inNamespace("other")(p); nsLabels("team=red")(p); svcLabels("tier")(p) })},
 			req:   req(v4("x"), func(r *Request) { r.Pool = "z-team" }),
-			err: &errOf{NoPool, `pool "z-team" does not admit this service: namespace "ns" is not one of ["other"]; ` +
-				`the namespace's labels do not match "team=red"; the service's labels do not match "tier"`},
+			err: &errOf{NoPool, `pool "z-team" does not admit this service: namespace "ns" is not one of ["other"] and its labels do not match "team=red"; ` +
+				`the service's labels do not match "tier"`},
 		},
 		{
 			name:  "an address of a restricted pool requested",

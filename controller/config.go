@@ -5,13 +5,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/internal/kubeclient"
 )
 
 // Config is the controller's configuration. DefaultConfig gives every value with its reason.
 type Config struct {
 	// Class selects the Services handled, by spec.loadBalancerClass.
-	Class Class
+	Class config.Class
 	// Namespace holds the leader-election Lease (the namespace ironlb runs in).
 	Namespace string
 	// LeaseName names the Lease; controllers with the same name elect one leader.
@@ -53,7 +54,7 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Class:     Class{Name: "ironlb.io/ironlb"},
+		Class:     config.Class{Name: config.DefaultClassName},
 		Namespace: "ironlb-system",
 		LeaseName: "ironlb-controller",
 		Identity:  host,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/internal/endpoint"
 	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/prometheus/client_golang/prometheus"
@@ -350,14 +351,14 @@ func (c *Controller) restore(ctx context.Context) (int, error) {
 	for _, svc := range svcs {
 		c.queue.Add(svc.Namespace + "/" + svc.Name)
 		c.unsynced[svc.Namespace+"/"+svc.Name] = true
-		ips := ingressIPs(svc)
+		ips := config.IngressIPs(svc)
 		if !c.cfg.Class.Handles(svc) || len(ips) == 0 {
 			continue
 		}
 		// On a malformed request RequestFor still fills in what it could read, the sharing key
 		// and ports included, so that the Services sharing an address with this one keep it;
 		// the reconcile reports the error.
-		req, _ := RequestFor(svc, c.namespaceLabels(svc.Namespace))
+		req, _ := config.RequestFor(svc, c.namespaceLabels(svc.Namespace))
 		if _, err := c.alloc.Restore(req, ips); err != nil {
 			c.log.Warn("cannot restore a Service's addresses; it will be reconciled", "service", req.Service, "ips", joinAddrs(ips), "err", err)
 			continue
@@ -545,7 +546,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 			typ = corev1.EventTypeWarning
 		}
 		c.recorder.Event(svc, typ, ev.reason, ev.message)
-		if o.status == metav1.ConditionTrue && !slices.Equal(ingressIPs(svc), o.ips) {
+		if o.status == metav1.ConditionTrue && !slices.Equal(config.IngressIPs(svc), o.ips) {
 			c.metrics.allocations.Inc()
 		}
 		c.log.Info("service status", "service", key, "ips", joinAddrs(o.ips), "reason", o.reason, "message", o.message)
@@ -557,7 +558,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 // decide allocates for a Service of ours and returns the outcome to report. The addresses it
 // frees drain until the caller has written the status (undrain).
 func (c *Controller) decide(key string, svc *corev1.Service) outcome {
-	req, err := RequestFor(svc, c.namespaceLabels(svc.Namespace))
+	req, err := config.RequestFor(svc, c.namespaceLabels(svc.Namespace))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	held, _ := c.alloc.Assignment(key)

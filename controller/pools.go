@@ -10,7 +10,6 @@ import (
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // PoolFinalizer keeps an IPPool while Services hold its addresses.
@@ -27,39 +26,6 @@ const (
 	reasonNoAddressesInUse  = "NoAddressesOutside"
 	reasonAddressesReserved = "NodeOrAPIServerAddresses"
 )
-
-// CompilePool turns an IPPool into the allocator's Pool. Admission already rejected what CEL
-// can express; an error here names what it could not (or what an old object still carries).
-func CompilePool(p *v1alpha1.IPPool) (allocator.Pool, error) {
-	ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
-	if err != nil {
-		return allocator.Pool{}, fmt.Errorf("spec.addresses: %w", err)
-	}
-	out := allocator.Pool{
-		Name:          p.Name,
-		Ranges:        ranges,
-		AutoAssign:    p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,
-		AvoidBuggyIPs: p.Spec.AvoidBuggyIPs,
-	}
-	if a := p.Spec.Allocation; a != nil {
-		out.Priority = int(a.Priority)
-		out.Namespaces = a.Namespaces
-		if out.NamespaceSelector, err = selector(a.NamespaceSelector); err != nil {
-			return allocator.Pool{}, fmt.Errorf("spec.allocation.namespaceSelector: %w", err)
-		}
-		if out.ServiceSelector, err = selector(a.ServiceSelector); err != nil {
-			return allocator.Pool{}, fmt.Errorf("spec.allocation.serviceSelector: %w", err)
-		}
-	}
-	return out, nil
-}
-
-func selector(ls *metav1.LabelSelector) (labels.Selector, error) {
-	if ls == nil {
-		return nil, nil
-	}
-	return metav1.LabelSelectorAsSelector(ls)
-}
 
 // poolView is what the controller knows of one IPPool after the last SetPools.
 type poolView struct {

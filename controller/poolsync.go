@@ -9,6 +9,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,7 +37,7 @@ func (c *Controller) syncPoolSet() {
 		if v.deleting {
 			v.ranges, _ = allocator.ParseAddresses(p.Spec.Addresses)
 		} else {
-			cp, err := CompilePool(p)
+			cp, err := config.CompilePool(p)
 			if err != nil {
 				v.invalid = err
 			} else {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,7 +64,7 @@ func allocated(as allocator.Assignment, retainedBy func(netip.Addr) string) outc
 // failed describes an allocation that failed; the Service keeps what it held (held).
 func failed(err error, held allocator.Assignment) outcome {
 	reason := string(allocator.ReasonOf(err))
-	var re *requestError
+	var re *config.RequestError
 	if reason == "" || errors.As(err, &re) {
 		reason = string(allocator.InvalidRequest)
 	}
@@ -143,7 +144,7 @@ func transition(cur corev1.ServiceStatus, o outcome) (event, bool) {
 }
 
 func ingressIPsOf(st corev1.ServiceStatus) []netip.Addr {
-	return ingressIPs(&corev1.Service{Status: st})
+	return config.IngressIPs(&corev1.Service{Status: st})
 }
 
 func joinAddrs(ips []netip.Addr) string {

@@ -11,8 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 var (
@@ -124,7 +126,7 @@ func TestFailed(t *testing.T) {
 		},
 		{
 			name: "a malformed request is InvalidRequest",
-			err:  &requestError{`annotation ironlb.io/ips: "x" is not an IP address`},
+			err:  &config.RequestError{Msg: `annotation ironlb.io/ips: "x" is not an IP address`},
 			want: outcome{status: metav1.ConditionFalse, reason: "InvalidRequest", message: `annotation ironlb.io/ips: "x" is not an IP address`},
 		},
 		{
@@ -457,4 +459,24 @@ func TestTransition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cmpOpts compares the controller's plain values: addresses by value, selectors by their
+// canonical text.
+var cmpOpts = cmp.Options{
+	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b labels.Selector) bool {
+		if a == nil || b == nil {
+			return a == nil && b == nil
+		}
+		return a.String() == b.String()
+	}),
+}
+
+func addrs(ss ...string) []netip.Addr {
+	ips := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		ips[i] = netip.MustParseAddr(s)
+	}
+	return ips
 }

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,13 +20,13 @@ type options struct {
 	overrides     clientcmd.ConfigOverrides
 	allNamespaces bool
 	output        string
-	class         controller.Class
+	class         config.Class
 }
 
 // NewCommand returns the kubectl-ironlb command tree. Output goes to the command's Out and
 // ErrOrStderr (SetOut/SetErr in tests).
 func NewCommand() *cobra.Command {
-	o := &options{loading: clientcmd.NewDefaultClientConfigLoadingRules(), class: controller.DefaultConfig().Class}
+	o := &options{loading: clientcmd.NewDefaultClientConfigLoadingRules(), class: config.Class{Name: config.DefaultClassName}}
 	root := &cobra.Command{
 		Use:           "kubectl-ironlb",
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl ironlb"},

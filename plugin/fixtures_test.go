@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/controller"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -104,7 +105,7 @@ func session(node, peer string, state v1alpha1.BGPState, lastErr string) v1alpha
 // for it and two nodes.
 func baseState() *State {
 	return &State{
-		Class:      controller.DefaultConfig().Class,
+		Class:      config.Class{Name: config.DefaultClassName},
 		Namespaces: []corev1.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}},
 		Nodes:      []corev1.Node{node("n1", nil), node("n2", nil)},
 		Pools:      []v1alpha1.IPPool{pool("web", 0, "198.51.100.10-198.51.100.11", "2001:db8::10/127")},

@@ -1,11 +1,13 @@
 package plugin
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,31 +62,17 @@ func bgpAdsFor(st *State, p *v1alpha1.IPPool) []*v1alpha1.BGPAdvertisement {
 	return out
 }
 
-// readyNodes returns the nodes with a ready endpoint of svc (serving ones when none is ready,
-// as kube-proxy falls back), and whether it has any.
+// readyNodes returns the nodes where svc's traffic may go, by the readiness rule the speakers
+// use (config.ServingNodes), and whether it has any.
 func readyNodes(st *State, svc *corev1.Service) ([]string, bool) {
-	var ready, serving []string
-	for _, sl := range st.EndpointSlices {
-		if sl.Namespace != svc.Namespace || sl.Labels[discoveryv1.LabelServiceName] != svc.Name {
-			continue
-		}
-		for _, ep := range sl.Endpoints {
-			node := ""
-			if ep.NodeName != nil {
-				node = *ep.NodeName
-			}
-			switch {
-			case ep.Conditions.Ready == nil || *ep.Conditions.Ready:
-				ready = append(ready, node)
-			case ep.Conditions.Serving != nil && *ep.Conditions.Serving:
-				serving = append(serving, node)
-			}
+	var own []*discoveryv1.EndpointSlice
+	for i := range st.EndpointSlices {
+		if sl := &st.EndpointSlices[i]; sl.Namespace == svc.Namespace && sl.Labels[discoveryv1.LabelServiceName] == svc.Name {
+			own = append(own, sl)
 		}
 	}
-	if len(ready) == 0 {
-		ready = serving
-	}
-	return dedupe(ready), len(ready) > 0
+	nodes := slices.Sorted(maps.Keys(config.ServingNodes(own)[config.ServiceKey(svc.Namespace, svc.Name)]))
+	return nodes, len(nodes) > 0
 }
 
 func hasLabel(set map[string]string, key string) bool {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
-	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/internal/kubeclient"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,7 +16,7 @@ import (
 // Load lists what the reports read. Services, pools and the rest are listed cluster-wide
 // (holders of an address may be anywhere); events and EndpointSlices only in namespace
 // ("" for all).
-func Load(ctx context.Context, c *kubeclient.Clients, class controller.Class, namespace string) (*State, error) {
+func Load(ctx context.Context, c *kubeclient.Clients, class config.Class, namespace string) (*State, error) {
 	st := &State{Class: class}
 	core := c.Kube.CoreV1()
 	all := metav1.ListOptions{}

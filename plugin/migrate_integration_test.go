@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/e2e/apiserver"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -130,8 +131,8 @@ func TestMigrateFromMetalLB(t *testing.T) {
 			t.Fatalf("%s: the controller wrote no condition: %v", name, err)
 		}
 		cond := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ServiceConditionIPAllocated)
-		if cond.Status != metav1.ConditionTrue || !slices.Equal(ingressIPs(cur), ingressIPs(&s)) {
-			t.Errorf("%s: status %v (%s: %s), want %v kept", name, ingressIPs(cur), cond.Reason, cond.Message, ingressIPs(&s))
+		if cond.Status != metav1.ConditionTrue || !slices.Equal(config.IngressIPs(cur), config.IngressIPs(&s)) {
+			t.Errorf("%s: status %v (%s: %s), want %v kept", name, config.IngressIPs(cur), cond.Reason, cond.Message, config.IngressIPs(&s))
 		}
 	}
 	// And it allocates: a new Service gets the lowest free address of production.

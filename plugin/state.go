@@ -3,7 +3,7 @@
 // (migrate-from-metallb), and a thin client-go edge that lists those objects.
 //
 // The reports reuse the controller's own rules rather than restate them: a Service's request
-// comes from controller.RequestFor, pools are compiled by controller.CompilePool, and "why is
+// comes from config.RequestFor, pools are compiled by config.CompilePool, and "why is
 // this Service pending" replays the allocation in an allocator.Allocator restored from the
 // Services' status, as the controller does after a restart. The speaker's announcement rules
 // live in a package that drives sockets, BGP and nftables, so the announcement side of the
@@ -19,7 +19,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
-	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -27,7 +27,7 @@ import (
 // State is every object the reports read, as listed from the cluster.
 type State struct {
 	// Class is the controller's class setting (which Services are ironlb's).
-	Class          controller.Class
+	Class          config.Class
 	Services       []corev1.Service
 	Namespaces     []corev1.Namespace
 	Nodes          []corev1.Node
@@ -61,15 +61,13 @@ func newModel(st *State) *model {
 		m.nsLabels[ns.Name] = ns.Labels
 	}
 	pools := slices.Clone(st.Pools)
-	slices.SortFunc(pools, func(a, b v1alpha1.IPPool) int {
-		return cmp.Or(a.CreationTimestamp.Compare(b.CreationTimestamp.Time), strings.Compare(a.Name, b.Name))
-	})
+	slices.SortFunc(pools, func(a, b v1alpha1.IPPool) int { return v1alpha1.ComparePools(&a, &b) })
 	var compiled []allocator.Pool
 	for i := range pools {
 		if pools[i].DeletionTimestamp != nil {
 			continue
 		}
-		p, err := controller.CompilePool(&pools[i])
+		p, err := config.CompilePool(&pools[i])
 		if err != nil {
 			m.invalid[pools[i].Name] = err
 			continue
@@ -85,10 +83,10 @@ func newModel(st *State) *model {
 	for i := range st.APIServerSlices {
 		apiSlices[i] = &st.APIServerSlices[i]
 	}
-	m.alloc.SetReserved(controller.ReservedAddresses(nodes, apiSlices))
+	m.alloc.SetReserved(config.ReservedAddresses(nodes, apiSlices))
 	for _, svc := range m.sortedServices() {
-		if ips := ingressIPs(svc); len(ips) > 0 && st.Class.Handles(svc) {
-			req, _ := controller.RequestFor(svc, m.nsLabels[svc.Namespace])
+		if ips := config.IngressIPs(svc); len(ips) > 0 && st.Class.Handles(svc) {
+			req, _ := config.RequestFor(svc, m.nsLabels[svc.Namespace])
 			_, _ = m.alloc.Restore(req, ips) // a conflict shows as the controller reports it
 		}
 	}
@@ -110,7 +108,7 @@ func (m *model) sortedServices() []*corev1.Service {
 
 // request is the controller's request for svc.
 func (m *model) request(svc *corev1.Service) (allocator.Request, error) {
-	return controller.RequestFor(svc, m.nsLabels[svc.Namespace])
+	return config.RequestFor(svc, m.nsLabels[svc.Namespace])
 }
 
 // overlapOf returns the pool that disables name, if one does.
@@ -123,31 +121,16 @@ func (m *model) overlapOf(name string) string {
 	return ""
 }
 
-// poolOf returns the pool ip belongs to, as the speakers decide it: the oldest whose addresses
-// contain it, else the oldest that retains it (status.retainedAddresses: a Service kept it
-// when the pool shrank), else none.
+// poolOf returns the pool ip belongs to, as the speakers decide it (config.Pools.Of).
 func (st *State) poolOf(ip netip.Addr) *v1alpha1.IPPool {
-	older := func(p, best *v1alpha1.IPPool) bool {
-		return best == nil || cmp.Or(p.CreationTimestamp.Compare(best.CreationTimestamp.Time), strings.Compare(p.Name, best.Name)) < 0
-	}
-	var in, retains *v1alpha1.IPPool
+	in := make([]*v1alpha1.IPPool, len(st.Pools))
 	for i := range st.Pools {
-		p := &st.Pools[i]
-		ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
-		if err != nil {
-			continue
-		}
-		if slices.ContainsFunc(ranges, func(r allocator.Range) bool { return r.Contains(ip) }) && older(p, in) {
-			in = p
-		}
-		if slices.Contains(p.Status.RetainedAddresses, ip.String()) && older(p, retains) {
-			retains = p
-		}
+		in[i] = &st.Pools[i]
 	}
-	if in != nil {
-		return in
+	if p := config.CompilePools(in).Of(ip); p != nil {
+		return poolNamed(st, p.Name)
 	}
-	return retains
+	return nil
 }
 
 func (st *State) service(namespace, name string) *corev1.Service {
@@ -184,16 +167,6 @@ func (st *State) eventsOf(svc *corev1.Service) []corev1.Event {
 	}
 	slices.SortStableFunc(out, func(a, b corev1.Event) int { return eventTime(b).Compare(eventTime(a)) })
 	return out
-}
-
-func ingressIPs(svc *corev1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil {
-			ips = append(ips, ip)
-		}
-	}
-	return ips
 }
 
 func isLoadBalancer(svc *corev1.Service) bool { return svc.Spec.Type == corev1.ServiceTypeLoadBalancer }

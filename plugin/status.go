@@ -9,7 +9,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
-	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 )
@@ -89,7 +89,7 @@ func statusOf(st *State, svc *corev1.Service) ServiceStatus {
 		return s
 	}
 	s.Request = requestText(svc)
-	for _, ip := range ingressIPs(svc) {
+	for _, ip := range config.IngressIPs(svc) {
 		a := AddressStatus{IP: ip.String()}
 		if p := st.poolOf(ip); p != nil {
 			a.Pool = p.Name
@@ -187,9 +187,9 @@ func WriteStatusDetail(w io.Writer, s ServiceStatus, now time.Time) error {
 	return tw.Flush()
 }
 
-// requestText describes what the Service asks for, through controller.RequestFor.
+// requestText describes what the Service asks for, through config.RequestFor.
 func requestText(svc *corev1.Service) string {
-	req, err := controller.RequestFor(svc, nil)
+	req, err := config.RequestFor(svc, nil)
 	if err != nil {
 		return "malformed: " + err.Error()
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,7 +62,7 @@ func Why(st *State, namespace, name string) (Explanation, error) {
 		}
 		return ex, nil
 	}
-	ips := ingressIPs(svc)
+	ips := config.IngressIPs(svc)
 	for _, ip := range ips {
 		ex.IPs = append(ex.IPs, ip.String())
 	}

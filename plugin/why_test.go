@@ -1,9 +1,10 @@
 package plugin
 
 import (
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"strings"
 	"testing"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ironlb/ironlb/controller"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/forward"
 	"github.com/ironlb/ironlb/internal/kubeclient"
 	"github.com/ironlb/ironlb/l2"
@@ -15,7 +15,7 @@ type Config struct {
 	// NodeName is the Kubernetes node this speaker runs on.
 	NodeName string
 	// Class selects the Services announced, as the controller's does.
-	Class controller.Class
+	Class config.Class
 	// Members tunes memberlist liveness. Members.BindAddr defaults to the node's first
 	// InternalIP (IPv4 preferred).
 	Members l2.MembersConfig
@@ -50,7 +50,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Class:          controller.DefaultConfig().Class,
+		Class:          config.Class{Name: config.DefaultClassName},
 		Members:        l2.DefaultMembersConfig(),
 		Announcer:      l2.DefaultAnnouncerConfig(),
 		Forwarding:     ForwardingAuto,

@@ -11,18 +11,16 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ironlb/ironlb/allocator"
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/l2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
-// LabelExcludeFromLB marks nodes that must not carry load-balancer traffic (Kubernetes'
-// well-known label); such nodes never announce.
-const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+// LabelExcludeFromLB marks nodes that must not carry load-balancer traffic; such nodes never
+// announce.
+const LabelExcludeFromLB = config.LabelExcludeFromLB
 
 // Snapshot is everything the planner reads: plain values copied from the informers' caches,
 // this node's interfaces and memberlist's view of which nodes are alive.
@@ -73,6 +71,13 @@ type Warning struct {
 	Reason, Message       string
 }
 
+// warnInvalid reports the configuration objects the model left out.
+func (p *Plan) warnInvalid(invalid []config.Invalid) {
+	for _, bad := range invalid {
+		p.Warnings = append(p.Warnings, Warning{Kind: bad.Kind, Name: bad.Name, Reason: "InvalidSelector", Message: bad.Err.Error()})
+	}
+}
+
 // Plan computes this node's announcements from a snapshot. It is pure and deterministic.
 //
 // Layer 2: for each IP of each Service of ours, the candidate nodes are those selected by an
@@ -87,20 +92,21 @@ type Warning struct {
 // of a Service) — so a group stays on one node whenever the candidates agree.
 func Compute(s *Snapshot) Plan {
 	p := Plan{L2: map[netip.Addr][]string{}, Services: map[string]*Announced{}, BGPServices: map[string]*Announced{}, Reach: Reach{}}
-	pools := compilePools(s.Pools)
-	ads := compileL2Ads(s.L2Ads, &p)
+	pools := config.CompilePools(s.Pools)
+	ads, invalid := config.CompileL2Ads(s.L2Ads)
+	p.warnInvalid(invalid)
 	nodes := map[string]*corev1.Node{}
 	for _, n := range s.Nodes {
 		nodes[n.Name] = n
 	}
-	endpoints := readyNodes(s.Slices)
+	endpoints := config.ServingNodes(s.Slices)
 
 	// Per IP: the candidate nodes and the Services holding it, and the ads that apply.
 	type ipInfo struct {
 		candidates map[string]bool
 		services   []*corev1.Service
 		patterns   []string
-		pool       *pool
+		pool       *config.Pool
 	}
 	ips := map[netip.Addr]*ipInfo{}
 	groups := newUnionFind()
@@ -108,8 +114,8 @@ func Compute(s *Snapshot) Plan {
 		if s.Handles != nil && !s.Handles(svc) {
 			continue
 		}
-		addrs := ingressAddrs(svc)
-		ready, hasEndpoint := endpoints[svc.Namespace+"/"+svc.Name]
+		addrs := config.IngressIPs(svc)
+		ready, hasEndpoint := endpoints[config.ServiceKey(svc.Namespace, svc.Name)]
 		for i, ip := range addrs {
 			if i > 0 {
 				groups.union(addrs[0], ip)
@@ -121,18 +127,18 @@ func Compute(s *Snapshot) Plan {
 				groups.add(ip)
 			}
 			info.services = append(info.services, svc)
-			pool := poolOf(pools, ip)
+			pool := pools.Of(ip)
 			if pool == nil {
 				continue
 			}
 			info.pool = pool
 			for _, ad := range ads {
-				if !ad.selectsPool(pool) {
+				if !ad.SelectsPool(pool) {
 					continue
 				}
-				info.patterns = append(info.patterns, ad.interfaces...)
+				info.patterns = append(info.patterns, ad.Interfaces...)
 				for name, n := range nodes {
-					if !ad.selectsNode(n) || excluded(n) || (s.Alive != nil && !s.Alive[name]) {
+					if !ad.SelectsNode(n) || config.Excluded(n) || (s.Alive != nil && !s.Alive[name]) {
 						continue
 					}
 					// With no endpoint anywhere the IP is still answered, by one node of all
@@ -150,20 +156,20 @@ func Compute(s *Snapshot) Plan {
 	// This node's reach, per (pool, family) of the addresses in use: what it publishes, and
 	// (the worse of it and what it published before) what it counts itself at.
 	for ip, info := range ips {
-		if info.pool == nil || !slices.ContainsFunc(ads, func(ad l2Ad) bool { return ad.selectsPool(info.pool) }) {
+		if info.pool == nil || !slices.ContainsFunc(ads, func(ad config.L2Ad) bool { return ad.SelectsPool(info.pool) }) {
 			continue
 		}
 		chosen, missing := l2.ChooseInterfaces(ip, dedup(info.patterns), s.Interfaces)
 		if len(missing) > 0 && info.candidates[s.Node] {
 			for _, ad := range ads {
-				if m := intersect(ad.interfaces, missing); len(m) > 0 && ad.selectsPool(info.pool) {
-					p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.name, Reason: "InterfaceMissing",
+				if m := intersect(ad.Interfaces, missing); len(m) > 0 && ad.SelectsPool(info.pool) {
+					p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.Name, Reason: "InterfaceMissing",
 						Message: fmt.Sprintf("node %s has no interface %s; it answers for %s on %v", s.Node, strings.Join(m, ", "), ip, chosen)})
 				}
 			}
 		}
 		if lvl := reachOf(ip, chosen, s.Interfaces); lvl < ReachSubnet {
-			key := reachKeyOf(info.pool.name, ip)
+			key := reachKeyOf(info.pool.Name, ip)
 			if old, ok := p.Reach[key]; !ok || lvl < old {
 				p.Reach[key] = lvl
 			}
@@ -184,7 +190,7 @@ func Compute(s *Snapshot) Plan {
 		cands := make([]string, 0, len(info.candidates))
 		best := ReachNone
 		if info.pool != nil {
-			key := reachKeyOf(info.pool.name, ip)
+			key := reachKeyOf(info.pool.Name, ip)
 			for n := range info.candidates {
 				switch lvl := level(n, key); {
 				case lvl > best:
@@ -197,7 +203,7 @@ func Compute(s *Snapshot) Plan {
 		if info.candidates[s.Node] && !slices.Contains(cands, s.Node) {
 			for _, svc := range info.services {
 				p.Warnings = append(p.Warnings, Warning{Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, Reason: "CannotAnnounce",
-					Message: fmt.Sprintf("node %s cannot announce %s (%s); it leaves it to the nodes that can", s.Node, ip, reachProblem(level(s.Node, reachKeyOf(info.pool.name, ip))))})
+					Message: fmt.Sprintf("node %s cannot announce %s (%s); it leaves it to the nodes that can", s.Node, ip, reachProblem(level(s.Node, reachKeyOf(info.pool.Name, ip))))})
 			}
 		}
 		if l2.Owner(groups.find(ip), cands) != s.Node {
@@ -245,157 +251,6 @@ func reachProblem(lvl ReachLevel) string {
 		return "no up interface on its subnet, and other nodes have one"
 	}
 	return "not elected"
-}
-
-type pool struct {
-	name     string
-	labels   labels.Set
-	ranges   []allocator.Range
-	retained map[netip.Addr]bool // held outside ranges since the pool shrank (status.retainedAddresses)
-}
-
-// compilePools returns the pools whose addresses parse, in precedence order
-// (v1alpha1.ComparePools, as the controller's), so poolOf finds the pool an address belongs to.
-func compilePools(in []*v1alpha1.IPPool) []pool {
-	in = slices.Clone(in)
-	slices.SortFunc(in, v1alpha1.ComparePools)
-	out := make([]pool, 0, len(in))
-	for _, p := range in {
-		ranges, err := allocator.ParseAddresses(p.Spec.Addresses)
-		if err != nil {
-			continue // the controller reports it on the pool
-		}
-		c := pool{name: p.Name, labels: p.Labels, ranges: ranges}
-		for _, a := range p.Status.RetainedAddresses {
-			if ip, err := netip.ParseAddr(a); err == nil {
-				if c.retained == nil {
-					c.retained = map[netip.Addr]bool{}
-				}
-				c.retained[ip] = true
-			}
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// poolOf returns the pool ip belongs to: the first in precedence order that contains it, else
-// the first that retains it (the controller lists there an address a Service kept when the
-// pool shrank), else none: an address in no pool is not announced.
-func poolOf(pools []pool, ip netip.Addr) *pool {
-	for i := range pools {
-		for _, r := range pools[i].ranges {
-			if r.Contains(ip) {
-				return &pools[i]
-			}
-		}
-	}
-	for i := range pools {
-		if pools[i].retained[ip] {
-			return &pools[i]
-		}
-	}
-	return nil
-}
-
-type l2Ad struct {
-	name          string
-	pools         []string
-	poolSelectors []labels.Selector
-	nodeSelectors []labels.Selector
-	interfaces    []string
-}
-
-func compileL2Ads(in []*v1alpha1.L2Advertisement, p *Plan) []l2Ad {
-	out := make([]l2Ad, 0, len(in))
-	for _, ad := range in {
-		c := l2Ad{name: ad.Name, pools: ad.Spec.IPPools, interfaces: ad.Spec.Interfaces}
-		var err error
-		if c.poolSelectors, err = selectors(ad.Spec.IPPoolSelectors); err == nil {
-			c.nodeSelectors, err = selectors(ad.Spec.NodeSelectors)
-		}
-		if err != nil {
-			p.Warnings = append(p.Warnings, Warning{Kind: "L2Advertisement", Name: ad.Name, Reason: "InvalidSelector", Message: err.Error()})
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-func selectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
-	out := make([]labels.Selector, 0, len(in))
-	for i := range in {
-		s, err := metav1.LabelSelectorAsSelector(&in[i])
-		if err != nil {
-			return nil, fmt.Errorf("selector %d: %w", i, err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func (a *l2Ad) selectsPool(p *pool) bool {
-	if len(a.pools) == 0 && len(a.poolSelectors) == 0 {
-		return true
-	}
-	return slices.Contains(a.pools, p.name) || slices.ContainsFunc(a.poolSelectors, func(s labels.Selector) bool { return s.Matches(p.labels) })
-}
-
-func (a *l2Ad) selectsNode(n *corev1.Node) bool { return matchesAny(a.nodeSelectors, n) }
-
-func excluded(n *corev1.Node) bool {
-	_, ok := n.Labels[LabelExcludeFromLB]
-	return ok
-}
-
-// readyNodes returns, per Service key, the nodes with a usable endpoint, and whether the
-// Service has one anywhere. Usable: ready; when no endpoint of the Service is ready, serving
-// (a terminating endpoint that still serves), as kube-proxy falls back.
-func readyNodes(slicesIn []*discoveryv1.EndpointSlice) map[string]map[string]bool {
-	ready := map[string]map[string]bool{}
-	serving := map[string]map[string]bool{}
-	add := func(m map[string]map[string]bool, key, node string) {
-		if m[key] == nil {
-			m[key] = map[string]bool{}
-		}
-		m[key][node] = true
-	}
-	for _, sl := range slicesIn {
-		svc := sl.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		key := sl.Namespace + "/" + svc
-		for _, ep := range sl.Endpoints {
-			node := ""
-			if ep.NodeName != nil {
-				node = *ep.NodeName
-			}
-			switch {
-			case ep.Conditions.Ready == nil || *ep.Conditions.Ready:
-				add(ready, key, node)
-			case ep.Conditions.Serving != nil && *ep.Conditions.Serving:
-				add(serving, key, node)
-			}
-		}
-	}
-	for key, nodes := range serving {
-		if _, ok := ready[key]; !ok {
-			ready[key] = nodes
-		}
-	}
-	return ready
-}
-
-func ingressAddrs(svc *corev1.Service) []netip.Addr {
-	var out []netip.Addr
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil {
-			out = append(out, ip)
-		}
-	}
-	return out
 }
 
 func dedup(s []string) []string {

@@ -5,9 +5,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // BGPPath is one prefix this node announces to some peers, with its attributes.
@@ -28,18 +27,18 @@ type BGPPath struct {
 // excluded, and with a ready endpoint: a local one for externalTrafficPolicy Local, any for
 // Cluster). Every eligible node announces, so routers spread traffic over them (ECMP).
 // Liveness needs no memberlist here: a dead node's sessions drop and take its paths along.
-func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string]bool) {
+func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[string]bool) {
 	self := nodeByName(s.Nodes, s.Node)
-	if self == nil || excluded(self) {
+	if self == nil || config.Excluded(self) {
 		return
 	}
 	for _, peer := range s.Peers {
-		sels, err := selectors(peer.Spec.NodeSelectors)
+		sels, err := config.PeerNodeSelectors(peer)
 		if err != nil {
 			p.Warnings = append(p.Warnings, Warning{Kind: "BGPPeer", Name: peer.Name, Reason: "InvalidSelector", Message: err.Error()})
 			continue
 		}
-		if matchesAny(sels, self) {
+		if config.MatchesAny(sels, self) {
 			p.Peers = append(p.Peers, peer)
 		}
 	}
@@ -50,7 +49,8 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 	for i, peer := range p.Peers {
 		peerNames[i] = peer.Name
 	}
-	ads := compileBGPAds(s.BGPAds, p)
+	ads, invalid := config.CompileBGPAds(s.BGPAds)
+	p.warnInvalid(invalid)
 	type pathKey struct {
 		prefix netip.Prefix
 		ad     string
@@ -60,22 +60,22 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 		if s.Handles != nil && !s.Handles(svc) {
 			continue
 		}
-		svcKey := svc.Namespace + "/" + svc.Name
+		svcKey := config.ServiceKey(svc.Namespace, svc.Name)
 		ready, hasEndpoint := endpoints[svcKey]
 		if !hasEndpoint || (svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[s.Node]) {
 			continue
 		}
-		for _, ip := range ingressAddrs(svc) {
-			pl := poolOf(pools, ip)
+		for _, ip := range config.IngressIPs(svc) {
+			pl := pools.Of(ip)
 			if pl == nil {
 				continue
 			}
 			for _, ad := range ads {
-				if !ad.selectsPool(pl) || !ad.selectsNode(self) {
+				if !ad.SelectsPool(pl) || !ad.SelectsNode(self) {
 					continue
 				}
-				peers := intersect(ad.peers, peerNames)
-				if ad.peers == nil {
+				peers := intersect(ad.Peers, peerNames)
+				if ad.Peers == nil {
 					peers = peerNames
 				}
 				if len(peers) == 0 {
@@ -83,15 +83,15 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 				}
 				// One path per (prefix, advertisement): each peer gets the attributes of the
 				// advertisements that select it; the bgp package merges those per peer.
-				key := pathKey{ad.prefix(ip), ad.name}
+				key := pathKey{ad.Prefix(ip), ad.Name}
 				path := paths[key]
 				if path == nil {
-					path = &BGPPath{Prefix: key.prefix, LocalPref: ad.localPref}
+					path = &BGPPath{Prefix: key.prefix, LocalPref: ad.LocalPref}
 					paths[key] = path
 				}
 				path.Peers = append(path.Peers, peers...)
-				path.Communities = append(path.Communities, ad.communities...)
-				path.LargeCommunities = append(path.LargeCommunities, ad.large...)
+				path.Communities = append(path.Communities, ad.Communities...)
+				path.LargeCommunities = append(path.LargeCommunities, ad.LargeCommunities...)
 				path.Services = append(path.Services, svcKey)
 				a := p.BGPServices[svcKey]
 				if a == nil {
@@ -126,59 +126,6 @@ func planBGP(s *Snapshot, p *Plan, pools []pool, endpoints map[string]map[string
 	})
 }
 
-type bgpAd struct {
-	l2Ad                 // pools and node selectors, as for L2
-	peers       []string // nil: all
-	communities []string
-	large       []string
-	localPref   *uint32
-	aggV4       int
-	aggV6       int
-}
-
-func compileBGPAds(in []*v1alpha1.BGPAdvertisement, p *Plan) []bgpAd {
-	out := make([]bgpAd, 0, len(in))
-	for _, ad := range in {
-		c := bgpAd{l2Ad: l2Ad{name: ad.Name, pools: ad.Spec.IPPools}, peers: ad.Spec.Peers, localPref: ad.Spec.LocalPref, aggV4: 32, aggV6: 128}
-		var err error
-		if c.poolSelectors, err = selectors(ad.Spec.IPPoolSelectors); err == nil {
-			c.nodeSelectors, err = selectors(ad.Spec.NodeSelectors)
-		}
-		if err != nil {
-			p.Warnings = append(p.Warnings, Warning{Kind: "BGPAdvertisement", Name: ad.Name, Reason: "InvalidSelector", Message: err.Error()})
-			continue
-		}
-		for _, comm := range ad.Spec.Communities {
-			if large, ok := strings.CutPrefix(comm, "large:"); ok {
-				c.large = append(c.large, large)
-			} else {
-				c.communities = append(c.communities, comm)
-			}
-		}
-		if ad.Spec.AggregationLength != nil {
-			c.aggV4 = int(*ad.Spec.AggregationLength)
-		}
-		if ad.Spec.AggregationLengthV6 != nil {
-			c.aggV6 = int(*ad.Spec.AggregationLengthV6)
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// prefix is the announced prefix of ip: the address itself, or its aggregate. A length outside
-// the family's bits (admission refuses them) announces the address itself.
-func (a *bgpAd) prefix(ip netip.Addr) netip.Prefix {
-	bits := a.aggV4
-	if ip.Is6() {
-		bits = a.aggV6
-	}
-	if bits < 1 || bits > ip.BitLen() {
-		bits = ip.BitLen()
-	}
-	return netip.PrefixFrom(ip, bits).Masked()
-}
-
 func nodeByName(nodes []*corev1.Node, name string) *corev1.Node {
 	for _, n := range nodes {
 		if n.Name == name {
@@ -186,8 +133,4 @@ func nodeByName(nodes []*corev1.Node, name string) *corev1.Node {
 		}
 	}
 	return nil
-}
-
-func matchesAny(sels []labels.Selector, n *corev1.Node) bool {
-	return len(sels) == 0 || slices.ContainsFunc(sels, func(s labels.Selector) bool { return s.Matches(labels.Set(n.Labels)) })
 }

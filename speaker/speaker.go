@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/forward"
 	"github.com/ironlb/ironlb/internal/endpoint"
 	"github.com/ironlb/ironlb/internal/kubeclient"
@@ -458,7 +459,7 @@ func (s *Speaker) linkEvent(ev l2.Event) {
 		s.log.Warn("cannot answer on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs), "err", ev.Err)
 		svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
 		for _, svc := range svcs {
-			for _, ip := range ingressAddrs(svc) {
+			for _, ip := range config.IngressIPs(svc) {
 				if slices.Contains(ev.IPs, ip) {
 					s.recorder.Eventf(svc, corev1.EventTypeWarning, "InterfaceFailed", "node %s cannot answer %s for %s on %s: %v",
 						s.cfg.NodeName, ev.Protocol, ip, ev.Interface, ev.Err)

@@ -1,4 +1,4 @@
-package controller
+package config
 
 import (
 	"cmp"
@@ -20,7 +20,11 @@ var (
 	sharingAnnotations = []string{v1alpha1.AnnotationSharingKey, "metallb.io/allow-shared-ip", "metallb.universe.tf/allow-shared-ip"}
 )
 
-// Class says which Services this controller handles, by spec.loadBalancerClass.
+// DefaultClassName is ironlb's spec.loadBalancerClass.
+const DefaultClassName = "ironlb.io/ironlb"
+
+// Class says which Services ironlb handles, by spec.loadBalancerClass: the controller
+// allocates for them, the speakers announce them.
 type Class struct {
 	// Name is ironlb's class.
 	Name string
@@ -39,10 +43,10 @@ func (c Class) Handles(svc *corev1.Service) bool {
 	return *svc.Spec.LoadBalancerClass == c.Name
 }
 
-// requestError is a Service whose annotations or spec cannot be turned into a request.
-type requestError struct{ msg string }
+// RequestError is a Service whose annotations or spec cannot be turned into a request.
+type RequestError struct{ Msg string }
 
-func (e *requestError) Error() string { return e.msg }
+func (e *RequestError) Error() string { return e.Msg }
 
 // RequestFor turns a LoadBalancer Service (and its namespace's labels) into an allocation
 // request. An error means the Service asks for something malformed; it names the annotation
@@ -98,7 +102,7 @@ func requestedIPs(svc *corev1.Service) ([]netip.Addr, error) {
 		for _, s := range strings.Split(ipsText, ",") {
 			ip, perr := netip.ParseAddr(strings.TrimSpace(s))
 			if perr != nil {
-				return nil, &requestError{fmt.Sprintf("annotation %s: %q is not an IP address", ipsAnnotationName(svc), strings.TrimSpace(s))}
+				return nil, &RequestError{fmt.Sprintf("annotation %s: %q is not an IP address", ipsAnnotationName(svc), strings.TrimSpace(s))}
 			}
 			ips = append(ips, ip)
 		}
@@ -107,9 +111,9 @@ func requestedIPs(svc *corev1.Service) ([]netip.Addr, error) {
 		ip, perr := netip.ParseAddr(lbIP)
 		switch {
 		case perr != nil:
-			return nil, &requestError{fmt.Sprintf("spec.loadBalancerIP: %q is not an IP address", lbIP)}
+			return nil, &RequestError{fmt.Sprintf("spec.loadBalancerIP: %q is not an IP address", lbIP)}
 		case len(ips) > 0 && !slices.Contains(ips, ip):
-			return nil, &requestError{fmt.Sprintf("spec.loadBalancerIP %s is not among the addresses of annotation %s (%s)", ip, ipsAnnotationName(svc), ipsText)}
+			return nil, &RequestError{fmt.Sprintf("spec.loadBalancerIP %s is not among the addresses of annotation %s (%s)", ip, ipsAnnotationName(svc), ipsText)}
 		case len(ips) == 0:
 			ips = []netip.Addr{ip}
 		}
@@ -132,7 +136,7 @@ func oneAnnotation(svc *corev1.Service, names []string) (string, error) {
 			continue
 		}
 		if v != value {
-			return "", &requestError{fmt.Sprintf("annotations %s (%q) and %s (%q) disagree", first, value, name, v)}
+			return "", &RequestError{fmt.Sprintf("annotations %s (%q) and %s (%q) disagree", first, value, name, v)}
 		}
 	}
 	return value, nil
@@ -147,9 +151,10 @@ func ipsAnnotationName(svc *corev1.Service) string {
 	return ipsAnnotations[0]
 }
 
-// ingressIPs returns the addresses in the Service's status, in order, skipping hostnames and
-// anything that does not parse.
-func ingressIPs(svc *corev1.Service) []netip.Addr {
+// IngressIPs returns the addresses in the Service's status.loadBalancer.ingress, in order,
+// skipping hostnames and anything that does not parse. The controller writes them, the
+// speaker announces them, the plugin explains them: all read them here.
+func IngressIPs(svc *corev1.Service) []netip.Addr {
 	var ips []netip.Addr
 	for _, in := range svc.Status.LoadBalancer.Ingress {
 		if ip, err := netip.ParseAddr(in.IP); err == nil {

@@ -1,4 +1,4 @@
-package controller
+package config
 
 import (
 	"errors"
@@ -325,9 +325,9 @@ func TestRequestForRefusesMalformedRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := RequestFor(tt.svc, map[string]string{"team": "blue"})
-			var re *requestError
+			var re *RequestError
 			if !errors.As(err, &re) || err.Error() != tt.wantErr {
-				t.Fatalf("error %v, want a requestError %q", err, tt.wantErr)
+				t.Fatalf("error %v, want a RequestError %q", err, tt.wantErr)
 			}
 			if diff := cmp.Diff(tt.want, got, cmpOpts); diff != "" {
 				t.Errorf("partial request (-want +got):\n%s", diff)
@@ -381,7 +381,9 @@ func TestIngressIPs(t *testing.T) {
 		{IP: "2001:db8::1"}, {Hostname: "lb.example.com"}, {IP: "not-an-ip"}, {IP: "198.51.100.1"},
 	}}}
 	want := addrs("2001:db8::1", "198.51.100.1")
-	if diff := cmp.Diff(want, ingressIPs(&corev1.Service{Status: st}), cmpOpts); diff != "" {
+	if diff := cmp.Diff(want, IngressIPs(&corev1.Service{Status: st}), cmpOpts); diff != "" {
 		t.Errorf("ingress addresses, in order, without hostnames and junk (-want +got):\n%s", diff)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
