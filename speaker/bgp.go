@@ -48,7 +48,7 @@ type bgpRunner struct {
 
 // apply configures sessions and paths from the plan; self is this node's addresses (IPv4
 // first), for the router ID and cross-family next hops.
-func (r *bgpRunner) apply(ctx context.Context, p Plan, self []netip.Addr) {
+func (r *bgpRunner) apply(ctx context.Context, p *BGPTarget, self []netip.Addr) {
 	r.reap()
 	if len(p.Peers) == 0 && r.speaker == nil {
 		r.startErr, r.idle = "", nil
@@ -81,8 +81,8 @@ func (r *bgpRunner) apply(ctx context.Context, p Plan, self []netip.Addr) {
 	if err := r.speaker.SetPeers(peers); err != nil {
 		r.log.Warn("configuring BGP sessions", "err", err)
 	}
-	paths := make([]bgp.Path, 0, len(p.BGP))
-	for _, bp := range p.BGP {
+	paths := make([]bgp.Path, 0, len(p.Paths))
+	for _, bp := range p.Paths {
 		paths = append(paths, bgp.Path{Prefix: bp.Prefix, Peers: bp.Peers, Communities: bp.Communities,
 			LargeCommunities: bp.LargeCommunities, LocalPref: bp.LocalPref})
 	}

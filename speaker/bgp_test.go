@@ -169,19 +169,19 @@ func TestBGPStartFailureIsReported(t *testing.T) {
 		return st.LastError
 	}
 
-	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	r.apply(ctx, &BGPTarget{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
 	if got := lastError(); !strings.Contains(got, "router ID") {
 		t.Errorf("IPv6-only node without a router ID: lastError %q, want it to name the router ID", got)
 	}
 	peer.Spec.MyASN = 0
 	peer.Spec.RouterID = "192.0.2.5"
-	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	r.apply(ctx, &BGPTarget{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
 	if got := lastError(); !strings.Contains(got, "ASN") {
 		t.Errorf("no ASN: lastError %q, want it to name the ASN", got)
 	}
 
 	peer.Spec.MyASN = 65000
-	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	r.apply(ctx, &BGPTarget{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
 	if got := lastError(); strings.Contains(got, "router ID") || strings.Contains(got, "ASN must") {
 		t.Errorf("fixed configuration: lastError %q, want the start error gone", got)
 	}
@@ -189,7 +189,7 @@ func TestBGPStartFailureIsReported(t *testing.T) {
 		t.Fatalf("running with router ID %s and ASN %d, want 192.0.2.5 and 65000", r.running.RouterID, r.running.ASN)
 	}
 	peer.Spec.RouterID, peer.Spec.MyASN = "192.0.2.6", 65002
-	r.apply(ctx, Plan{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
+	r.apply(ctx, &BGPTarget{Peers: []*v1alpha1.BGPPeer{peer}}, ipv6Only)
 	if r.running.RouterID != netip.MustParseAddr("192.0.2.6") || r.running.ASN != 65002 {
 		t.Errorf("after the change: running with router ID %s and ASN %d, want 192.0.2.6 and 65002", r.running.RouterID, r.running.ASN)
 	}

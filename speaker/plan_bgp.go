@@ -1,10 +1,12 @@
 package speaker
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -21,16 +23,33 @@ type BGPPath struct {
 	// appears twice, each with its own peers and attributes.
 }
 
-// planBGP adds the BGP part of the plan: the peers whose node selectors select this node, and,
+// BGPTarget is what this node announces in BGP.
+type BGPTarget struct {
+	// Peers are the BGPPeers this node has sessions with.
+	Peers []*v1alpha1.BGPPeer
+	// Paths are the paths it announces.
+	Paths []BGPPath
+	// Services holds, per Service key, what this node announces of it.
+	Services map[string]*Announced
+}
+
+func (*BGPTarget) Mode() v1alpha1.AnnouncementMode    { return v1alpha1.AnnouncementBGP }
+func (t *BGPTarget) Announced() map[string]*Announced { return t.Services }
+func (*BGPTarget) Where(a *Announced) string          { return fmt.Sprintf("to peers %v", a.Peers) }
+
+type bgpPlanner struct{}
+
+// Plan computes this node's BGP target: the peers whose node selectors select this node, and,
 // for each address of a Service whose pool a BGPAdvertisement selects, a path to the
 // advertisement's peers — when this node is eligible (selected by the advertisement, not
 // excluded, and with a ready endpoint: a local one for externalTrafficPolicy Local, any for
 // Cluster). Every eligible node announces, so routers spread traffic over them (ECMP).
 // Liveness needs no memberlist here: a dead node's sessions drop and take its paths along.
-func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[string]bool) {
-	self := nodeByName(s.Nodes, s.Node)
+func (bgpPlanner) Plan(s *Input, p *Plan) Target {
+	t := &BGPTarget{Services: map[string]*Announced{}}
+	self, pools, endpoints := s.Self, s.Pools, s.Serving
 	if self == nil || config.Excluded(self) {
-		return
+		return t
 	}
 	for _, peer := range s.Peers {
 		sels, err := config.PeerNodeSelectors(peer)
@@ -39,14 +58,14 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 			continue
 		}
 		if config.MatchesAny(sels, self) {
-			p.Peers = append(p.Peers, peer)
+			t.Peers = append(t.Peers, peer)
 		}
 	}
-	if len(p.Peers) == 0 {
-		return
+	if len(t.Peers) == 0 {
+		return t
 	}
-	peerNames := make([]string, len(p.Peers))
-	for i, peer := range p.Peers {
+	peerNames := make([]string, len(t.Peers))
+	for i, peer := range t.Peers {
 		peerNames[i] = peer.Name
 	}
 	ads, invalid := config.CompileBGPAds(s.BGPAds)
@@ -56,10 +75,7 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 		ad     string
 	}
 	paths := map[pathKey]*BGPPath{}
-	for _, svc := range s.Services {
-		if s.Handles != nil && !s.Handles(svc) {
-			continue
-		}
+	for svc := range s.handled {
 		svcKey := config.ServiceKey(svc.Namespace, svc.Name)
 		ready, hasEndpoint := endpoints[svcKey]
 		if !hasEndpoint || (svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[s.Node]) {
@@ -93,10 +109,10 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 				path.Communities = append(path.Communities, ad.Communities...)
 				path.LargeCommunities = append(path.LargeCommunities, ad.LargeCommunities...)
 				path.Services = append(path.Services, svcKey)
-				a := p.BGPServices[svcKey]
+				a := t.Services[svcKey]
 				if a == nil {
 					a = &Announced{Namespace: svc.Namespace, Name: svc.Name}
-					p.BGPServices[svcKey] = a
+					t.Services[svcKey] = a
 				}
 				if !slices.Contains(a.IPs, ip) {
 					a.IPs = append(a.IPs, ip)
@@ -105,7 +121,7 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 			}
 		}
 	}
-	for _, a := range p.BGPServices {
+	for _, a := range t.Services {
 		slices.SortFunc(a.IPs, netip.Addr.Compare)
 	}
 	for _, path := range paths {
@@ -113,9 +129,9 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 		path.Communities = dedup(path.Communities)
 		path.LargeCommunities = dedup(path.LargeCommunities)
 		path.Services = dedup(path.Services)
-		p.BGP = append(p.BGP, *path)
+		t.Paths = append(t.Paths, *path)
 	}
-	slices.SortFunc(p.BGP, func(a, b BGPPath) int {
+	slices.SortFunc(t.Paths, func(a, b BGPPath) int {
 		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
 			return c
 		}
@@ -124,13 +140,5 @@ func planBGP(s *Snapshot, p *Plan, pools config.Pools, endpoints map[string]map[
 		}
 		return strings.Compare(strings.Join(a.Peers, ","), strings.Join(b.Peers, ","))
 	})
-}
-
-func nodeByName(nodes []*corev1.Node, name string) *corev1.Node {
-	for _, n := range nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	return nil
+	return t
 }

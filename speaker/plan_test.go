@@ -97,7 +97,7 @@ func (w *world) publish(t *testing.T) {
 	for range 3 {
 		next := map[string]Reach{}
 		for _, n := range w.nodes {
-			if r := w.plan(n.Name).Reach; len(r) > 0 {
+			if r := l2Of(w.plan(n.Name)).Reach; len(r) > 0 {
 				next[n.Name] = r
 			}
 		}
@@ -113,7 +113,7 @@ func (w *world) publish(t *testing.T) {
 func (w *world) owners() map[string][]string {
 	out := map[string][]string{}
 	for _, n := range w.nodes {
-		for ip := range w.plan(n.Name).L2 {
+		for ip := range l2Of(w.plan(n.Name)).Owned {
 			out[ip.String()] = append(out[ip.String()], n.Name)
 		}
 	}
@@ -227,7 +227,7 @@ func TestPlanKeepsGroupsTogether(t *testing.T) {
 			"default/shares-v4": {netip.MustParseAddr(v4)},
 		}
 		got := map[string][]netip.Addr{}
-		for k, a := range p.Services {
+		for k, a := range l2Of(p).Services {
 			got[k] = a.IPs
 			if !slices.Equal(a.Interfaces, []string{"eth0"}) {
 				t.Errorf("%s announced on %v, want eth0 (its subnet)", k, a.Interfaces)
@@ -283,7 +283,7 @@ func TestPlanInterfaces(t *testing.T) {
 	w.ads[0].Spec.Interfaces = []string{"eth0", "bond7"}
 	w.svc("web", []string{"198.51.100.200"}, false, "node1")
 	p := w.plan("node1")
-	if got := p.L2[netip.MustParseAddr("198.51.100.200")]; !slices.Equal(got, []string{"eth0"}) {
+	if got := l2Of(p).Owned[netip.MustParseAddr("198.51.100.200")]; !slices.Equal(got, []string{"eth0"}) {
 		t.Errorf("interfaces %v, want [eth0]", got)
 	}
 	if len(p.Warnings) != 1 || p.Warnings[0].Kind != "L2Advertisement" || p.Warnings[0].Name != "all" || !strings.Contains(p.Warnings[0].Message, "bond7") {
@@ -291,8 +291,8 @@ func TestPlanInterfaces(t *testing.T) {
 	}
 	w.ads[0].Spec.Interfaces = []string{"bond7"}
 	p = w.plan("node1")
-	if len(p.L2) != 0 {
-		t.Errorf("announced on %v with no usable interface", p.L2)
+	if len(l2Of(p).Owned) != 0 {
+		t.Errorf("announced on %v with no usable interface", l2Of(p).Owned)
 	}
 	if len(p.Warnings) != 2 || p.Warnings[0].Reason != "InterfaceMissing" || p.Warnings[1].Reason != "CannotAnnounce" {
 		t.Errorf("warnings %+v, want the missing interface and the Service this node cannot announce", p.Warnings)
@@ -360,7 +360,7 @@ func TestPlanOwnerThatCannotAnnounceIsReplaced(t *testing.T) {
 			// What the owner announces is real: an up interface.
 			if got != "" {
 				p := w.plan(got)
-				if len(p.L2[netip.MustParseAddr(ip)]) == 0 {
+				if len(l2Of(p).Owned[netip.MustParseAddr(ip)]) == 0 {
 					t.Errorf("%s owns %s with no interface", got, ip)
 				}
 			}
@@ -391,7 +391,7 @@ func TestPlanBGP(t *testing.T) {
 	}
 	paths := func(w *world, node string) string {
 		var out []string
-		for _, p := range w.plan(node).BGP {
+		for _, p := range bgpOf(w.plan(node)).Paths {
 			lp := "-"
 			if p.LocalPref != nil {
 				lp = fmt.Sprint(*p.LocalPref)
@@ -458,7 +458,7 @@ func TestPlanBGP(t *testing.T) {
 		w := bgpWorld()
 		for node, want := range map[string][]string{"node1": {"tor-a"}, "node2": {"tor-a", "tor-b"}} {
 			var got []string
-			for _, p := range w.plan(node).Peers {
+			for _, p := range bgpOf(w.plan(node)).Peers {
 				got = append(got, p.Name)
 			}
 			if !slices.Equal(got, want) {
@@ -517,7 +517,7 @@ func TestPlanOverlappingPoolsInEveryOrder(t *testing.T) {
 		w.svc("web", []string{ip}, false, "node1")
 		w.svc("other", []string{"198.51.100.209"}, false, "node1")
 		p := w.plan("node1")
-		got := fmt.Sprintf("L2 %v, BGP %d paths", p.L2, len(p.BGP))
+		got := fmt.Sprintf("L2 %v, BGP %d paths", l2Of(p).Owned, len(bgpOf(p).Paths))
 		if got != want {
 			t.Errorf("pools in order %v: %s, want %s", perm, got, want)
 		}
@@ -558,18 +558,21 @@ func TestPlanAnnouncesAddressesRetainedByAShrunkPool(t *testing.T) {
 	w := newWorld(1)
 	w.ads[0].Spec.IPPools = []string{"lan"}
 	w.svc("web", []string{ip}, false, "node1")
-	if p := w.plan("node1"); len(p.L2) != 0 {
-		t.Fatalf("an address no pool claims: announced %v", p.L2)
+	if p := w.plan("node1"); len(l2Of(p).Owned) != 0 {
+		t.Fatalf("an address no pool claims: announced %v", l2Of(p).Owned)
 	}
 	w.pools[0].Status.RetainedAddresses = []string{ip}
 	p := w.plan("node1")
-	if got := p.L2[netip.MustParseAddr(ip)]; !slices.Equal(got, []string{"eth0"}) {
+	if got := l2Of(p).Owned[netip.MustParseAddr(ip)]; !slices.Equal(got, []string{"eth0"}) {
 		t.Errorf("an address the shrunk pool retains: announced on %v, want eth0", got)
 	}
 	// A pool of higher precedence containing the address wins over the retaining one.
 	w.pools = append(w.pools, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "newer-bgp-only", CreationTimestamp: metav1.Now()},
 		Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.51.100.190/32"}}})
-	if p := w.plan("node1"); len(p.L2) != 0 {
-		t.Errorf("the address is in a pool again (one no L2Advertisement selects): announced %v", p.L2)
+	if p := w.plan("node1"); len(l2Of(p).Owned) != 0 {
+		t.Errorf("the address is in a pool again (one no L2Advertisement selects): announced %v", l2Of(p).Owned)
 	}
 }
+
+func l2Of(p Plan) *L2Target   { return TargetOf[*L2Target](p) }
+func bgpOf(p Plan) *BGPTarget { return TargetOf[*BGPTarget](p) }

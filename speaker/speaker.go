@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -60,7 +59,8 @@ type Speaker struct {
 	fwd           *forwarder  // nil with --forwarding=off
 	fwdMetric     *forwardMetrics
 	bgp           *bgpRunner
-	published     []byte // the L2 reach last published (memberlist metadata)
+	drivers       map[v1alpha1.AnnouncementMode]driver // per mode, what applies its target
+	published     []byte                               // the L2 reach last published (memberlist metadata)
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -108,6 +108,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	}
 	s.bgp = &bgpRunner{node: cfg.NodeName, log: cfg.Log, kube: kube, crd: crd, metrics: bm,
 		states: newSessionWriter(crd, cfg.NodeName, cfg.Log)}
+	s.drivers = map[v1alpha1.AnnouncementMode]driver{v1alpha1.AnnouncementL2: l2Driver{s}, v1alpha1.AnnouncementBGP: bgpDriver{s}}
 
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.kick() },
@@ -331,32 +332,18 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 		}
 	}
 	plan := Compute(snap)
-	s.announcer.SetOwned(plan.L2)
-	s.metrics.owned.Set(float64(len(plan.L2)))
 	s.metrics.plan.Observe(time.Since(start).Seconds())
-
-	s.reportAnnouncements("L2", prev.Services, plan.Services, func(a *Announced) string { return fmt.Sprintf("on %v", a.Interfaces) })
-	s.reportAnnouncements("BGP", prev.BGPServices, plan.BGPServices, func(a *Announced) string { return fmt.Sprintf("to peers %v", a.Peers) })
-	s.publishReach(plan.Reach)
+	for _, t := range plan.Targets {
+		s.drivers[t.Mode()].apply(ctx, t, snap)
+		s.reportAnnouncements(prev, t)
+	}
 	for _, w := range warned.fresh(plan.Warnings) {
 		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
 		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
 	}
-	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
-		s.bgp.apply(ctx, plan, nodeAddrs(self))
-	}
 	// Status objects: handed to their writers, never waited for.
-	s.bgp.report()
 	s.announcements.Set(announcements(s.cfg.NodeName, plan))
-	if s.reaping.CompareAndSwap(false, true) {
-		go func() {
-			defer s.reaping.Store(false)
-			s.reapDeadOwners(ctx, plan, snap.Alive)
-		}()
-	}
-	if !maps.EqualFunc(prev.L2, plan.L2, slices.Equal) {
-		s.log.Debug("plan applied", "owned", len(plan.L2), "elapsed", time.Since(start))
-	}
+	s.log.Debug("plan applied", "elapsed", time.Since(start))
 	return plan
 }
 
@@ -503,15 +490,22 @@ func (s *Speaker) rejoin(ctx context.Context) {
 
 // reportAnnouncements logs and records as events on the Services what this node starts or
 // stops announcing in one mode: an event when a node takes an IP (an ownership move in L2).
-func (s *Speaker) reportAnnouncements(mode string, prev, cur map[string]*Announced, where func(*Announced) string) {
+func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
+	var prev map[string]*Announced
+	for _, p := range prevPlan.Targets {
+		if p.Mode() == t.Mode() {
+			prev = p.Announced()
+		}
+	}
+	mode, cur := string(t.Mode()), t.Announced()
 	for key, a := range cur {
 		if old := prev[key]; old != nil && slices.Equal(old.IPs, a.IPs) {
 			continue
 		}
 		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
-			s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), where(a), mode)
+			s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), t.Where(a), mode)
 		}
-		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", where(a))
+		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", t.Where(a))
 	}
 	for key, a := range prev {
 		if cur[key] == nil {
@@ -524,14 +518,14 @@ func (s *Speaker) reportAnnouncements(mode string, prev, cur map[string]*Announc
 // dead: killed, or cut off) left for Services this node now owns, so that
 // `kubectl get serviceannouncements` names the one node that answers. A node that comes back
 // writes its own again. During a partition both sides may reap each other's until it heals.
-func (s *Speaker) reapDeadOwners(ctx context.Context, plan Plan, alive map[string]bool) {
+func (s *Speaker) reapDeadOwners(ctx context.Context, owned map[string]*Announced, alive map[string]bool) {
 	if alive == nil {
 		return
 	}
 	for _, o := range s.crdInfs["serviceannouncements"].GetStore().List() {
 		a := o.(*v1alpha1.ServiceAnnouncement)
 		if a.Mode != v1alpha1.AnnouncementL2 || a.NodeName == s.cfg.NodeName || alive[a.NodeName] ||
-			plan.Services[a.Namespace+"/"+a.ServiceName] == nil {
+			owned[a.Namespace+"/"+a.ServiceName] == nil {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)

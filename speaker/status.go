@@ -93,10 +93,9 @@ func ptrs[T any](items []T) []*T {
 // announcements returns node's ServiceAnnouncements for a plan: one per Service and mode.
 func announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
 	var out []*v1alpha1.ServiceAnnouncement
-	for mode, announced := range map[v1alpha1.AnnouncementMode]map[string]*Announced{
-		v1alpha1.AnnouncementL2: p.Services, v1alpha1.AnnouncementBGP: p.BGPServices,
-	} {
-		for _, a := range announced {
+	for _, t := range p.Targets {
+		mode := t.Mode()
+		for _, a := range t.Announced() {
 			obj := &v1alpha1.ServiceAnnouncement{
 				ObjectMeta: metav1.ObjectMeta{
 					Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),

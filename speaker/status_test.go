@@ -96,8 +96,8 @@ func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
 	}
 
 	w := newAnnouncementWriter(c.CRD, node, slog.Default())
-	plan := Plan{Services: map[string]*Announced{ns + "/web": {Namespace: ns, Name: "web",
-		IPs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}, Interfaces: []string{"eth0"}}}}
+	plan := Plan{Targets: []Target{&L2Target{Services: map[string]*Announced{ns + "/web": {Namespace: ns, Name: "web",
+		IPs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}, Interfaces: []string{"eth0"}}}}}}
 	w.Set(announcements(node, plan))
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
