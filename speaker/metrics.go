@@ -7,8 +7,9 @@ import (
 
 // metrics are the speaker's own Prometheus metrics; l2Collector adds the announcer's counters.
 type metrics struct {
-	owned prometheus.Gauge
-	plan  prometheus.Histogram
+	owned  prometheus.Gauge
+	plan   prometheus.Histogram
+	events *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -20,8 +21,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ironlb_speaker_plan_duration_seconds", Help: "Time to plan and apply this node's announcements.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ironlb_speaker_watch_events_total",
+			Help: "Watch events by resource and by what they did: sync (an add, a delete, or an update of something the speaker reads) or ignored (an update of nothing it reads).",
+		}, []string{"resource", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.owned, m.plan} {
+	for _, c := range []prometheus.Collector{m.owned, m.plan, m.events} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

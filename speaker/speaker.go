@@ -110,17 +110,15 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		states: newSessionWriter(crd, cfg.NodeName, cfg.Log)}
 	s.drivers = map[v1alpha1.AnnouncementMode]driver{v1alpha1.AnnouncementL2: l2Driver{s}, v1alpha1.AnnouncementBGP: bgpDriver{s}}
 
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.kick() },
-		UpdateFunc: func(any, any) { s.kick() },
-		DeleteFunc: func(any) { s.kick() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{
-		s.factory.Core().V1().Services().Informer(),
-		s.factory.Discovery().V1().EndpointSlices().Informer(),
-		s.factory.Core().V1().Nodes().Informer(),
+	// Forwarding reads more of Services and EndpointSlices than the planner: while this node
+	// may forward, their filters let those changes through too.
+	forwarding := cfg.Forwarding != ForwardingOff
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged(forwarding)),
+		s.factory.Discovery().V1().EndpointSlices().Informer(): s.handler("endpointslices", sliceChanged(forwarding)),
+		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
 	} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, fmt.Errorf("event handler: %w", err)
 		}
 	}
@@ -132,13 +130,14 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		"serviceannouncements": &v1alpha1.ServiceAnnouncement{},
 	} {
 		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return nil, fmt.Errorf("event handler: %w", err)
+		// The speakers' own ServiceAnnouncements: the planner does not read them; a deletion
+		// of one of this node's makes the next sync write it again.
+		var h cache.ResourceEventHandler = cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}
+		if resource != "serviceannouncements" {
+			h = s.handler(resource, specChanged)
 		}
-		if resource == "serviceannouncements" {
-			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}); err != nil {
-				return nil, fmt.Errorf("event handler: %w", err)
-			}
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return nil, fmt.Errorf("event handler: %w", err)
 		}
 		s.crdInfs[resource] = inf
 	}
