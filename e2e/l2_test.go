@@ -104,6 +104,27 @@ func TestL2Failover(t *testing.T) {
 		}},
 		{"SIGTERM", func(t *testing.T, n *lab.Node) { stopSpeaker(t, n, syscall.SIGTERM) }, restartSpeaker},
 	}
+	if !env.lab.Config.Simulated {
+		// The node's kubelet, containerd, containers and nftables rules gone, as in a power
+		// loss (its links stay up); then it boots again and the kubelet restarts its pods.
+		var lost time.Time
+		faults = append(faults, struct {
+			name           string
+			inject, repair func(t *testing.T, n *lab.Node)
+		}{"node lost", func(t *testing.T, n *lab.Node) {
+			lost = time.Now()
+			if err := env.lab.StopNode(context.Background(), n); err != nil {
+				t.Fatal(err)
+			}
+		}, func(t *testing.T, n *lab.Node) {
+			if err := env.lab.StartNode(context.Background(), n); err != nil {
+				t.Fatal(err)
+			}
+			if err := env.ilb.WaitSpeaker(context.Background(), n, lost); err != nil {
+				t.Fatal(err)
+			}
+		}})
+	}
 	for _, f := range faults {
 		for trial := 1; trial <= 2; trial++ {
 			t.Run(fmt.Sprintf("%s/%d", f.name, trial), func(t *testing.T) {

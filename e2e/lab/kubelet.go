@@ -12,9 +12,12 @@ import (
 	"text/template"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // RuntimeRoot holds the real nodes' containerd and kubelet state. Its path is fixed, unlike Config.Dir, so that Cleanup finds the mounts and pod namespaces a
@@ -184,6 +187,11 @@ func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, boot bool) error {
 	if err := l.importImages(ctx, n, !boot); err != nil {
 		return err
 	}
+	// containerd answers before its CRI plugin has recovered its state (longer on a second
+	// boot); a kubelet started then fails its CRI check and exits.
+	if err := waitCRI(ctx, n, time.Minute); err != nil {
+		return fmt.Errorf("lab: %w (log: %s)", err, l.logPath("containerd-"+n.Name))
+	}
 	kubelet := filepath.Join(l.binDir(), "kubelet")
 	args := []string{
 		"--config=" + filepath.Join(rt.dir, "kubelet.yaml"),
@@ -277,6 +285,28 @@ func (l *Lab) importImages(ctx context.Context, n *Node, load bool) error {
 		if out, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "-n", "k8s.io", "images", "import", tar).CombinedOutput(); err != nil {
 			return fmt.Errorf("lab: importing %s into %s: %w: %s", tar, n.Name, err, out)
 		}
+	}
+	return nil
+}
+
+// waitCRI waits until n's containerd answers the CRI Version call as the kubelet's start-up
+// check makes it ("server is not initialized yet" until the CRI plugin has recovered).
+func waitCRI(ctx context.Context, n *Node, timeout time.Duration) error {
+	conn, err := grpc.NewClient("unix://"+n.runtime.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("connecting to the CRI of %s: %w", n.Name, err)
+	}
+	defer conn.Close()
+	client := runtimeapi.NewRuntimeServiceClient(conn)
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, last = client.Version(ctx, &runtimeapi.VersionRequest{})
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the CRI of %s did not answer (%v): %w", n.Name, last, err)
 	}
 	return nil
 }
