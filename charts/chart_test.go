@@ -238,7 +238,7 @@ func TestRenderDefaults(t *testing.T) {
 		}
 		checkAPIServerEnv(t, c, "", "")
 		wantArgs := []string{"--metrics-addr=:7473", "--log-level=info", "--memberlist-port=7946",
-			"--memberlist-key-file=/etc/ironlb/memberlist/key", "--forwarding=auto"}
+			"--memberlist-key-file=/etc/ironlb/memberlist/key", "--forwarding=auto", "--daemonset=" + releaseNS + "/" + speakerName}
 		if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 			t.Errorf("speaker args (-want +got):\n%s", diff)
 		}
@@ -355,7 +355,7 @@ func TestRenderAllValues(t *testing.T) {
 		"--memberlist-key-file=/etc/ironlb/memberlist/key",
 		"--memberlist-probe-interval=500ms", "--memberlist-probe-timeout=200ms", "--memberlist-suspicion-mult=3",
 		"--memberlist-gossip-interval=100ms", "--gratuitous-count=5", "--gratuitous-interval=250ms",
-		"--forwarding=on", "--forward-cluster-ips=false", "--masquerade-all=true",
+		"--forwarding=on", "--daemonset=edge/edge-lb-speaker", "--forward-cluster-ips=false", "--masquerade-all=true",
 		"--kube-api-qps=50", "--kube-api-burst=100", "--events-qps=10", "--events-burst=20",
 		"--load-balancer-class=example.com/edge", "--only-load-balancer-class", "--log-level=debug"}
 	if diff := cmp.Diff(wantArgs, c.Args); diff != "" {

@@ -580,6 +580,12 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 		{speakerName, attr{Verb: "watch", Resource: "secrets", Namespace: releaseNS}, false},
 		{speakerName, attr{Verb: "get", Resource: "secrets", Namespace: "kube-system"}, false},
 		{speakerName, attr{Verb: "update", Resource: "secrets", Namespace: releaseNS}, false},
+		// Its own DaemonSet, to see it deleted (helm uninstall), and no other.
+		{speakerName, attr{Verb: "watch", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: speakerName}, true},
+		{speakerName, attr{Verb: "get", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: speakerName}, true},
+		{speakerName, attr{Verb: "watch", Group: "apps", Resource: "daemonsets", Namespace: releaseNS}, false},
+		{speakerName, attr{Verb: "get", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: controllerName}, false},
+		{speakerName, attr{Verb: "update", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: speakerName}, false},
 		{speakerName, attr{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: releaseNS, Name: controllerName}, false},
 		{controllerName, attr{Verb: "patch", Resource: "services", Subresource: "status", Namespace: tenant}, true},
 		{controllerName, attr{Verb: "patch", Resource: "services", Namespace: tenant}, false},

@@ -26,6 +26,10 @@ type Config struct {
 	Forwarding string
 	// ForwardOptions tune the rules.
 	ForwardOptions forward.Options
+	// DaemonSet ("namespace/name") is the DaemonSet that runs this speaker. When it is deleted
+	// (helm uninstall) the speaker removes its nftables table as it stops; empty: the table
+	// always stays (it keeps forwarding while the next speaker starts).
+	DaemonSet string
 	// JoinTimeout bounds how long a starting speaker waits to join the other members before it
 	// plans: planning alone would make it own every IP for a moment (the others look dead).
 	JoinTimeout time.Duration

@@ -58,6 +58,7 @@ type Speaker struct {
 	reaping       atomic.Bool // a reapDeadOwners pass is running
 	fwd           *forwarder  // nil with --forwarding=off
 	fwdMetric     *forwardMetrics
+	removal       *removal // nil without Config.DaemonSet
 	bgp           *bgpRunner
 	drivers       map[v1alpha1.AnnouncementMode]driver // per mode, what applies its target
 	published     []byte                               // the L2 reach last published (memberlist metadata)
@@ -99,6 +100,9 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	s.announcements = newAnnouncementWriter(crd, cfg.NodeName, cfg.Log)
+	if s.removal, err = newRemoval(kube, cfg.DaemonSet, cfg.Log); err != nil {
+		return nil, err
+	}
 	if s.fwdMetric, err = newForwardMetrics(reg); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
@@ -169,6 +173,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 		go inf.Run(infCtx.Done())
 		synced = append(synced, inf.HasSynced)
 	}
+	if s.removal != nil {
+		go s.removal.run(infCtx.Done())
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
@@ -216,7 +223,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 
 // shutdown leaves memberlist first (the others take over at once), then stops answering and
 // removes this node's status objects (within 3 s: an unreachable API server leaves them to the
-// next start's prune).
+// next start's prune), and the nftables table if the speaker's DaemonSet was deleted.
 func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan error, stopWriters func()) {
 	start := time.Now()
 	if err := s.members.Leave(time.Second); err != nil {
@@ -232,6 +239,13 @@ func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan erro
 	s.announcements.Set(nil)
 	if err := errors.Join(s.announcements.Flush(ctx), s.bgp.states.Flush(ctx)); err != nil {
 		s.log.Warn("removing status objects on shutdown", "err", err)
+	}
+	if s.fwd != nil && s.removal.removed(ctx) {
+		if err := s.fwd.applier.Remove(ctx); err != nil {
+			s.log.Error("removing the nftables table of a speaker uninstalled", "err", err)
+			return
+		}
+		s.log.Info("nftables table removed: this speaker's DaemonSet is deleted")
 	}
 }
 

@@ -32,6 +32,7 @@ func main() {
 	flag.StringVar(&cfg.Forwarding, "forwarding", cfg.Forwarding, "auto, on or off: forward LoadBalancer, NodePort and ClusterIP traffic with ironlb's nftables table (auto: unless kube-proxy's rules are present)")
 	flag.BoolVar(&cfg.ForwardOptions.ClusterIPs, "forward-cluster-ips", cfg.ForwardOptions.ClusterIPs, "also forward ClusterIP traffic (off when a CNI handles ClusterIPs)")
 	flag.BoolVar(&cfg.ForwardOptions.MasqueradeAll, "masquerade-all", cfg.ForwardOptions.MasqueradeAll, "masquerade ClusterIP traffic to remote endpoints too (when ClusterIPs are routed from outside the cluster)")
+	flag.StringVar(&cfg.DaemonSet, "daemonset", "", "namespace/name of the DaemonSet that runs this speaker: when it is deleted (helm uninstall) the speaker removes its nftables table as it stops (empty: the table stays)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /healthz and /readyz (empty: off)")
 	flag.Func("kube-api-qps", fmt.Sprintf("sustained requests per second to the API server, status writes included; negative: no client-side limit (default %g)", cfg.API.QPS), cmdutil.Float32(&cfg.API.QPS))
 	flag.IntVar(&cfg.API.Burst, "kube-api-burst", cfg.API.Burst, "requests to the API server allowed at once above -kube-api-qps")
