@@ -1,0 +1,142 @@
+package l2
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// step is one input to Liveness at a time relative to t0: memberlist's view (members, "a,b"),
+// a Lease renewal seen (renew, a node), or a Lease deleted (forget).
+type step struct {
+	at      time.Duration
+	members string
+	renew   string
+	forget  string
+}
+
+func set(s string) map[string]bool {
+	out := map[string]bool{}
+	for n := range strings.SplitSeq(s, ",") {
+		if n != "" {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+func TestLivenessPartitions(t *testing.T) {
+	cfg := DefaultLeaseConfig() // Renew 5 s, Duration 15 s, Grace 2 s
+	s := time.Second
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		at    time.Duration // when Alive is asked, with the last members view
+		want  string
+		next  time.Duration // 0: no change by time alone
+	}{{
+		name:  "all in memberlist: all alive, Leases or not",
+		steps: []step{{at: 0, members: "a,b,c"}},
+		at:    time.Minute, want: "a,b,c",
+	}, {
+		name:  "a death seen by the majority: at once, although the Lease is fresh",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "c"}, {at: 0, members: "a,b"}},
+		at:    0, want: "a,b", next: 14 * s,
+	}, {
+		name: "a death whose last renewal arrives late (within Grace): still dead",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "c"}, {at: 0, members: "a,b"},
+			{at: 1500 * time.Millisecond, renew: "c"}},
+		at: 3 * s, want: "a,b", next: 16500 * time.Millisecond,
+	}, {
+		name:  "partition, majority side: a renewal after Grace keeps the cut-off node's IPs its own",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: 0, members: "a,b"}, {at: 3 * s, renew: "c"}},
+		at:    4 * s, want: "a,b,c", next: 18 * s,
+	}, {
+		name: "partition, majority side: the cut-off node renews all along",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: 0, members: "a,b"}, {at: 3 * s, renew: "c"},
+			{at: 8 * s, renew: "c"}, {at: 13 * s, renew: "c"}, {at: 18 * s, renew: "c"}},
+		at: 20 * s, want: "a,b,c", next: 33 * s,
+	}, {
+		name:  "partition, majority side: the cut-off node dies later: its Lease goes stale",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: 0, members: "a,b"}, {at: 3 * s, renew: "c"}},
+		at:    18 * s, want: "a,b",
+	}, {
+		name:  "partition, minority side: fresh Leases keep the others' IPs theirs at once",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -2 * s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, members: "c"}},
+		at:    0, want: "a,b,c", next: 13 * s,
+	}, {
+		name: "partition, minority side: the others keep renewing",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, members: "c"},
+			{at: 4 * s, renew: "a"}, {at: 4 * s, renew: "b"}, {at: 9 * s, renew: "a"}, {at: 9 * s, renew: "b"}},
+		at: 12 * s, want: "a,b,c", next: 24 * s,
+	}, {
+		name:  "two of three die: the survivor (a minority) takes their IPs once their Leases are stale",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, members: "c"}},
+		at:    14 * s, want: "c",
+	}, {
+		name:  "partition with the API server down too: no renewal seen, memberlist alone after Duration",
+		steps: []step{{at: -20 * s, members: "a,b,c"}, {at: -10 * s, renew: "a"}, {at: -10 * s, renew: "b"}, {at: 0, members: "c"}},
+		at:    5 * s, want: "c",
+	}, {
+		name:  "API server down, no partition: memberlist's view unchanged",
+		steps: []step{{at: -20 * s, renew: "a"}, {at: -20 * s, renew: "b"}, {at: -20 * s, renew: "c"}, {at: 0, members: "a,b,c"}},
+		at:    5 * time.Minute, want: "a,b,c",
+	}, {
+		name:  "a tie (two nodes) is no minority: the death of the other is taken at once",
+		steps: []step{{at: -10 * s, members: "a,b"}, {at: -s, renew: "a"}, {at: 0, members: "b"}},
+		at:    0, want: "b", next: 14 * s,
+	}, {
+		name:  "a tie (two nodes) split: each keeps its IPs after the other's next renewal",
+		steps: []step{{at: -10 * s, members: "a,b"}, {at: 0, members: "b"}, {at: 4 * s, renew: "a"}},
+		at:    5 * s, want: "a,b", next: 19 * s,
+	}, {
+		name:  "no Leases at all (none written): memberlist alone",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: 0, members: "c"}},
+		at:    0, want: "c",
+	}, {
+		name: "a deleted Lease (graceful shutdown) counts for nothing",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, forget: "a"},
+			{at: 0, forget: "b"}, {at: 0, members: "c"}},
+		at: 0, want: "c",
+	}, {
+		name: "back in memberlist and gone again: an old proof of life does not count",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: 0, members: "a,b"}, {at: 3 * s, renew: "c"},
+			{at: 10 * s, members: "a,b,c"}, {at: 11 * s, members: "a,b"}},
+		at: 11 * s, want: "a,b", next: 18 * s,
+	}, {
+		name:  "started during a partition: the node never seen proves life by renewing after the start",
+		steps: []step{{at: 0, members: "a,b"}, {at: 4 * s, renew: "c"}},
+		at:    4 * s, want: "a,b,c", next: 19 * s,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+			l := NewLiveness(cfg, t0)
+			var members map[string]bool
+			for _, st := range tc.steps {
+				now := t0.Add(st.at)
+				switch {
+				case st.members != "":
+					members = set(st.members)
+					l.Alive(members, now)
+				case st.renew != "":
+					l.Renewed(st.renew, now)
+				case st.forget != "":
+					l.Forget(st.forget)
+				}
+			}
+			got, next := l.Alive(members, t0.Add(tc.at))
+			if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != tc.want {
+				t.Errorf("alive = %s, want %s", g, tc.want)
+			}
+			var wantNext time.Time
+			if tc.next != 0 {
+				wantNext = t0.Add(tc.next)
+			}
+			if !next.Equal(wantNext) {
+				t.Errorf("next change at %v, want %v", next.Sub(t0), tc.next)
+			}
+		})
+	}
+}
