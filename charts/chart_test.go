@@ -202,6 +202,7 @@ func TestRenderDefaults(t *testing.T) {
 		"Secret/" + secretName,
 		"Service/" + controllerName + "-metrics", "Service/" + speakerName + "-metrics",
 		"ServiceAccount/" + controllerName, "ServiceAccount/" + speakerName,
+		"ValidatingAdmissionPolicy/" + speakerName + "-leases", "ValidatingAdmissionPolicyBinding/" + speakerName + "-leases",
 	}
 	if diff := cmp.Diff(want, inventory(objs)); diff != "" {
 		t.Fatalf("objects (-want +got):\n%s", diff)
@@ -354,7 +355,7 @@ func TestRenderAllValues(t *testing.T) {
 	wantArgs = []string{"--metrics-addr=:9473", "--log-level=warn", "--memberlist-port=7947",
 		"--memberlist-key-file=/etc/ironlb/memberlist/key",
 		"--memberlist-probe-interval=500ms", "--memberlist-probe-timeout=200ms", "--memberlist-suspicion-mult=3",
-		"--memberlist-gossip-interval=100ms", "--gratuitous-count=5", "--gratuitous-interval=250ms",
+		"--memberlist-gossip-interval=100ms", "--lease-renew-interval=4s", "--lease-duration=12s", "--gratuitous-count=5", "--gratuitous-interval=250ms",
 		"--forwarding=on", "--daemonset=edge/edge-lb-speaker", "--forward-cluster-ips=false", "--masquerade-all=true",
 		"--kube-api-qps=50", "--kube-api-burst=100", "--events-qps=10", "--events-burst=20",
 		"--load-balancer-class=example.com/edge", "--only-load-balancer-class", "--log-level=debug"}
@@ -784,6 +785,7 @@ var notExposed = map[string]map[string]string{
 		"kubeconfig":      "in-cluster configuration from the ServiceAccount (apiServer sets the address)",
 		"node-name":       "from $NODE_NAME (spec.nodeName, downward API)",
 		"memberlist-bind": "per node; the default, the node's first InternalIP, is what a DaemonSet can give",
+		"namespace":       "from $POD_NAMESPACE (downward API)",
 	},
 }
 

@@ -491,6 +491,31 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 			_, err := c.kube.CoreV1().Secrets(tenant).Get(ctx, "db-password", metav1.GetOptions{})
 			return err
 		}},
+		{"speaker creates, renews and deletes its Lease", speakerName, true, func(c clients) error {
+			leases := c.kube.CoordinationV1().Leases(releaseNS)
+			l, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "speaker.node-1"}}, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			now := metav1.NowMicro()
+			l.Spec.RenewTime = &now
+			if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			return leases.Delete(ctx, l.Name, metav1.DeleteOptions{})
+		}},
+		{"speaker cannot take another Lease (admission policy)", speakerName, false, func(c clients) error {
+			l, err := admin.kube.CoordinationV1().Leases(releaseNS).Get(ctx, "someone-else", metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("as admin: %w", err)
+			}
+			_, err = c.kube.CoordinationV1().Leases(releaseNS).Update(ctx, l, metav1.UpdateOptions{})
+			return err
+		}},
+		{"speaker cannot create a Lease not named as its own", speakerName, false, func(c clients) error {
+			_, err := c.kube.CoordinationV1().Leases(releaseNS).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "ironlb-controller-x"}}, metav1.CreateOptions{})
+			return err
+		}},
 		{"speaker cannot list Secrets cluster-wide", speakerName, false, func(c clients) error {
 			_, err := c.kube.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 			return err
@@ -586,7 +611,8 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 		{speakerName, attr{Verb: "watch", Group: "apps", Resource: "daemonsets", Namespace: releaseNS}, false},
 		{speakerName, attr{Verb: "get", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: controllerName}, false},
 		{speakerName, attr{Verb: "update", Group: "apps", Resource: "daemonsets", Namespace: releaseNS, Name: speakerName}, false},
-		{speakerName, attr{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: releaseNS, Name: controllerName}, false},
+		{speakerName, attr{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: releaseNS, Name: "speaker.node-1"}, true},
+		{speakerName, attr{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Name: "speaker.node-1"}, false},
 		{controllerName, attr{Verb: "patch", Resource: "services", Subresource: "status", Namespace: tenant}, true},
 		{controllerName, attr{Verb: "patch", Resource: "services", Namespace: tenant}, false},
 		{controllerName, attr{Verb: "create", Resource: "services", Namespace: tenant}, false},

@@ -16,6 +16,11 @@ type Config struct {
 	NodeName string
 	// Class selects the Services announced, as the controller's does.
 	Class config.Class
+	// Namespace holds this speaker's Lease (a second liveness source besides memberlist, for
+	// partitions: l2.Liveness); empty: no Lease, liveness from memberlist alone.
+	Namespace string
+	// Lease tunes the speakers' Leases.
+	Lease l2.LeaseConfig
 	// Members tunes memberlist liveness. Members.BindAddr defaults to the node's first
 	// InternalIP (IPv4 preferred).
 	Members l2.MembersConfig
@@ -56,6 +61,7 @@ func DefaultConfig() Config {
 	return Config{
 		Class:          config.Class{Name: config.DefaultClassName},
 		Members:        l2.DefaultMembersConfig(),
+		Lease:          l2.DefaultLeaseConfig(),
 		Announcer:      l2.DefaultAnnouncerConfig(),
 		Forwarding:     ForwardingAuto,
 		ForwardOptions: forward.DefaultOptions(),

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,11 @@ type Speaker struct {
 	ready     atomic.Bool
 
 	members   *l2.Members // created by Run, once the node's address is known
+	liveness  *l2.Liveness
+	leases    informers.SharedInformerFactory // the speakers' Leases; nil without a namespace
+	byLease   []string                        // nodes alive by their Lease only, last logged
+	recheck   *time.Timer                     // re-plans when a Lease goes stale
+	reaped    map[string]bool                 // node/service whose L2 announcement was reaped while the node is gone
 	announcer *l2.Announcer
 	// announcements and the BGP runner's states write status objects off the data path.
 	announcements *owned.Reconciler[*v1alpha1.ServiceAnnouncement]
@@ -69,6 +75,9 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if cfg.NodeName == "" {
 		return nil, errors.New("speaker: the node name is required")
 	}
+	if cfg.Lease.Renew <= 0 || cfg.Lease.Duration <= cfg.Lease.Renew {
+		return nil, fmt.Errorf("speaker: lease duration %v must exceed the renew interval %v (> 0)", cfg.Lease.Duration, cfg.Lease.Renew)
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -84,9 +93,16 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	}
 	s := &Speaker{
 		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, gatherer: gatherer, metrics: m,
-		factory: informers.NewSharedInformerFactory(kube, 0),
-		crdInfs: map[string]cache.SharedIndexInformer{},
-		trigger: make(chan struct{}, 1),
+		factory:  informers.NewSharedInformerFactory(kube, 0),
+		crdInfs:  map[string]cache.SharedIndexInformer{},
+		trigger:  make(chan struct{}, 1),
+		liveness: l2.NewLiveness(cfg.Lease, time.Now()),
+		reaped:   map[string]bool{},
+	}
+	if cfg.Namespace != "" {
+		if s.leases, err = s.newLeaseInformer(cfg.Namespace); err != nil {
+			return nil, fmt.Errorf("event handler: %w", err)
+		}
 	}
 	s.broadcast = record.NewBroadcaster()
 	s.recorder = s.broadcast.NewRecorder(scheme, corev1.EventSource{Component: "ironlb-speaker", Host: cfg.NodeName})
@@ -176,6 +192,13 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if s.removal != nil {
 		go s.removal.run(infCtx.Done())
 	}
+	if s.leases != nil {
+		s.leases.Start(infCtx.Done())
+		defer s.leases.Shutdown()
+		synced = append(synced, s.leases.Coordination().V1().Leases().Informer().HasSynced)
+	} else {
+		s.log.Warn("no namespace for this speaker's Lease: liveness from memberlist alone, a node cut off from the others' gossip claims their IPs")
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
@@ -197,6 +220,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	statusDone.Go(func() { s.bgp.states.Run(statusCtx) })
 	stopWriters := func() { stopStatus(); statusDone.Wait() }
 	go s.rejoin(ctx)
+	if s.leases != nil {
+		go s.renewLease(ctx)
+	}
 	s.ready.Store(true)
 	s.log.Info("speaker running")
 
@@ -237,7 +263,7 @@ func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan erro
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s.announcements.Set(nil)
-	if err := errors.Join(s.announcements.Flush(ctx), s.bgp.states.Flush(ctx)); err != nil {
+	if err := errors.Join(s.announcements.Flush(ctx), s.bgp.states.Flush(ctx), s.deleteLease(ctx)); err != nil {
 		s.log.Warn("removing status objects on shutdown", "err", err)
 	}
 	if s.fwd != nil && s.removal.removed(ctx) {
@@ -366,7 +392,7 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 		return nil, err
 	}
 	snap := &Snapshot{
-		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.members.Alive(), Handles: s.cfg.Class.Handles,
+		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.alive(), Handles: s.cfg.Class.Handles,
 		Reach: map[string]Reach{},
 	}
 	for node, meta := range s.members.Metas() {
@@ -527,18 +553,26 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 	}
 }
 
-// reapDeadOwners (run off the data path, one pass at a time) deletes the L2 ServiceAnnouncements that a dead node (one memberlist declared
-// dead: killed, or cut off) left for Services this node now owns, so that
+// reapDeadOwners (run off the data path, one pass at a time) deletes the L2 ServiceAnnouncements that a dead node (not alive: killed, or cut off
+// from memberlist without renewing its Lease) left for Services this node now owns, so that
 // `kubectl get serviceannouncements` names the one node that answers. A node that comes back
-// writes its own again. During a partition both sides may reap each other's until it heals.
+// writes its own again. A node's announcement of a Service is reaped once while the node is
+// gone: a node cut off from memberlist that still writes (and re-creates what was reaped) is
+// left alone after that, so the two sides of a partition never delete and re-create in a loop.
 func (s *Speaker) reapDeadOwners(ctx context.Context, owned map[string]*Announced, alive map[string]bool) {
 	if alive == nil {
 		return
 	}
+	for k := range s.reaped {
+		if node, _, _ := strings.Cut(k, "|"); alive[node] {
+			delete(s.reaped, k)
+		}
+	}
 	for _, o := range s.crdInfs["serviceannouncements"].GetStore().List() {
 		a := o.(*v1alpha1.ServiceAnnouncement)
+		svc := a.Namespace + "/" + a.ServiceName
 		if a.Mode != v1alpha1.AnnouncementL2 || a.NodeName == s.cfg.NodeName || alive[a.NodeName] ||
-			owned[a.Namespace+"/"+a.ServiceName] == nil {
+			owned[svc] == nil || s.reaped[a.NodeName+"|"+svc] {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -548,6 +582,7 @@ func (s *Speaker) reapDeadOwners(ctx context.Context, owned map[string]*Announce
 			s.log.Warn("removing a dead node's ServiceAnnouncement", "service", a.Namespace+"/"+a.ServiceName, "node", a.NodeName, "err", err)
 			continue
 		}
+		s.reaped[a.NodeName+"|"+svc] = true
 		s.log.Info("removed a dead node's ServiceAnnouncement", "service", a.Namespace+"/"+a.ServiceName, "node", a.NodeName)
 	}
 }
