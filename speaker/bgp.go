@@ -16,7 +16,6 @@ import (
 	"github.com/ironlb/ironlb/bgp"
 	"github.com/ironlb/ironlb/internal/owned"
 	"github.com/prometheus/client_golang/prometheus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -38,7 +37,7 @@ type bgpRunner struct {
 	done    chan error
 	cancel  context.CancelFunc
 	states  *owned.Reconciler[*v1alpha1.BGPSessionState]
-	secrets map[string]cachedSecret // password Secrets by namespace/name
+	secrets *secretCache // password Secrets, read off the data path
 
 	running  bgp.Config // what GoBGP was started with, while speaker is set
 	startErr string     // why GoBGP is not running although peers select this node
@@ -55,9 +54,14 @@ func (r *bgpRunner) apply(ctx context.Context, p *BGPTarget, self []netip.Addr) 
 		return
 	}
 	var peers []bgp.Peer
+	wanted := map[string]bool{}
 	for _, bp := range p.Peers {
-		peers = append(peers, r.peer(ctx, bp))
+		peers = append(peers, r.peer(bp))
+		if ref := bp.Spec.PasswordSecretRef; ref != nil {
+			wanted[ref.Namespace+"/"+ref.Name] = true
+		}
 	}
+	r.secrets.keep(wanted)
 	if len(p.Peers) > 0 {
 		cfg := r.config(p.Peers, self)
 		if r.speaker != nil && (cfg.RouterID != r.running.RouterID || cfg.ASN != r.running.ASN) {
@@ -187,10 +191,10 @@ func (r *bgpRunner) stopSpeaker() {
 	r.mu.Unlock()
 }
 
-// peer translates a BGPPeer, reading its password Secret. A Secret that cannot be read makes
-// the session unconfigured, with the reason as its error: never a session without the
-// password the operator asked for.
-func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
+// peer translates a BGPPeer, with its password Secret as last read (secretCache: never a
+// request here). A Secret that could not be read makes the session unconfigured, with the
+// reason as its error: never a session without the password the operator asked for.
+func (r *bgpRunner) peer(bp *v1alpha1.BGPPeer) bgp.Peer {
 	spec := bp.Spec
 	p := bgp.Peer{Name: bp.Name, PeerASN: spec.PeerASN, LocalASN: spec.MyASN, Port: uint16(spec.PeerPort)}
 	var err error
@@ -225,7 +229,7 @@ func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
 		if key == "" {
 			key = "password"
 		}
-		data, err := r.secret(ctx, ref.Namespace, ref.Name)
+		data, err := r.secrets.get(ref.Namespace, ref.Name)
 		switch {
 		case err != nil:
 			p.ConfigError = fmt.Sprintf("password Secret %s/%s: %v", ref.Namespace, ref.Name, err)
@@ -236,50 +240,6 @@ func (r *bgpRunner) peer(ctx context.Context, bp *v1alpha1.BGPPeer) bgp.Peer {
 		}
 	}
 	return p
-}
-
-// secretTTL bounds how long a password Secret read is reused: plans run on every Service or
-// endpoint change, and the speaker may only get Secrets by name (no watch), so a changed
-// password reaches its session within this time.
-const secretTTL = 30 * time.Second
-
-// secret reads a Secret's data, at most once per secretTTL.
-//
-// A read that fails for any reason but the Secret's absence (the API server unreachable,
-// throttled or timing out) keeps the last data read: an API outage must not take down the
-// sessions it protects. Only a Secret that is gone (NotFound) or changed changes the session.
-// With nothing read before, the error stands: a session never opens without its password.
-func (r *bgpRunner) secret(ctx context.Context, ns, name string) (map[string][]byte, error) {
-	key := ns + "/" + name
-	c, ok := r.secrets[key]
-	if ok && time.Since(c.at) < secretTTL {
-		return c.data, c.err
-	}
-	// Bounded: the read runs in the plan's path, and an unreachable API server keeps the
-	// password read before anyway.
-	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	sec, err := r.kube.CoreV1().Secrets(ns).Get(gctx, name, metav1.GetOptions{})
-	cancel()
-	switch {
-	case err == nil:
-		c = cachedSecret{data: sec.Data}
-	case apierrors.IsNotFound(err) || !ok || c.err != nil:
-		c = cachedSecret{err: err}
-	default:
-		r.log.Warn("cannot read a BGP password Secret; keeping the password read before", "secret", key, "err", err)
-	}
-	c.at = time.Now()
-	if r.secrets == nil {
-		r.secrets = map[string]cachedSecret{}
-	}
-	r.secrets[key] = c
-	return c.data, c.err
-}
-
-type cachedSecret struct {
-	data map[string][]byte
-	err  error
-	at   time.Time // of the last read attempt
 }
 
 // changes signals session changes; nil (blocks forever) before BGP started.

@@ -40,7 +40,7 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m}
+	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m, secrets: newSecretCache(c.Kube, slog.Default(), nil)}
 	peerWith := func(secretName string) *v1alpha1.BGPPeer {
 		return &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
 			PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
@@ -48,26 +48,23 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 		}}
 	}
 	bp := peerWith("bgp")
-	// expire makes the next plan read the Secrets again, as it does secretTTL later.
-	expire := func() {
-		for k, cs := range r.secrets {
-			cs.at = time.Now().Add(-secretTTL)
-			r.secrets[k] = cs
-		}
-	}
+	// reread reads the Secrets again, as the cache's loop does secretTTL later.
+	reread := func() { r.secrets.refresh(ctx, true) }
 	check := func(when, password, configError string) {
 		t.Helper()
-		p := r.peer(ctx, bp)
+		p := r.peer(bp)
 		if p.Password != password || !strings.Contains(p.ConfigError, configError) || (configError == "" && p.ConfigError != "") {
 			t.Errorf("%s: password %q, config error %q; want password %q, config error with %q", when, p.Password, p.ConfigError, password, configError)
 		}
 	}
 
+	check("first asked for", "", "not read yet")
+	reread()
 	check("API up", "first", "")
 	api.setCut(true)
-	expire()
+	reread()
 	check("API cut off", "first", "")
-	expire()
+	reread()
 	check("API still cut off", "first", "")
 
 	api.setCut(false)
@@ -75,20 +72,98 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 	if _, err := admin.Kube.CoreV1().Secrets(ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	expire()
+	reread()
 	check("Secret changed", "second", "")
 	if err := admin.Kube.CoreV1().Secrets(ns).Delete(ctx, "bgp", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	expire()
+	reread()
 	check("Secret deleted", "", "not found")
 	api.setCut(true)
-	expire()
+	reread()
 	check("Secret deleted, then API cut off", "", "password Secret "+ns+"/bgp")
 
 	// A Secret never read: no password to keep, so no session.
 	bp = peerWith("never-read")
+	check("never asked for, API cut off", "", "not read yet")
+	reread()
 	check("never read, API cut off", "", "password Secret "+ns+"/never-read")
+}
+
+// With the API server black-holed (connections accepted, never answered), a plan's BGP sessions
+// get their passwords at once, as read before: no session waits on a Secret read, which
+// runs (and times out) in the cache's own loop.
+func TestBlackHoledAPIDoesNotDelayPasswords(t *testing.T) {
+	admin, ns := clients(t)
+	ctx := context.Background()
+	var api cuttableAPI
+	def := DefaultConfig()
+	c, err := kubeclient.New(api.config(cluster(t)), def.API, def.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bgp"}, Data: map[string][]byte{"password": []byte("first")}}
+	if _, err := admin.Kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newBGPMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan struct{}, 1)
+	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
+		secrets: newSecretCache(c.Kube, slog.Default(), func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go r.secrets.run(runCtx)
+	bp := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
+		PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
+		PasswordSecretRef: &v1alpha1.SecretKeyReference{Namespace: ns, Name: "bgp"},
+	}}
+	r.peer(bp) // asks for it
+	select {
+	case <-changed: // read: a plan would run now
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Secret was not read within 10 s")
+	}
+	if p := r.peer(bp); p.Password != "first" {
+		t.Fatalf("password %q, config error %q; want first", p.Password, p.ConfigError)
+	}
+
+	accepted := api.blackHole(t)
+	done := make(chan struct{})
+	go func() { r.secrets.refresh(ctx, true); close(done) }()
+	select {
+	case <-accepted: // the read is stuck in the black hole
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read never reached the black hole")
+	}
+	start := time.Now()
+	p := r.peer(bp)
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("a session's configuration took %v with the API black-holed; want at once", took)
+	}
+	if p.Password != "first" || p.ConfigError != "" {
+		t.Errorf("black-holed: password %q, config error %q; want first", p.Password, p.ConfigError)
+	}
+	select {
+	case <-done:
+		t.Fatal("the read returned before its timeout: the API server was not black-holed")
+	default:
+	}
+	select {
+	case <-done:
+	case <-time.After(secretTimeout + 5*time.Second):
+		t.Fatal("the read outlived its timeout")
+	}
+	if p := r.peer(bp); p.Password != "first" || p.ConfigError != "" {
+		t.Errorf("after the timed-out read: password %q, config error %q; want first", p.Password, p.ConfigError)
+	}
 }
 
 // cuttableAPI dials the API server until cut: then it closes the open connections and refuses
@@ -96,6 +171,7 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 type cuttableAPI struct {
 	mu    sync.Mutex
 	cut   bool
+	hole  string // black hole: dial this listener instead
 	conns []net.Conn
 }
 
@@ -112,12 +188,48 @@ func (c *cuttableAPI) dial(ctx context.Context, network, addr string) (net.Conn,
 	if c.cut {
 		return nil, fmt.Errorf("dial %s %s: connection refused (the test cut the API server off)", network, addr)
 	}
+	if c.hole != "" {
+		addr = c.hole
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err == nil {
 		c.conns = append(c.conns, conn)
 	}
 	return conn, err
+}
+
+// blackHole closes the open connections and sends new ones to a listener that accepts and
+// never answers; the channel receives a value for each connection it accepts.
+func (c *cuttableAPI) blackHole(t *testing.T) <-chan struct{} {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 16)
+	var held []net.Conn
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, conn)
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hole = l.Addr().String()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+	return accepted
 }
 
 func (c *cuttableAPI) setCut(cut bool) {
@@ -144,7 +256,7 @@ func TestBGPStartFailureIsReported(t *testing.T) {
 	}
 	node := "bgp-" + ns
 	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
-		states: newSessionWriter(c.CRD, node, slog.Default())}
+		states: newSessionWriter(c.CRD, node, slog.Default()), secrets: newSecretCache(c.Kube, slog.Default(), nil)}
 	defer func() { r.stop(); _ = r.states.Flush(ctx) }()
 	// A port nothing listens on: the session tries and fails on loopback, nowhere else.
 	l, err := net.Listen("tcp", "127.0.0.1:0")

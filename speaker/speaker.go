@@ -127,7 +127,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	s.bgp = &bgpRunner{node: cfg.NodeName, log: cfg.Log, kube: kube, crd: crd, metrics: bm,
-		states: newSessionWriter(crd, cfg.NodeName, cfg.Log)}
+		states: newSessionWriter(crd, cfg.NodeName, cfg.Log), secrets: newSecretCache(kube, cfg.Log, s.kick)}
 	s.drivers = map[v1alpha1.AnnouncementMode]driver{v1alpha1.AnnouncementL2: l2Driver{s}, v1alpha1.AnnouncementBGP: bgpDriver{s}}
 
 	// Forwarding reads more of Services and EndpointSlices than the planner: while this node
@@ -220,6 +220,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	statusDone.Go(func() { s.bgp.states.Run(statusCtx) })
 	stopWriters := func() { stopStatus(); statusDone.Wait() }
 	go s.rejoin(ctx)
+	go s.bgp.secrets.run(ctx)
 	if s.leases != nil {
 		go s.renewLease(ctx)
 	}

@@ -120,7 +120,7 @@ func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &bgpRunner{node: node, log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
-		states: newSessionWriter(c.CRD, node, slog.Default())}
+		states: newSessionWriter(c.CRD, node, slog.Default()), secrets: newSecretCache(c.Kube, slog.Default(), nil)}
 	r.report()
 	if err := r.states.Flush(ctx); err != nil {
 		t.Fatal(err)
