@@ -12,8 +12,8 @@ import (
 func TestEventFilters(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", ResourceVersion: "1"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
-		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}}}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		Status:     corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}}}},
 	}
 	withSvc := func(f func(*corev1.Service)) *corev1.Service { c := svc.DeepCopy(); f(c); return c }
 	slice := &discoveryv1.EndpointSlice{
@@ -21,7 +21,11 @@ func TestEventFilters(t *testing.T) {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.1"}, NodeName: ptr("node1")}},
 	}
-	withSlice := func(f func(*discoveryv1.EndpointSlice)) *discoveryv1.EndpointSlice { c := slice.DeepCopy(); f(c); return c }
+	withSlice := func(f func(*discoveryv1.EndpointSlice)) *discoveryv1.EndpointSlice {
+		c := slice.DeepCopy()
+		f(c)
+		return c
+	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1", Labels: map[string]string{"rack": "a"}},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.11"}}}}
 	withNode := func(f func(*corev1.Node)) *corev1.Node { c := node.DeepCopy(); f(c); return c }
@@ -62,7 +66,9 @@ func TestEventFilters(t *testing.T) {
 			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints = append(s.Endpoints, s.Endpoints[0]) }), true},
 
 		{"Node: a heartbeat is dropped", nodeChanged, node,
-			withNode(func(n *corev1.Node) { n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, LastHeartbeatTime: metav1.Now()}} }), false},
+			withNode(func(n *corev1.Node) {
+				n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, LastHeartbeatTime: metav1.Now()}}
+			}), false},
 		{"Node: a label syncs", nodeChanged, node, withNode(func(n *corev1.Node) { n.Labels[LabelExcludeFromLB] = "" }), true},
 		{"Node: an address syncs", nodeChanged, node, withNode(func(n *corev1.Node) { n.Status.Addresses[0].Address = "192.0.2.12" }), true},
 		{"Node: pod ranges sync", nodeChanged, node, withNode(func(n *corev1.Node) { n.Spec.PodCIDRs = []string{"198.18.0.0/24"} }), true},
