@@ -40,6 +40,14 @@ type Announcer struct {
 	counts  map[Link]*linkCounters
 	open    map[Link]*responder // open responders, for Stats to read their drop counts
 	running bool
+
+	// probes are the owned IPs being probed or held back by a conflict (probing.go), with
+	// where the conflict was seen; holding is the held set the responders read.
+	probes     map[netip.Addr]*probe
+	probeLinks map[netip.Addr]Link
+	holding    atomic.Pointer[map[netip.Addr]bool]
+	// heard carries what other hosts say about held IPs from the responders to the loop.
+	heard chan probeAnswer
 }
 
 // ownedTable maps each owned IP to the names of the interfaces it is answered on.
@@ -53,7 +61,7 @@ type ownedPair struct {
 
 // linkCounters are a link's Counters, updated by its responder without a lock.
 type linkCounters struct {
-	requests, replies, gratuitous, conflicts, sendErrors, dropped atomic.Uint64
+	requests, replies, gratuitous, probes, conflicts, sendErrors, dropped atomic.Uint64
 }
 
 // NewAnnouncer returns an Announcer that owns nothing; it opens nothing until Run. cfg is
@@ -74,8 +82,13 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 		fresh:  map[ownedPair]bool{},
 		counts: map[Link]*linkCounters{},
 		open:   map[Link]*responder{},
+
+		probes:     map[netip.Addr]*probe{},
+		probeLinks: map[netip.Addr]Link{},
+		heard:      make(chan probeAnswer, 64),
 	}
 	a.table.Store(&a.owned)
+	a.holding.Store(&map[netip.Addr]bool{})
 	return a
 }
 
@@ -90,8 +103,10 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 // on the same interface causes no packet.
 //
 // IPv4-mapped IPv6 addresses count as IPv4, zones are dropped, and invalid IPs, empty names
-// and IPs without interfaces are ignored.
-func (a *Announcer) SetOwned(owned map[netip.Addr][]string) {
+// and IPs without interfaces are ignored. SetOwnedProbing probes new IPs first.
+func (a *Announcer) SetOwned(owned map[netip.Addr][]string) { a.setOwned(owned, nil) }
+
+func (a *Announcer) setOwned(owned map[netip.Addr][]string, probe func(netip.Addr) bool) {
 	next := make(ownedTable, len(owned))
 	for ip, names := range owned {
 		if !ip.IsValid() {
@@ -124,15 +139,18 @@ func (a *Announcer) SetOwned(owned map[netip.Addr][]string) {
 			}
 		}
 	}
+	a.startProbes(next, probe, time.Now())
 	a.owned = next
-	a.table.Store(&next)
+	a.publishHeld()
 	a.mu.Unlock()
 	a.wake()
 }
 
-// Owned returns a copy of the owned set, as SetOwned stored it.
+// Owned returns a copy of the owned set, as SetOwned stored it (held IPs included).
 func (a *Announcer) Owned() map[netip.Addr][]string {
-	t := *a.table.Load()
+	a.mu.Lock()
+	t := a.owned
+	a.mu.Unlock()
 	out := make(map[netip.Addr][]string, len(t))
 	for ip, names := range t {
 		out[ip] = slices.Clone(names)
@@ -179,6 +197,7 @@ func (a *Announcer) Stats() map[Link]Counters {
 			Requests:   c.requests.Load(),
 			Replies:    c.replies.Load(),
 			Gratuitous: c.gratuitous.Load(),
+			Probes:     c.probes.Load(),
 			Conflicts:  c.conflicts.Load(),
 			SendErrors: c.sendErrors.Load(),
 			Dropped:    c.dropped.Load(),
@@ -231,8 +250,13 @@ func (a *Announcer) Run(ctx context.Context) error {
 	for {
 		now := time.Now()
 		l.reconcile(now)
+		l.stepProbes(now)
 		l.sendDue(now)
-		if next, ok := l.nextWake(); ok {
+		next, ok := l.nextWake()
+		if p, pok := a.nextProbe(); pok && (!ok || p.Before(next)) {
+			next, ok = p, true
+		}
+		if ok {
 			timer.Reset(time.Until(next))
 		}
 		select {
@@ -242,6 +266,8 @@ func (a *Announcer) Run(ctx context.Context) error {
 		case <-timer.C:
 		case f := <-l.failed:
 			l.readFailed(f, time.Now())
+		case ans := <-a.heard:
+			l.probeAnswered(ans, time.Now())
 		}
 		timer.Stop()
 	}
@@ -391,8 +417,12 @@ func (l *loop) readFailed(f readFailure, now time.Time) {
 	l.emit(Event{Link: k, Kind: LinkFailed, IPs: ls.ips, Err: f.err})
 }
 
-// startBurst announces ip on link k now and schedules its repeats.
+// startBurst announces ip on link k now and schedules its repeats, unless ip is held (its
+// burst starts when it is claimed).
 func (l *loop) startBurst(k Link, ip netip.Addr, now time.Time) {
+	if l.a.isHeld(ip) {
+		return
+	}
 	n, every := l.a.cfg.GratuitousCount, l.a.cfg.GratuitousInterval
 	if n <= 0 {
 		return

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -54,6 +55,16 @@ type AnnouncerConfig struct {
 	// SetOwned, Status and Stats.
 	OnEvent func(Event)
 
+	// Probe tunes the probes sent before announcing an address the cluster has not
+	// announced before (SetOwnedProbing).
+	Probe ProbeConfig
+
+	// Ours, if not nil, reports whether a hardware address belongs to this cluster's nodes:
+	// a frame from one of them about a probed address is not a conflict (during an ownership
+	// move the old owner may answer for a moment). This node's own interfaces never count.
+	// It is called from the responders' goroutines and must be quick and safe for that.
+	Ours func(net.HardwareAddr) bool
+
 	// OpenIn, if not nil, runs open, which looks an interface up and opens its sockets, and
 	// returns its error. It exists for tests, which run announcers inside network
 	// namespaces: sockets stay in the namespace of the thread that opened them, so OpenIn
@@ -75,6 +86,15 @@ type AnnouncerConfig struct {
 //     rounds per IPv4 address is little broadcast traffic.
 //   - RetryInterval 1 s: an interface that comes back is answered on within a second, for
 //     one interface lookup per second while it is missing.
+//   - Probe: 3 probes 100 ms apart, then 100 ms of silence: a new address is announced about
+//     300 ms after it is owned (BENCHMARKS.md, "Probe before first announcement"). RFC 5227's
+//     1-2 s intervals and 2 s wait (and IPv6 DAD's 1 s) are meant for hosts that may be
+//     asleep; a host that uses an address answers an ARP request or a solicitation within
+//     milliseconds, and three probes survive the loss of two. Only the first announcement of
+//     an address by the cluster waits: a failover between our own nodes does not probe.
+//     A conflicted address is probed again after 1 s, then 2, 4, 8 and every 16 s: three
+//     frames per round are nothing on a LAN, and the address is taken within 16 s of the other
+//     host letting it go.
 //   - ReceiveBuffer 1 MiB: about 1,300 queued requests, a burst like every host of a /22
 //     resolving at once after a router restart; in BENCHMARKS.md's open-loop test it
 //     roughly halved the requests dropped (from 51-61% to 18-31%). At most 1 MiB of
@@ -85,6 +105,10 @@ func DefaultAnnouncerConfig() AnnouncerConfig {
 		GratuitousInterval: 500 * time.Millisecond,
 		RetryInterval:      time.Second,
 		ReceiveBuffer:      1 << 20,
+		Probe: ProbeConfig{
+			Count: 3, Interval: 100 * time.Millisecond,
+			Backoff: time.Second, MaxBackoff: 16 * time.Second,
+		},
 	}
 }
 
@@ -128,6 +152,16 @@ const (
 	// LinkClosed: no owned IP needs the link any more; its responder, if open, was closed, and
 	// a failure reported for it no longer matters.
 	LinkClosed
+	// AddressClaimed: a probed IP (IPs holds it) found nobody else using it; it is answered
+	// and announced from now on.
+	AddressClaimed
+	// AddressConflict: another host (MAC, on Link) uses an owned IP: it is neither answered
+	// nor announced, and probed again with backoff. Reported when first seen and when
+	// another MAC takes over the address.
+	AddressConflict
+	// ConflictResolved: a conflicted IP was probed and nobody answered: it is answered and
+	// announced from now on.
+	ConflictResolved
 )
 
 func (k EventKind) String() string {
@@ -138,6 +172,12 @@ func (k EventKind) String() string {
 		return "LinkFailed"
 	case LinkClosed:
 		return "LinkClosed"
+	case AddressClaimed:
+		return "AddressClaimed"
+	case AddressConflict:
+		return "AddressConflict"
+	case ConflictResolved:
+		return "ConflictResolved"
 	}
 	return "EventKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -150,6 +190,8 @@ type Event struct {
 	IPs []netip.Addr
 	// Err says why, for LinkFailed.
 	Err error
+	// MAC is the other host's hardware address, for AddressConflict.
+	MAC net.HardwareAddr
 }
 
 // LinkStatus is the state of one link that owned IPs need.
@@ -176,6 +218,8 @@ type Counters struct {
 	Replies uint64
 	// Gratuitous counts gratuitous ARP frames and unsolicited Neighbor Advertisements sent.
 	Gratuitous uint64
+	// Probes counts ARP probes and duplicate address detection solicitations sent.
+	Probes uint64
 	// Conflicts counts ARP announcements and probes from another host for an owned IP
 	// (another host claims it: during a failover, briefly, the old owner; otherwise an
 	// address conflict).

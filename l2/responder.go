@@ -195,9 +195,15 @@ func (r *responder) serveARP() error {
 		}
 		req, err := parseARPRequest(buf[:n])
 		if err != nil {
+			if r.a.holdsAny() && errors.Is(err, errNotReq) {
+				r.heldARP(buf[:n])
+			}
 			continue
 		}
 		r.c.requests.Add(1)
+		if r.a.holdsAny() && (r.a.isHeld(req.senderIP) || r.a.isHeld(req.targetIP)) {
+			r.heldARP(buf[:n])
+		}
 		if !r.a.answers(req.targetIP, r.link.Interface) {
 			continue
 		}
@@ -228,6 +234,9 @@ func (r *responder) serveNDP() error {
 			return err
 		}
 		ns, err := parseSolicitation(buf[:n])
+		if r.a.holdsAny() {
+			r.heldNDP(buf[:n], &ns, err)
+		}
 		if err != nil {
 			continue
 		}
@@ -283,36 +292,40 @@ func (r *responder) send(frame []byte, to mac, addr *packet.Addr, sent *atomic.U
 	sent.Add(1)
 }
 
-// arpFilter passes incoming ARP requests (the kernel also shows a packet socket the frames
-// its host sends: those are dropped) and at most 256 bytes of each.
+// arpFilter passes incoming ARP requests and replies (the kernel also shows a packet socket
+// the frames its host sends: those are dropped) and at most 256 bytes of each. Replies only
+// matter to probes (probing.go); they are rare, since most are unicast to someone else.
 func arpFilter() []bpf.RawInstruction {
 	return mustAssemble([]bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 5},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 6},
 		bpf.LoadAbsolute{Off: 12, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: etherTypeARP, SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: etherTypeARP, SkipTrue: 4},
 		bpf.LoadAbsolute{Off: ethHeaderLen + 6, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: arpRequest, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: arpRequest, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: arpReply, SkipTrue: 1},
 		bpf.RetConstant{Val: 256},
 		bpf.RetConstant{Val: 0},
 	})
 }
 
-// solicitationFilter passes incoming IPv6 packets that are ICMPv6 Neighbor Solicitations
-// with hop limit 255 and no extension header: every other IPv6 packet on the interface is
-// dropped in the kernel, so the data path costs the responder nothing.
+// solicitationFilter passes incoming IPv6 packets that are ICMPv6 Neighbor Solicitations or
+// Advertisements (for probes, probing.go) with hop limit 255 and no extension header: every
+// other IPv6 packet on the interface is dropped in the kernel, so the data path costs the
+// responder nothing.
 func solicitationFilter() []bpf.RawInstruction {
 	return mustAssemble([]bpf.Instruction{
 		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 9},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 10},
 		bpf.LoadAbsolute{Off: 12, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: etherTypeIPv6, SkipTrue: 7},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: etherTypeIPv6, SkipTrue: 8},
 		bpf.LoadAbsolute{Off: ethHeaderLen + 6, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 5},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 6},
 		bpf.LoadAbsolute{Off: ethHeaderLen + 7, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ndpHopLimit, SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: ndpHopLimit, SkipTrue: 4},
 		bpf.LoadAbsolute{Off: ethHeaderLen + ipv6HeaderLen, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpTypeNS, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpTypeNS, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpTypeNA, SkipTrue: 1},
 		bpf.RetConstant{Val: 1514},
 		bpf.RetConstant{Val: 0},
 	})
