@@ -30,6 +30,8 @@ type Interface struct {
 	// Master is the bridge or bond this interface is a port of, or "". Frames for the
 	// port's traffic are handled by the master, so the default choice skips ports.
 	Master string
+	// MAC is the interface's Ethernet address (nil if it has none of 6 bytes).
+	MAC net.HardwareAddr
 }
 
 // ChooseInterfaces returns the names of the interfaces that ip is announced on, sorted, and
@@ -126,6 +128,9 @@ func readInterfaces(sysClassNet string) ([]Interface, error) {
 			Name:     ifi.Name,
 			Up:       ifi.Flags&net.FlagUp != 0,
 			Loopback: ifi.Flags&net.FlagLoopback != 0,
+		}
+		if len(ifi.HardwareAddr) == 6 {
+			it.MAC = ifi.HardwareAddr
 		}
 		for _, a := range addrs {
 			n, ok := a.(*net.IPNet)

@@ -166,9 +166,10 @@ func TestReadInterfaces(t *testing.T) {
 		// Drop the kernel's link-local address, whose value is random.
 		got[i].Prefixes = slices.DeleteFunc(got[i].Prefixes, func(p netip.Prefix) bool { return p.Addr().IsLinkLocalUnicast() })
 	}
+	br9, eth0 := n.mac(a, "br9"), n.mac(a, "eth0")
 	want := []Interface{
-		{Name: "br9", Virtual: true},
-		{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "2001:db8:100::10/64"), Up: true, Master: "br9"},
+		{Name: "br9", Virtual: true, MAC: br9[:]},
+		{Name: "eth0", Prefixes: pfx("198.51.100.10/24", "2001:db8:100::10/64"), Up: true, Master: "br9", MAC: eth0[:]},
 		{Name: "lo", Prefixes: pfx("127.0.0.1/8", "::1/128"), Up: true, Loopback: true, Virtual: true},
 	}
 	if diff := cmp.Diff(want, got, cmpOpts, cmpopts.EquateEmpty()); diff != "" {

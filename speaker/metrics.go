@@ -40,13 +40,15 @@ var (
 	l2Gratuitous = prometheus.NewDesc("ironlb_speaker_l2_gratuitous_total", "Gratuitous ARPs and unsolicited neighbour advertisements sent.", []string{"interface", "protocol"}, nil)
 	l2Conflicts  = prometheus.NewDesc("ironlb_speaker_l2_conflicts_total", "Announcements by another host of an IP this node owns.", []string{"interface", "protocol"}, nil)
 	l2SendErrors = prometheus.NewDesc("ironlb_speaker_l2_send_errors_total", "Frames that could not be sent.", []string{"interface", "protocol"}, nil)
+	l2Probes     = prometheus.NewDesc("ironlb_speaker_l2_probes_total", "ARP probes and duplicate address detection solicitations sent before announcing an address.", []string{"interface", "protocol"}, nil)
+	l2Conflicted = prometheus.NewDesc("ironlb_speaker_l2_address_conflicts", "Addresses this node owns but does not announce because another host on the network answers for them.", nil, nil)
 )
 
 // l2Collector exports the announcer's per-link counters at scrape time.
 type l2Collector struct{ a *l2.Announcer }
 
 func (c *l2Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{l2Requests, l2Replies, l2Gratuitous, l2Conflicts, l2SendErrors} {
+	for _, d := range []*prometheus.Desc{l2Requests, l2Replies, l2Gratuitous, l2Conflicts, l2SendErrors, l2Probes, l2Conflicted} {
 		ch <- d
 	}
 }
@@ -54,8 +56,15 @@ func (c *l2Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *l2Collector) Collect(ch chan<- prometheus.Metric) {
 	for link, n := range c.a.Stats() {
 		labels := []string{link.Interface, string(link.Protocol)}
-		for d, v := range map[*prometheus.Desc]uint64{l2Requests: n.Requests, l2Replies: n.Replies, l2Gratuitous: n.Gratuitous, l2Conflicts: n.Conflicts, l2SendErrors: n.SendErrors} {
+		for d, v := range map[*prometheus.Desc]uint64{l2Requests: n.Requests, l2Replies: n.Replies, l2Gratuitous: n.Gratuitous, l2Conflicts: n.Conflicts, l2SendErrors: n.SendErrors, l2Probes: n.Probes} {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 		}
 	}
+	conflicted := 0
+	for _, h := range c.a.Held() {
+		if h.Conflict {
+			conflicted++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(l2Conflicted, prometheus.GaugeValue, float64(conflicted))
 }

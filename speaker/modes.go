@@ -14,9 +14,9 @@ type l2Driver struct{ s *Speaker }
 
 func (d l2Driver) apply(ctx context.Context, t Target, snap *Snapshot) {
 	s, target := d.s, t.(*L2Target)
-	s.announcer.SetOwned(target.Owned)
+	s.announcer.SetOwnedProbing(target.Owned, s.probeFilter())
 	s.metrics.owned.Set(float64(len(target.Owned)))
-	s.publishReach(target.Reach)
+	s.publishReach(target.Reach, nodeMACs(snap.Interfaces))
 	if s.reaping.CompareAndSwap(false, true) {
 		go func() {
 			defer s.reaping.Store(false)

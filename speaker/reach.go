@@ -56,21 +56,25 @@ const maxReachEntries = (512 - 1) / reachEntrySize
 
 // Encode renders r as memberlist metadata: a version byte, then the entries sorted by key,
 // the worst levels first when they do not all fit (the others read as ReachSubnet, the
-// behaviour without published reach). It reports whether all fit.
+// behaviour without published reach). It reports whether all fit. EncodeMeta adds the node's
+// MACs (version 2).
 func (r Reach) Encode() ([]byte, bool) {
+	return r.appendEntries([]byte{1}, maxReachEntries)
+}
+
+// appendEntries appends at most max entries of r to out, as Encode describes them.
+func (r Reach) appendEntries(out []byte, max int) ([]byte, bool) {
 	keys := slices.SortedFunc(maps.Keys(r), func(a, b ReachKey) int {
 		if r[a] != r[b] {
 			return int(r[a]) - int(r[b])
 		}
 		return int(int64(a) - int64(b))
 	})
-	all := len(keys) <= maxReachEntries
+	all := len(keys) <= max
 	if !all {
-		keys = keys[:maxReachEntries]
+		keys = keys[:max]
 	}
 	slices.Sort(keys)
-	out := make([]byte, 1, 1+reachEntrySize*len(keys))
-	out[0] = 1 // version
 	for _, k := range keys {
 		out = binary.BigEndian.AppendUint32(out, uint32(k))
 		out = append(out, byte(r[k]))
@@ -79,13 +83,21 @@ func (r Reach) Encode() ([]byte, bool) {
 }
 
 // DecodeReach reads metadata written by Encode; anything else (no metadata, another version)
-// reads as empty: ReachSubnet everywhere.
+// reads as empty: ReachSubnet everywhere. DecodeMeta also reads version 2.
 func DecodeReach(b []byte) Reach {
-	if len(b) < 1 || b[0] != 1 || (len(b)-1)%reachEntrySize != 0 {
+	if len(b) < 1 || b[0] != 1 {
+		return nil
+	}
+	return decodeEntries(b[1:])
+}
+
+// decodeEntries reads Encode's entries.
+func decodeEntries(b []byte) Reach {
+	if len(b)%reachEntrySize != 0 {
 		return nil
 	}
 	r := Reach{}
-	for b = b[1:]; len(b) > 0; b = b[reachEntrySize:] {
+	for ; len(b) > 0; b = b[reachEntrySize:] {
 		if lvl := ReachLevel(b[4]); lvl < ReachSubnet {
 			r[ReachKey(binary.BigEndian.Uint32(b))] = lvl
 		}

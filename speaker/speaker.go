@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -67,7 +68,8 @@ type Speaker struct {
 	removal       *removal // nil without Config.DaemonSet
 	bgp           *bgpRunner
 	drivers       map[v1alpha1.AnnouncementMode]driver // per mode, what applies its target
-	published     []byte                               // the L2 reach last published (memberlist metadata)
+	published     []byte                               // the L2 reach and MACs last published (memberlist metadata)
+	clusterMACs   atomic.Pointer[macSet]
 }
 
 // New builds a speaker from a client configuration. It starts nothing.
@@ -111,6 +113,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		acfg.Logger = cfg.Log
 	}
 	acfg.OnEvent = s.linkEvent
+	acfg.Ours = s.ours
 	s.announcer = l2.NewAnnouncer(acfg)
 	if err := reg.Register(&l2Collector{a: s.announcer}); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
@@ -382,7 +385,7 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
 	}
 	// Status objects: handed to their writers, never waited for.
-	s.announcements.Set(announcements(s.cfg.NodeName, plan))
+	s.announcements.Set(withHolds(announcements(s.cfg.NodeName, plan), s.announcer.Held()))
 	s.log.Debug("plan applied", "elapsed", time.Since(start))
 	return plan
 }
@@ -396,9 +399,18 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.alive(), Handles: s.cfg.Class.Handles,
 		Reach: map[string]Reach{},
 	}
-	for node, meta := range s.members.Metas() {
-		snap.Reach[node] = DecodeReach(meta)
+	macs := macSet{}
+	for _, m := range nodeMACs(ifaces) {
+		macs[[6]byte(m)] = true
 	}
+	for node, meta := range s.members.Metas() {
+		var theirs []net.HardwareAddr
+		snap.Reach[node], theirs = DecodeMeta(meta)
+		for _, m := range theirs {
+			macs[[6]byte(m)] = true
+		}
+	}
+	s.clusterMACs.Store(&macs)
 	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
 	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
 	snap.Slices, _ = s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
@@ -441,10 +453,10 @@ func (seen warnings) fresh(ws []Warning) []Warning {
 	return out
 }
 
-// publishReach gives the other nodes this node's L2 reach (memberlist metadata), when it
-// changed.
-func (s *Speaker) publishReach(r Reach) {
-	meta, all := r.Encode()
+// publishReach gives the other nodes this node's L2 reach and MACs (memberlist metadata), when
+// they changed.
+func (s *Speaker) publishReach(r Reach, macs []net.HardwareAddr) {
+	meta, all := EncodeMeta(r, macs)
 	if bytes.Equal(meta, s.published) {
 		return
 	}
@@ -495,6 +507,8 @@ func (s *Speaker) linkEvent(ev l2.Event) {
 		}
 	case l2.LinkUp:
 		s.log.Info("answering on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs))
+	case l2.AddressClaimed, l2.AddressConflict, l2.ConflictResolved:
+		s.addressEvent(ev)
 	}
 }
 

@@ -58,7 +58,8 @@ func newAnnouncementWriter(crd rest.Interface, node string, log *slog.Logger) *o
 	o.Key = func(a *v1alpha1.ServiceAnnouncement) string { return owned.Key(a) }
 	o.Same = func(w, d *v1alpha1.ServiceAnnouncement) bool {
 		return w.ServiceName == d.ServiceName && w.NodeName == d.NodeName && w.Mode == d.Mode &&
-			slices.Equal(w.IPs, d.IPs) && slices.Equal(w.Interfaces, d.Interfaces) && slices.Equal(w.Peers, d.Peers)
+			slices.Equal(w.IPs, d.IPs) && slices.Equal(w.Interfaces, d.Interfaces) && slices.Equal(w.Peers, d.Peers) &&
+			slices.Equal(w.ConflictedIPs, d.ConflictedIPs) && sameConditions(w.Conditions, d.Conditions)
 	}
 	o.Log = log.With("kind", "ServiceAnnouncement")
 	return owned.New(owned.REST[*v1alpha1.ServiceAnnouncement, *v1alpha1.ServiceAnnouncementList]{

@@ -35,6 +35,7 @@ const (
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.mode`
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.interfaces`
 // +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.peers`
+// +kubebuilder:printcolumn:name="Conflicted",type=string,JSONPath=`.conflictedIPs`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:selectablefield:JSONPath=`.serviceName`
 // +kubebuilder:selectablefield:JSONPath=`.nodeName`
@@ -95,7 +96,32 @@ type ServiceAnnouncement struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	Peers []string `json:"peers,omitempty"`
+
+	// ConflictedIPs are the addresses of ips this node owns in mode L2 but does not answer
+	// for, because another host on the network already uses them: the node probed them
+	// before their first announcement (ARP Probe, IPv6 duplicate address detection) and that
+	// host answered. The node neither answers nor announces them, and probes them again with
+	// backoff; once that host lets go, they are announced and leave this list.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:MaxLength=45
+	ConflictedIPs []string `json:"conflictedIPs,omitempty"`
+
+	// Conditions of the announcement. AddressConflict (True) says which address another host
+	// uses, with its hardware address and where it answered.
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// AnnouncementConditionAddressConflict is the ServiceAnnouncement condition that is True
+// while another host uses one of the addresses (ConflictedIPs), with reason AddressInUse.
+const AnnouncementConditionAddressConflict = "AddressConflict"
 
 // ServiceAnnouncementList is a list of ServiceAnnouncements.
 //

@@ -121,7 +121,7 @@ func TestReportColumns(t *testing.T) {
 	ctx := context.Background()
 	objects := []*unstructured.Unstructured{
 		newObject(t, "ServiceAnnouncement", "web.node-1.l2",
-			`{serviceName: web, nodeName: node-1, mode: L2, ips: [198.51.100.200, "2001:db8::200"], interfaces: [eth0]}`),
+			`{serviceName: web, nodeName: node-1, mode: L2, ips: [198.51.100.200, "2001:db8::200"], interfaces: [eth0], conflictedIPs: [198.51.100.200]}`),
 		newObject(t, "ServiceAnnouncement", "web.node-2.bgp",
 			`{serviceName: web, nodeName: node-2, mode: BGP, ips: [203.0.113.10], peers: [router-a]}`),
 		newObject(t, "BGPSessionState", "node-1.router-a-93f4124b9f",
@@ -140,8 +140,8 @@ func TestReportColumns(t *testing.T) {
 	t.Run("all ServiceAnnouncements", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "")
 		want := []map[string]string{
-			{"Name": "web.node-1.l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Node": "node-1", "Mode": "L2", "Interfaces": `["eth0"]`, "Peers": ""},
-			{"Name": "web.node-2.bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Node": "node-2", "Mode": "BGP", "Interfaces": "", "Peers": `["router-a"]`},
+			{"Name": "web.node-1.l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Node": "node-1", "Mode": "L2", "Interfaces": `["eth0"]`, "Peers": "", "Conflicted": `["198.51.100.200"]`},
+			{"Name": "web.node-2.bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Node": "node-2", "Mode": "BGP", "Interfaces": "", "Peers": `["router-a"]`, "Conflicted": ""},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("table (-want +got):\n%s", diff)
