@@ -390,7 +390,7 @@ func TestRenderAllValues(t *testing.T) {
 			alerts = append(alerts, r.(map[string]any)["alert"].(string))
 		}
 	}
-	if diff := cmp.Diff([]string{"IronLBPoolNearlyExhausted", "IronLBBGPSessionDown", "IronLBL2AddressUnowned"}, alerts); diff != "" {
+	if diff := cmp.Diff([]string{"IronLBPoolNearlyExhausted", "IronLBBGPSessionDown", "IronLBL2AddressUnowned", "IronLBL2AddressConflict"}, alerts); diff != "" {
 		t.Errorf("alerts (-want +got):\n%s", diff)
 	}
 }
@@ -463,21 +463,22 @@ func TestRenderVariants(t *testing.T) {
 		}
 	})
 
-	for _, alert := range []string{"poolNearlyExhausted", "bgpSessionDown", "noSpeakerOwnsIP"} {
+	for _, alert := range []string{"poolNearlyExhausted", "bgpSessionDown", "noSpeakerOwnsIP", "addressConflict"} {
 		t.Run("alert "+alert+" disabled", func(t *testing.T) {
 			objs := render(t, releaseNS, "--set", "metrics.prometheusRule.enabled=true,metrics.prometheusRule."+alert+".enabled=false")
 			var rule unstructured.Unstructured
 			find(t, objs, "PrometheusRule", release, &rule.Object)
 			groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
 			rules, _, _ := unstructured.NestedSlice(groups[0].(map[string]any), "rules")
-			if len(rules) != 2 {
-				t.Errorf("%d rules; want the other 2", len(rules))
+			if len(rules) != 3 {
+				t.Errorf("%d rules; want the other 3", len(rules))
 			}
 		})
 	}
 	t.Run("every alert disabled: no PrometheusRule", func(t *testing.T) {
 		objs := render(t, releaseNS, "--set", "metrics.prometheusRule.enabled=true,metrics.prometheusRule.poolNearlyExhausted.enabled=false,"+
-			"metrics.prometheusRule.bgpSessionDown.enabled=false,metrics.prometheusRule.noSpeakerOwnsIP.enabled=false")
+			"metrics.prometheusRule.bgpSessionDown.enabled=false,metrics.prometheusRule.noSpeakerOwnsIP.enabled=false,"+
+			"metrics.prometheusRule.addressConflict.enabled=false")
 		if slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "PrometheusRule" }) {
 			t.Error("PrometheusRule rendered without rules")
 		}
@@ -642,6 +643,7 @@ func TestValuesCovered(t *testing.T) {
 		"metrics.prometheusRule.poolNearlyExhausted.enabled": "TestRenderVariants: alert disabled",
 		"metrics.prometheusRule.bgpSessionDown.enabled":      "TestRenderVariants: alert disabled",
 		"metrics.prometheusRule.noSpeakerOwnsIP.enabled":     "TestRenderVariants: alert disabled",
+		"metrics.prometheusRule.addressConflict.enabled":     "TestRenderVariants: alert disabled",
 	}
 	var schema schemaNode
 	readJSON(t, filepath.Join(chartDir, "values.schema.json"), &schema)

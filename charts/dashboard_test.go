@@ -15,6 +15,7 @@ import (
 	"github.com/ironlb/ironlb/speaker"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 const dashboardFile = "ironlb/dashboards/ironlb.json"
@@ -237,5 +238,35 @@ func TestDashboardConfigMap(t *testing.T) {
 		if o.GetKind() == "ConfigMap" {
 			t.Errorf("ConfigMap %s rendered by default; the dashboard is off by default", o.GetName())
 		}
+	}
+}
+
+// TestAlertRulesReadExportedMetrics renders the PrometheusRule with every alert on and checks
+// that each expression reads only metrics the binaries register.
+func TestAlertRulesReadExportedMetrics(t *testing.T) {
+	objs := render(t, "edge", "--values", allValues)
+	var rule unstructured.Unstructured
+	find(t, objs, "PrometheusRule", "edge-lb", &rule.Object)
+	exported := exportedMetrics(t)
+	groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+	n := 0
+	for _, g := range groups {
+		rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range rules {
+			alert, expr := r.(map[string]any)["alert"], r.(map[string]any)["expr"].(string)
+			names := metricNames(expr)
+			if len(names) == 0 {
+				t.Errorf("alert %v: %q reads no metric", alert, expr)
+			}
+			for _, name := range names {
+				if !exported[name] {
+					t.Errorf("alert %v: %q reads %s, which neither binary exports", alert, expr, name)
+				}
+			}
+			n++
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d alerts rendered, want every alert of the chart", n)
 	}
 }

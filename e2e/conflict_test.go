@@ -133,9 +133,9 @@ func (s *scenario) hasEvent(svc, typ, reason, word string) bool {
 }
 
 // speakerMetric returns the value of an unlabelled metric of the speaker on node n ("" if
-// absent), from its metrics port in the node's network namespace.
+// absent), from its metrics port (the chart's speaker.metricsPort) in the node's network namespace.
 func speakerMetric(ctx context.Context, n *lab.Node, name string) string {
-	body, err := lab.HTTPGet(ctx, n.NetNS, "http://127.0.0.1:7472/metrics", 2*time.Second)
+	body, err := lab.HTTPGet(ctx, n.NetNS, "http://127.0.0.1:7473/metrics", 2*time.Second)
 	if err != nil {
 		return err.Error()
 	}
