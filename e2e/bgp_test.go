@@ -117,6 +117,27 @@ func TestBGPWithBIRD(t *testing.T) {
 			return slices.Equal(hops, nodeLAN(4)) && lp == 250, fmt.Sprintf("hops=%v localpref=%d\n%s", hops, lp, raw)
 		})
 	})
+	t.Run("one ServiceAnnouncement lists every announcing node", func(t *testing.T) {
+		s := s.with(t)
+		var want []string
+		for _, n := range env.lab.Nodes {
+			want = append(want, n.Name)
+		}
+		slices.Sort(want)
+		s.eventually("routed.bgp listing "+strings.Join(want, ","), 20*time.Second, func() (bool, string) {
+			var list v1alpha1.ServiceAnnouncementList
+			if err := s.crd.Get().Namespace(s.ns).Resource("serviceannouncements").Do(s.ctx).Into(&list); err != nil {
+				return false, err.Error()
+			}
+			var got []string
+			ok := false
+			for _, a := range list.Items {
+				got = append(got, fmt.Sprintf("%s mode=%s node=%q nodes=%v ips=%v", a.Name, a.Mode, a.NodeName, a.Nodes, a.IPs))
+				ok = ok || (a.Name == "routed.bgp" && slices.Equal(a.Nodes, want) && slices.Equal(a.IPs, ips))
+			}
+			return ok && len(list.Items) == 1, strings.Join(got, "; ")
+		})
+	})
 	t.Run("withdrawn when the Service is deleted", func(t *testing.T) {
 		s := s.with(t)
 		if err := env.lab.Client.CoreV1().Services(s.ns).Delete(s.ctx, "routed", metav1.DeleteOptions{}); err != nil {

@@ -77,12 +77,13 @@ func l2ad(name string, pools ...string) v1alpha1.L2Advertisement {
 }
 
 func announced(ns, service, node string, mode v1alpha1.AnnouncementMode, ips ...string) v1alpha1.ServiceAnnouncement {
-	a := v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service + "-" + node},
+	a := v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service + "." + node + ".l2"},
 		ServiceName: service, NodeName: node, Mode: mode, IPs: ips}
 	if mode == v1alpha1.AnnouncementL2 {
 		a.Interfaces = []string{"eth0"}
 	} else {
-		a.Peers = []string{"router"}
+		// One per Service, listing the nodes (speaker.bgpReports).
+		a.Name, a.NodeName, a.Nodes, a.Peers = service+".bgp", "", []string{node}, []string{"router"}
 	}
 	return a
 }

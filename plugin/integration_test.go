@@ -101,8 +101,8 @@ func TestCommandsAgainstAPIServer(t *testing.T) {
 	// n2's session is down; n1 advertises b.
 	create("serviceannouncements", "shop", &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Name: "a-n1-l2"},
 		ServiceName: "a", NodeName: "n1", Mode: v1alpha1.AnnouncementL2, IPs: []string{a.Status.LoadBalancer.Ingress[0].IP}, Interfaces: []string{"eth0"}})
-	create("serviceannouncements", "shop", &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Name: "b-n1-bgp"},
-		ServiceName: "b", NodeName: "n1", Mode: v1alpha1.AnnouncementBGP, IPs: []string{"203.0.113.0"}, Peers: []string{"edge"}})
+	create("serviceannouncements", "shop", &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Name: "b.bgp"},
+		ServiceName: "b", Nodes: []string{"n1"}, Mode: v1alpha1.AnnouncementBGP, IPs: []string{"203.0.113.0"}, Peers: []string{"edge"}})
 	since := metav1.Now()
 	create("bgpsessionstates", "", &v1alpha1.BGPSessionState{ObjectMeta: metav1.ObjectMeta{Name: "n1-edge"}, NodeName: "n1", PeerName: "edge",
 		PeerAddress: "192.0.2.1", State: v1alpha1.BGPStateEstablished, EstablishedSince: &since})

@@ -142,12 +142,21 @@ func (st *State) service(namespace, name string) *corev1.Service {
 	return nil
 }
 
-// announcementsOf returns the ServiceAnnouncements of a Service, by node then mode.
+// announcementsOf returns the ServiceAnnouncements of a Service, one per node, by node then
+// mode: a BGP one, which lists its nodes, counts once for each.
 func (st *State) announcementsOf(svc *corev1.Service) []v1alpha1.ServiceAnnouncement {
 	var out []v1alpha1.ServiceAnnouncement
 	for _, a := range st.Announcements {
-		if a.Namespace == svc.Namespace && a.ServiceName == svc.Name {
+		if a.Namespace != svc.Namespace || a.ServiceName != svc.Name {
+			continue
+		}
+		if len(a.Nodes) == 0 {
 			out = append(out, a)
+		}
+		for _, n := range a.Nodes {
+			one := a
+			one.NodeName, one.Nodes = n, nil
+			out = append(out, one)
 		}
 	}
 	slices.SortFunc(out, func(a, b v1alpha1.ServiceAnnouncement) int {

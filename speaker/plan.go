@@ -1,7 +1,8 @@
 // Package speaker runs on every node: it watches Services, EndpointSlices, Nodes and ironlb's
 // configuration, asks the pure planner (Compute) what this node must announce in each mode,
-// and drives the layer-2 announcer, the BGP speaker and the nftables rules with it, writing one
-// ServiceAnnouncement per Service and mode it announces and one BGPSessionState per session.
+// and drives the layer-2 announcer, the BGP speaker and the nftables rules with it, writing
+// ServiceAnnouncements (L2: one per Service it answers for; BGP: one per Service, listing its
+// nodes, by one of them) and one BGPSessionState per session. README.md explains the shape.
 package speaker
 
 import (
@@ -69,8 +70,11 @@ func Planners() []Planner { return []Planner{l2Planner{}, bgpPlanner{}} }
 type Target interface {
 	// Mode names the mode (the ServiceAnnouncement's mode).
 	Mode() v1alpha1.AnnouncementMode
-	// Announced is what this node announces per Service key: one ServiceAnnouncement each.
+	// Announced is what this node announces per Service key, for its events and logs.
 	Announced() map[string]*Announced
+	// Reported is what this node writes as ServiceAnnouncements, per Service key: its own
+	// announcements (L2), or every node's, for the Services it reports (BGP).
+	Reported() map[string]*Announced
 	// Where says where a Service's addresses go, for its events ("on [eth0]", "to peers [a]").
 	Where(a *Announced) string
 }
@@ -93,13 +97,14 @@ func TargetOf[T Target](p Plan) T {
 	return zero
 }
 
-// Announced is what this node announces for one Service in one mode: one
-// ServiceAnnouncement.
+// Announced is what is announced of one Service in one mode: by this node, or (a BGP report)
+// by the nodes listed.
 type Announced struct {
 	Namespace, Name string
 	IPs             []netip.Addr
 	Interfaces      []string // L2
 	Peers           []string // BGP
+	Nodes           []string // a BGP report: every node that announces it
 }
 
 // Warning is a misconfiguration to report as a Warning event on Object.

@@ -31,10 +31,14 @@ type BGPTarget struct {
 	Paths []BGPPath
 	// Services holds, per Service key, what this node announces of it.
 	Services map[string]*Announced
+	// Reports are the Services this node reports for every node that announces them (one
+	// ServiceAnnouncement each, see bgpReports), by Service key.
+	Reports map[string]*Announced
 }
 
 func (*BGPTarget) Mode() v1alpha1.AnnouncementMode    { return v1alpha1.AnnouncementBGP }
 func (t *BGPTarget) Announced() map[string]*Announced { return t.Services }
+func (t *BGPTarget) Reported() map[string]*Announced  { return t.Reports }
 func (*BGPTarget) Where(a *Announced) string          { return fmt.Sprintf("to peers %v", a.Peers) }
 
 type bgpPlanner struct{}
@@ -46,17 +50,19 @@ type bgpPlanner struct{}
 // Cluster). Every eligible node announces, so routers spread traffic over them (ECMP).
 // Liveness needs no memberlist here: a dead node's sessions drop and take its paths along.
 func (bgpPlanner) Plan(s *Input, p *Plan) Target {
-	t := &BGPTarget{Services: map[string]*Announced{}}
+	t := &BGPTarget{Services: map[string]*Announced{}, Reports: map[string]*Announced{}}
 	self, pools, endpoints := s.Self, s.Pools, s.Serving
 	if self == nil || config.Excluded(self) {
 		return t
 	}
+	peerSels := make([]peerSelection, 0, len(s.Peers))
 	for _, peer := range s.Peers {
 		sels, err := config.PeerNodeSelectors(peer)
 		if err != nil {
 			p.Warnings = append(p.Warnings, Warning{Kind: "BGPPeer", Name: peer.Name, Reason: "InvalidSelector", Message: err.Error()})
 			continue
 		}
+		peerSels = append(peerSels, peerSelection{peer.Name, sels})
 		if config.MatchesAny(sels, self) {
 			t.Peers = append(t.Peers, peer)
 		}
@@ -124,6 +130,7 @@ func (bgpPlanner) Plan(s *Input, p *Plan) Target {
 	for _, a := range t.Services {
 		slices.SortFunc(a.IPs, netip.Addr.Compare)
 	}
+	t.Reports = bgpReports(s, ads, peerSels, t.Services)
 	for _, path := range paths {
 		path.Peers = dedup(path.Peers)
 		path.Communities = dedup(path.Communities)

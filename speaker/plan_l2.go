@@ -24,6 +24,7 @@ type L2Target struct {
 
 func (*L2Target) Mode() v1alpha1.AnnouncementMode    { return v1alpha1.AnnouncementL2 }
 func (t *L2Target) Announced() map[string]*Announced { return t.Services }
+func (t *L2Target) Reported() map[string]*Announced  { return t.Services }
 func (*L2Target) Where(a *Announced) string          { return fmt.Sprintf("on %v", a.Interfaces) }
 
 type l2Planner struct{}

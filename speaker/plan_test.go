@@ -454,6 +454,43 @@ func TestPlanBGP(t *testing.T) {
 			}
 		})
 	}
+	t.Run("reports: one announcer writes each Service's object, listing every announcer", func(t *testing.T) {
+		for _, tc := range []struct {
+			name         string
+			setup        func(w *world)
+			nodes, peers []string
+		}{
+			{"Cluster: every node", func(w *world) { w.svc("web", []string{ip}, false, "node1") },
+				[]string{"node1", "node2", "node3"}, []string{"tor-a", "tor-b"}},
+			{"Local: the nodes with a ready endpoint", func(w *world) { w.svc("web", []string{ip}, true, "node1", "node3") },
+				[]string{"node1", "node3"}, []string{"tor-a"}},
+			{"a node memberlist declared dead is left out", func(w *world) {
+				w.alive = map[string]bool{"node2": true, "node3": true}
+				w.svc("web", []string{ip}, false, "node1")
+			}, []string{"node2", "node3"}, []string{"tor-a", "tor-b"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				w := bgpWorld()
+				tc.setup(w)
+				var reporters []string
+				for _, n := range w.nodes {
+					if w.alive != nil && !w.alive[n.Name] {
+						continue
+					}
+					r := bgpOf(w.plan(n.Name)).Reports
+					if a := r["default/web"]; a != nil {
+						reporters = append(reporters, n.Name)
+						if !slices.Equal(a.Nodes, tc.nodes) || !slices.Equal(a.Peers, tc.peers) || len(a.IPs) != 1 || a.IPs[0].String() != ip {
+							t.Errorf("%s reports %+v, want nodes %v, peers %v, IPs [%s]", n.Name, a, tc.nodes, tc.peers, ip)
+						}
+					}
+				}
+				if len(reporters) != 1 || !slices.Contains(tc.nodes, reporters[0]) {
+					t.Errorf("reported by %v, want exactly one of %v", reporters, tc.nodes)
+				}
+			})
+		}
+	})
 	t.Run("sessions: the peers whose node selectors select the node", func(t *testing.T) {
 		w := bgpWorld()
 		for node, want := range map[string][]string{"node1": {"tor-a"}, "node2": {"tor-a", "tor-b"}} {

@@ -608,7 +608,7 @@ func (s *Speaker) announcementDeleted(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && a.NodeName == s.cfg.NodeName {
+	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && a.Labels[LabelNode] == s.cfg.NodeName {
 		s.announcements.Forget(owned.Key(a))
 		s.kick()
 	}

@@ -14,14 +14,19 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// LabelNode marks the ServiceAnnouncements a speaker writes, so it can find (and prune) its own.
+// LabelNode marks the ServiceAnnouncements a speaker writes (its own in L2, the Services it
+// reports for in BGP), so it can find (and prune) its own.
 const LabelNode = v1alpha1.GroupName + "/node"
 
-// announcementName names the object of a (Service, node, mode): "<service>.<node>.<mode>",
-// e.g. web.node-1.l2. The name is injective: a Service name is a DNS label (no dot), so the
-// first dot ends it; the mode ("l2", "bgp") has no dot, so the last dot starts it; the node
-// name, which may hold dots and dashes, is what lies between.
+// announcementName names the object of a (Service, node) in L2, "<service>.<node>.l2" (e.g.
+// web.node-1.l2), and of a Service in BGP, "<service>.bgp" (one for all its nodes). The name
+// is injective: a Service name is a DNS label (no dot), so the first dot ends it; the mode
+// ("l2", "bgp") has no dot, so the last dot starts it; the node name, which may hold dots and
+// dashes, is what lies between, and a BGP name has nothing between.
 func announcementName(service, node string, mode v1alpha1.AnnouncementMode) string {
+	if mode == v1alpha1.AnnouncementBGP {
+		return service + ".bgp"
+	}
 	return truncateName(service + "." + node + "." + strings.ToLower(string(mode)))
 }
 
@@ -57,13 +62,14 @@ func newAnnouncementWriter(crd rest.Interface, node string, log *slog.Logger) *o
 	o := owned.DefaultOptions[*v1alpha1.ServiceAnnouncement]()
 	o.Key = func(a *v1alpha1.ServiceAnnouncement) string { return owned.Key(a) }
 	o.Same = func(w, d *v1alpha1.ServiceAnnouncement) bool {
-		return w.ServiceName == d.ServiceName && w.NodeName == d.NodeName && w.Mode == d.Mode &&
+		return w.ServiceName == d.ServiceName && w.NodeName == d.NodeName && w.Mode == d.Mode && slices.Equal(w.Nodes, d.Nodes) &&
 			slices.Equal(w.IPs, d.IPs) && slices.Equal(w.Interfaces, d.Interfaces) && slices.Equal(w.Peers, d.Peers) &&
-			slices.Equal(w.ConflictedIPs, d.ConflictedIPs) && sameConditions(w.Conditions, d.Conditions)
+			slices.Equal(w.ConflictedIPs, d.ConflictedIPs) && sameConditions(w.Conditions, d.Conditions) &&
+			w.Labels[LabelNode] == d.Labels[LabelNode]
 	}
 	o.Log = log.With("kind", "ServiceAnnouncement")
 	return owned.New(owned.REST[*v1alpha1.ServiceAnnouncement, *v1alpha1.ServiceAnnouncementList]{
-		Client: crd, Resource: "serviceannouncements", Namespaced: true, Selector: labels.Set{LabelNode: node}.String(),
+		Client: crd, Resource: "serviceannouncements", Namespaced: true, Selector: labels.Set{LabelNode: node}.String(), TakeOver: true,
 		NewObject: func() *v1alpha1.ServiceAnnouncement { return &v1alpha1.ServiceAnnouncement{} },
 		NewList:   func() *v1alpha1.ServiceAnnouncementList { return &v1alpha1.ServiceAnnouncementList{} },
 		Items:     func(l *v1alpha1.ServiceAnnouncementList) []*v1alpha1.ServiceAnnouncement { return ptrs(l.Items) },
@@ -91,18 +97,23 @@ func ptrs[T any](items []T) []*T {
 	return out
 }
 
-// announcements returns node's ServiceAnnouncements for a plan: one per Service and mode.
+// announcements returns the ServiceAnnouncements node writes for a plan: per mode, what its
+// target reports (L2: one per Service it answers for; BGP: one per Service it reports for,
+// listing every node that announces it). The writer's label marks them as node's.
 func announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
 	var out []*v1alpha1.ServiceAnnouncement
 	for _, t := range p.Targets {
 		mode := t.Mode()
-		for _, a := range t.Announced() {
+		for _, a := range t.Reported() {
 			obj := &v1alpha1.ServiceAnnouncement{
 				ObjectMeta: metav1.ObjectMeta{
 					Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),
 					Labels: map[string]string{LabelNode: node},
 				},
-				ServiceName: a.Name, NodeName: node, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers,
+				ServiceName: a.Name, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers, Nodes: a.Nodes,
+			}
+			if a.Nodes == nil {
+				obj.NodeName = node
 			}
 			for _, ip := range a.IPs {
 				obj.IPs = append(obj.IPs, ip.String())

@@ -29,6 +29,8 @@ func TestStatusObjectNamesAreInjective(t *testing.T) {
 		{"the node's dots", [3]string{"web", "a.b", "L2"}, [3]string{"web", "a", "L2"}},
 		{"mode", [3]string{"web", "n", "L2"}, [3]string{"web", "n", "BGP"}},
 		{"long names, cut", [3]string{"web", long + "1", "L2"}, [3]string{"web", long + "2", "L2"}},
+		{"a node named bgp", [3]string{"web", "bgp", "L2"}, [3]string{"web", "n", "BGP"}},
+		{"a Service named like an L2 object's start", [3]string{"web", "n", "L2"}, [3]string{"web", "n", "BGP"}},
 	} {
 		t.Run("announcement: "+tc.name, func(t *testing.T) {
 			na := announcementName(tc.a[0], tc.a[1], v1alpha1.AnnouncementMode(tc.a[2]))
@@ -60,6 +62,10 @@ func TestStatusObjectNamesAreInjective(t *testing.T) {
 	// Readable: the parts show.
 	if got, want := announcementName("web", "node-1", v1alpha1.AnnouncementL2), "web.node-1.l2"; got != want {
 		t.Errorf("announcementName(web, node-1, L2) = %q, want %q", got, want)
+	}
+	// One BGP object per Service, whichever node writes it.
+	if a, b := announcementName("web", "node-1", v1alpha1.AnnouncementBGP), announcementName("web", "node-2", v1alpha1.AnnouncementBGP); a != "web.bgp" || b != a {
+		t.Errorf("BGP names %q and %q, want web.bgp for both", a, b)
 	}
 	if got := sessionStateName("node-1", "router-a"); !strings.HasPrefix(got, "node-1.router-a") {
 		t.Errorf("sessionStateName(node-1, router-a) = %q, want it to start with node-1.router-a", got)
@@ -128,5 +134,58 @@ func TestOldStatusObjectNamesAreReplaced(t *testing.T) {
 	err = c.CRD.Get().Resource("bgpsessionstates").Name(oldSession.Name).Do(ctx).Error()
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("the old-named BGPSessionState after the first report: %v, want it deleted", err)
+	}
+}
+
+// A Service's BGP ServiceAnnouncement changes writers when its reporter changes: the new
+// reporter takes the object over, and the old one, which no longer reports it, leaves it alone
+// (its delete is conditional on what it wrote). Last, the object goes when no one reports it.
+func TestBGPAnnouncementChangesWriters(t *testing.T) {
+	c, ns := clients(t)
+	ctx := context.Background()
+	report := func(nodes ...string) Plan {
+		return Plan{Targets: []Target{&BGPTarget{Reports: map[string]*Announced{ns + "/web": {Namespace: ns, Name: "web",
+			IPs: []netip.Addr{netip.MustParseAddr("203.0.113.10")}, Peers: []string{"tor"}, Nodes: nodes}}}}}
+	}
+	a := newAnnouncementWriter(c.CRD, "node-a", slog.Default())
+	b := newAnnouncementWriter(c.CRD, "node-b", slog.Default())
+	get := func() *v1alpha1.ServiceAnnouncement {
+		t.Helper()
+		var got v1alpha1.ServiceAnnouncement
+		err := c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Name("web.bgp").Do(ctx).Into(&got)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &got
+	}
+	flush := func(w interface{ Flush(context.Context) error }) {
+		t.Helper()
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a.Set(announcements("node-a", report("node-a", "node-b")))
+	flush(a)
+	if got := get(); got == nil || got.Labels[LabelNode] != "node-a" || !slices.Equal(got.Nodes, []string{"node-a", "node-b"}) || got.NodeName != "" {
+		t.Fatalf("after node-a's report: %+v, want web.bgp by node-a listing both nodes", got)
+	}
+	// node-a stops announcing; node-b reports. node-b's write may come first: it takes over.
+	b.Set(announcements("node-b", report("node-b")))
+	flush(b)
+	a.Set(nil)
+	flush(a)
+	a.Set(nil) // the pass after the relist a conflict asks for
+	flush(a)
+	if got := get(); got == nil || got.Labels[LabelNode] != "node-b" || !slices.Equal(got.Nodes, []string{"node-b"}) {
+		t.Fatalf("after the handover: %+v, want web.bgp by node-b listing node-b", got)
+	}
+	b.Set(nil)
+	flush(b)
+	if got := get(); got != nil {
+		t.Errorf("after node-b stopped: %+v, want no object", got)
 	}
 }

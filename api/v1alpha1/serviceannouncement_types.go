@@ -17,12 +17,16 @@ const (
 	AnnouncementBGP AnnouncementMode = "BGP"
 )
 
-// ServiceAnnouncement records that one node announces one Service's addresses in one mode. The
-// speaker on that node creates it in the Service's namespace when it starts announcing,
-// keeps it current and deletes it when it stops, so the set of ServiceAnnouncements answers
-// "who announces this IP?" (kubectl get serviceannouncements -A, or with
-// --field-selector nodeName=NODE / serviceName=NAME). There is one per (Service, node, mode):
-// a Service announced both by L2 and BGP from a node has two.
+// ServiceAnnouncement records who announces one Service's addresses in one mode, so the set of
+// ServiceAnnouncements answers "who announces this IP?" (kubectl get serviceannouncements -A,
+// or with --field-selector serviceName=NAME / mode=L2 / nodeName=NODE).
+//
+// In mode L2 one node answers for an address: there is one per (Service, node), written by
+// that node (nodeName) while it answers. In mode BGP every eligible node announces: there is
+// one per Service, listing the nodes (nodes) and written by one of them, so that the objects
+// and their writes grow with the Services, not with Services times nodes. The speakers
+// create them in the Service's namespace, keep them current and delete them when the
+// announcement stops.
 //
 // It is a report, not a request: it has no spec or status, only the observed fields, and only
 // speakers write it.
@@ -31,8 +35,9 @@ const (
 // +kubebuilder:resource:scope=Namespaced,shortName=svcann,categories=ironlb
 // +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.serviceName`
 // +kubebuilder:printcolumn:name="IPs",type=string,JSONPath=`.ips`
-// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.nodeName`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.mode`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.nodeName`
+// +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.nodes`
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.interfaces`
 // +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.peers`
 // +kubebuilder:printcolumn:name="Conflicted",type=string,JSONPath=`.conflictedIPs`
@@ -40,6 +45,8 @@ const (
 // +kubebuilder:selectablefield:JSONPath=`.serviceName`
 // +kubebuilder:selectablefield:JSONPath=`.nodeName`
 // +kubebuilder:selectablefield:JSONPath=`.mode`
+// +kubebuilder:validation:XValidation:rule=`has(self.nodeName) == (self.mode == 'L2')`,message=`nodeName is required in mode L2 and not allowed in mode BGP (which lists nodes)`,fieldPath=`.nodeName`
+// +kubebuilder:validation:XValidation:rule=`has(self.nodes) == (self.mode == 'BGP')`,message=`nodes is required in mode BGP and not allowed in mode L2 (which names nodeName)`,fieldPath=`.nodes`
 // +kubebuilder:validation:XValidation:rule=`has(self.interfaces) == (self.mode == 'L2')`,message=`interfaces is required in mode L2 and not allowed in mode BGP`,fieldPath=`.interfaces`
 // +kubebuilder:validation:XValidation:rule=`has(self.peers) == (self.mode == 'BGP')`,message=`peers is required in mode BGP and not allowed in mode L2`,fieldPath=`.peers`
 type ServiceAnnouncement struct {
@@ -54,20 +61,29 @@ type ServiceAnnouncement struct {
 	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
 	ServiceName string `json:"serviceName"`
 
-	// NodeName is the node that announces the Service.
+	// NodeName is the node that answers for the addresses. Set in mode L2 only.
 	//
-	// +required
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
-	NodeName string `json:"nodeName"`
+	NodeName string `json:"nodeName,omitempty"`
+
+	// Nodes are the nodes that advertise the addresses, sorted. Set in mode BGP only.
+	//
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5000
+	// +kubebuilder:validation:items:MaxLength=253
+	Nodes []string `json:"nodes,omitempty"`
 
 	// Mode is how the node announces the addresses: L2 (ARP/NDP) or BGP.
 	//
 	// +required
 	Mode AnnouncementMode `json:"mode"`
 
-	// IPs are the Service's external addresses this node announces, at most one per family.
+	// IPs are the Service's external addresses announced, at most one per family.
 	//
 	// +required
 	// +listType=set
@@ -87,8 +103,8 @@ type ServiceAnnouncement struct {
 	// +kubebuilder:validation:items:MaxLength=15
 	Interfaces []string `json:"interfaces,omitempty"`
 
-	// Peers are the BGPPeers the node advertises the addresses to, by name. Set in mode BGP
-	// only.
+	// Peers are the BGPPeers the nodes advertise the addresses to, by name (each node to
+	// those of them it has sessions with). Set in mode BGP only.
 	//
 	// +optional
 	// +listType=set

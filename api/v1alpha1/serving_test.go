@@ -122,8 +122,8 @@ func TestReportColumns(t *testing.T) {
 	objects := []*unstructured.Unstructured{
 		newObject(t, "ServiceAnnouncement", "web.node-1.l2",
 			`{serviceName: web, nodeName: node-1, mode: L2, ips: [198.51.100.200, "2001:db8::200"], interfaces: [eth0], conflictedIPs: [198.51.100.200]}`),
-		newObject(t, "ServiceAnnouncement", "web.node-2.bgp",
-			`{serviceName: web, nodeName: node-2, mode: BGP, ips: [203.0.113.10], peers: [router-a]}`),
+		newObject(t, "ServiceAnnouncement", "web.bgp",
+			`{serviceName: web, nodes: [node-1, node-2], mode: BGP, ips: [203.0.113.10], peers: [router-a]}`),
 		newObject(t, "BGPSessionState", "node-1.router-a-93f4124b9f",
 			`{nodeName: node-1, peerName: router-a, peerAddress: 198.51.100.1, state: Established, establishedSince: "2026-01-02T03:04:05Z", prefixesSent: 2}`),
 		newObject(t, "BGPSessionState", "node-2.router-a-a4b665ebda",
@@ -140,17 +140,23 @@ func TestReportColumns(t *testing.T) {
 	t.Run("all ServiceAnnouncements", func(t *testing.T) {
 		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "")
 		want := []map[string]string{
-			{"Name": "web.node-1.l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Node": "node-1", "Mode": "L2", "Interfaces": `["eth0"]`, "Peers": "", "Conflicted": `["198.51.100.200"]`},
-			{"Name": "web.node-2.bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Node": "node-2", "Mode": "BGP", "Interfaces": "", "Peers": `["router-a"]`, "Conflicted": ""},
+			{"Name": "web.bgp", "Service": "web", "IPs": `["203.0.113.10"]`, "Mode": "BGP", "Node": "", "Nodes": `["node-1","node-2"]`, "Interfaces": "", "Peers": `["router-a"]`, "Conflicted": ""},
+			{"Name": "web.node-1.l2", "Service": "web", "IPs": `["198.51.100.200","2001:db8::200"]`, "Mode": "L2", "Node": "node-1", "Nodes": "", "Interfaces": `["eth0"]`, "Peers": "", "Conflicted": `["198.51.100.200"]`},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("table (-want +got):\n%s", diff)
 		}
 	})
-	t.Run("ServiceAnnouncements of one node", func(t *testing.T) {
-		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "nodeName=node-2")
-		if len(got) != 1 || got[0]["Name"] != "web.node-2.bgp" {
-			t.Errorf("nodeName=node-2 selects %v, want web.node-2.bgp only", got)
+	t.Run("ServiceAnnouncements of one node in L2", func(t *testing.T) {
+		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "nodeName=node-1")
+		if len(got) != 1 || got[0]["Name"] != "web.node-1.l2" {
+			t.Errorf("nodeName=node-1 selects %v, want web.node-1.l2 only", got)
+		}
+	})
+	t.Run("ServiceAnnouncements of one mode", func(t *testing.T) {
+		got := table(t, cfg, "/apis/ironlb.io/v1alpha1/serviceannouncements", "mode=BGP")
+		if len(got) != 1 || got[0]["Name"] != "web.bgp" {
+			t.Errorf("mode=BGP selects %v, want web.bgp only", got)
 		}
 	})
 	t.Run("all BGPSessionStates", func(t *testing.T) {

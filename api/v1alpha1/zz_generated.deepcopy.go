@@ -604,6 +604,11 @@ func (in *ServiceAnnouncement) DeepCopyInto(out *ServiceAnnouncement) {
 	*out = *in
 	out.TypeMeta = in.TypeMeta
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	if in.Nodes != nil {
+		in, out := &in.Nodes, &out.Nodes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.IPs != nil {
 		in, out := &in.IPs, &out.IPs
 		*out = make([]string, len(*in))

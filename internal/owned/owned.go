@@ -30,7 +30,8 @@ type Client[T any] interface {
 	// Update replaces cur (which carries the resource version) with obj's content and
 	// returns what the server stored.
 	Update(ctx context.Context, cur, obj T) (T, error)
-	// Delete deletes obj; a NotFound error counts as done.
+	// Delete deletes obj; a NotFound error counts as done, a Conflict (obj changed since it
+	// was written) makes the reconciler list again.
 	Delete(ctx context.Context, obj T) error
 }
 
@@ -193,6 +194,12 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		err := r.client.Delete(dctx, cur)
 		cancel()
+		if apierrors.IsConflict(err) {
+			// Changed since written (another writer took it over, or someone edited it): list
+			// again, and delete it then if it is still this component's.
+			stale = true
+			continue
+		}
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting %s: %w", key, err))
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
@@ -25,6 +26,10 @@ type REST[T Object, L runtime.Object] struct {
 	NewObject  func() T
 	NewList    func() L
 	Items      func(L) []T
+	// TakeOver lets Create replace an object of the same name that another writer left
+	// (objects that change writers, such as a Service's BGP announcement when the node that
+	// wrote it stops announcing): the create becomes an update of it.
+	TakeOver bool
 }
 
 var _ Client[Object] = REST[Object, runtime.Object]{}
@@ -50,11 +55,18 @@ func (c REST[T, L]) List(ctx context.Context) (map[string]T, error) {
 	return out, nil
 }
 
-// Create creates obj.
+// Create creates obj; with TakeOver, an object of that name is replaced.
 func (c REST[T, L]) Create(ctx context.Context, obj T) (T, error) {
 	out := c.NewObject()
 	err := c.Client.Post().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Body(obj).Do(ctx).Into(out)
-	return out, err
+	if !c.TakeOver || !apierrors.IsAlreadyExists(err) {
+		return out, err
+	}
+	cur := c.NewObject()
+	if err := c.Client.Get().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Name(obj.GetName()).Do(ctx).Into(cur); err != nil {
+		return out, fmt.Errorf("taking over %s: %w", Key(obj), err)
+	}
+	return c.Update(ctx, cur, obj)
 }
 
 // Update replaces cur with obj's content (obj itself is not changed).
@@ -66,7 +78,12 @@ func (c REST[T, L]) Update(ctx context.Context, cur, obj T) (T, error) {
 	return out, err
 }
 
-// Delete deletes obj.
+// Delete deletes obj as it was written (its resource version): an object another writer took
+// over since is left alone (the error is a Conflict).
 func (c REST[T, L]) Delete(ctx context.Context, obj T) error {
-	return c.Client.Delete().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Name(obj.GetName()).Do(ctx).Error()
+	opts := metav1.DeleteOptions{}
+	if rv := obj.GetResourceVersion(); rv != "" {
+		opts.Preconditions = &metav1.Preconditions{ResourceVersion: &rv}
+	}
+	return c.Client.Delete().NamespaceIfScoped(obj.GetNamespace(), c.Namespaced).Resource(c.Resource).Name(obj.GetName()).Body(&opts).Do(ctx).Error()
 }

@@ -1,0 +1,121 @@
+package speaker
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/ironlb/ironlb/config"
+	"github.com/ironlb/ironlb/l2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// peerSelection is a BGPPeer's name and node selectors.
+type peerSelection struct {
+	name string
+	sels []labels.Selector
+}
+
+// bgpNode is a node that may announce for an advertisement, with the peers it would announce
+// to.
+type bgpNode struct {
+	name  string
+	peers []string
+}
+
+// bgpReports returns the BGP ServiceAnnouncements this node writes. In BGP every eligible node
+// announces a Service, so one object per (Service, node) would make Services times nodes
+// objects, and as many writes on a rollout. Instead each Service has one, listing the nodes,
+// written by one of them: its reporter, l2.Owner of the nodes keyed by the Service's first
+// address. Every node that announces a Service computes the same list from the same caches
+// (the planner is deterministic, and another node's eligibility is read from the same objects:
+// its labels, the peers that select it, the advertisements, its endpoints), so they agree on
+// the reporter; the others write nothing for it. Nodes memberlist declares dead are left out
+// (their sessions drop and take their paths along). announced is this node's own announcements,
+// by Service key: only a node that announces a Service can be its reporter.
+func bgpReports(s *Input, ads []config.BGPAd, peers []peerSelection, announced map[string]*Announced) map[string]*Announced {
+	out := map[string]*Announced{}
+	if len(announced) == 0 {
+		return out
+	}
+	// The nodes each advertisement has announce, with their peers.
+	byAd := make([][]bgpNode, len(ads))
+	for _, n := range s.Nodes {
+		if config.Excluded(n) || (s.Alive != nil && !s.Alive[n.Name] && n.Name != s.Node) {
+			continue
+		}
+		var selecting []string
+		for _, p := range peers {
+			if config.MatchesAny(p.sels, n) {
+				selecting = append(selecting, p.name)
+			}
+		}
+		if len(selecting) == 0 {
+			continue
+		}
+		for i := range ads {
+			if !ads[i].SelectsNode(n) {
+				continue
+			}
+			to := selecting
+			if ads[i].Peers != nil {
+				to = intersect(ads[i].Peers, selecting)
+			}
+			if len(to) > 0 {
+				byAd[i] = append(byAd[i], bgpNode{n.Name, to})
+			}
+		}
+	}
+	for svc := range s.handled {
+		key := config.ServiceKey(svc.Namespace, svc.Name)
+		if announced[key] == nil {
+			continue
+		}
+		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		ready := s.Serving[key]
+		nodes, peerSet := map[string]bool{}, map[string]bool{}
+		var ips []netip.Addr
+		for _, ip := range config.IngressIPs(svc) {
+			pl := s.Pools.Of(ip)
+			if pl == nil {
+				continue
+			}
+			for i := range ads {
+				if !ads[i].SelectsPool(pl) {
+					continue
+				}
+				for _, n := range byAd[i] {
+					if local && !ready[n.name] {
+						continue
+					}
+					nodes[n.name] = true
+					for _, p := range n.peers {
+						peerSet[p] = true
+					}
+					if !slices.Contains(ips, ip) {
+						ips = append(ips, ip)
+					}
+				}
+			}
+		}
+		if len(ips) == 0 {
+			continue
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		names := sortedKeys(nodes)
+		if l2.Owner(ips[0], names) != s.Node {
+			continue
+		}
+		out[key] = &Announced{Namespace: svc.Namespace, Name: svc.Name, IPs: ips, Nodes: names, Peers: sortedKeys(peerSet)}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
