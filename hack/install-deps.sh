@@ -4,7 +4,8 @@
 #   - Debian packages: etcd-server, bird2, frr, nftables, iproute2, arping, tcpdump, and for the
 #     lab's real nodes containerd, runc, containernetworking-plugins
 #   - Go tools at pinned versions into $(go env GOPATH)/bin: controller-gen, staticcheck, helm
-#     (helm compiles for a few minutes on 2 cores, once)
+#     (helm compiles for a few minutes on 2 cores, once); MetalLB v0.15.2's source (its CRDs and
+#     samples, for the migration tests) into the Go module cache
 #   - kube-apiserver, kubectl and for the lab's real cluster kube-controller-manager,
 #     kube-scheduler, kubelet and kube-proxy built from the Go module proxy (hack/build-kube.sh), cached
 #     under ${IRONLB_CACHE:-$HOME/.cache/ironlb}/<version>/
@@ -48,5 +49,12 @@ for pkg in chartutil lint/rules; do
   helm_ldflags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=36"
 done
 install_tool helm helm.sh/helm/v3/cmd/helm@v3.21.4 "$helm_ldflags"
+
+# MetalLB's published release (CRDs and sample configuration) for the migration tests, into the Go
+# module cache through the Go module proxy. The version is e2e/apiserver.MetalLBVersion; the tests
+# download it themselves if this step did not run.
+metallb_tmp=$(mktemp -d)
+(cd "$metallb_tmp" && printf 'module fetch\n' >go.mod && go mod download go.universe.tf/metallb@v0.15.2)
+rm -rf "$metallb_tmp"
 
 hack/build-kube.sh

@@ -274,7 +274,9 @@ func ConvertMetalLB(in *MetalLB, secretNamespace string) (Migration, error) {
 		obj.Spec.IPPools, obj.Spec.IPPoolSelectors = poolChoice(s.IPAddressPools, s.IPAddressPoolSelectors)
 		obj.Spec.NodeSelectors = selectorList(id, "nodeSelectors", s.NodeSelectors, warn)
 		obj.Spec.Peers = nonEmpty(s.Peers)
-		obj.Spec.AggregationLength, obj.Spec.AggregationLengthV6 = s.AggregationLength, s.AggregationLengthV6
+		// Values equal to the default (MetalLB's CRDs fill it in, ironlb's is the same) are left
+		// out, so a cluster's objects convert as the files they were applied from.
+		obj.Spec.AggregationLength, obj.Spec.AggregationLengthV6 = unlessDefault(s.AggregationLength, 32), unlessDefault(s.AggregationLengthV6, 128)
 		if s.LocalPref != 0 {
 			lp := s.LocalPref
 			obj.Spec.LocalPref = &lp
@@ -312,7 +314,7 @@ func convertPool(p MetalLBPool, warn func(string, ...any)) (*v1alpha1.IPPool, er
 	if _, err := allocator.ParseAddresses(obj.Spec.Addresses); err != nil {
 		return nil, fmt.Errorf("%s: spec.addresses: %w", id, err)
 	}
-	obj.Spec.AutoAssign, obj.Spec.AvoidBuggyIPs = p.Spec.AutoAssign, p.Spec.AvoidBuggyIPs
+	obj.Spec.AutoAssign, obj.Spec.AvoidBuggyIPs = unlessDefault(p.Spec.AutoAssign, true), p.Spec.AvoidBuggyIPs
 	sa := p.Spec.ServiceAllocation
 	if sa == nil {
 		return obj, nil
@@ -373,7 +375,11 @@ func convertPeer(p MetalLBPeer, secretNamespace string, warn func(string, ...any
 		return nil
 	}
 	obj := &v1alpha1.BGPPeer{TypeMeta: typeMeta("BGPPeer"), ObjectMeta: objectMeta(p.ObjectMeta)}
-	obj.Spec = v1alpha1.BGPPeerSpec{PeerAddress: s.PeerAddress, PeerASN: s.PeerASN, MyASN: s.MyASN, PeerPort: s.PeerPort,
+	port := s.PeerPort
+	if port == 179 { // the default of both, which MetalLB's CRD fills in
+		port = 0
+	}
+	obj.Spec = v1alpha1.BGPPeerSpec{PeerAddress: s.PeerAddress, PeerASN: s.PeerASN, MyASN: s.MyASN, PeerPort: port,
 		SourceAddress: s.SourceAddress, HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime, RouterID: s.RouterID}
 	obj.Spec.NodeSelectors = selectorList(id, "nodeSelectors", s.NodeSelectors, warn)
 	if s.EBGPMultiHop {
@@ -387,6 +393,12 @@ func convertPeer(p MetalLBPeer, secretNamespace string, warn func(string, ...any
 	}
 	if s.HoldTime != nil && s.HoldTime.Duration == 0 {
 		warn("%s: holdTime 0s (no hold timer) is not supported by ironlb's embedded GoBGP: the session would report it; set 3s or more", id)
+	}
+	if k := s.KeepaliveTime; k != nil && k.Duration == 0 && (s.HoldTime == nil || s.HoldTime.Duration != 0) {
+		// MetalLB's own sample (bgppeer_withsecret.yaml) has it; ironlb refuses a keepalive
+		// of 0 with a hold timer, which would let the router's hold timer expire.
+		obj.Spec.KeepaliveTime = nil
+		warn("%s: keepaliveTime 0s with a hold timer is refused by ironlb; dropped: the default, a third of holdTime, applies", id)
 	}
 	if s.EnableGracefulRestart {
 		obj.Spec.GracefulRestart = &v1alpha1.BGPGracefulRestart{Enabled: true}
@@ -526,4 +538,13 @@ func WriteYAML(w io.Writer, objs []any) error {
 		}
 	}
 	return nil
+}
+
+// unlessDefault returns v, or nil when it holds def: a default MetalLB's CRDs write into the
+// objects and that ironlb's default equals.
+func unlessDefault[T comparable](v *T, def T) *T {
+	if v != nil && *v == def {
+		return nil
+	}
+	return v
 }

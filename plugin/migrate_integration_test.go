@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/ironlb/ironlb/config"
 	"github.com/ironlb/ironlb/e2e/apiserver"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,7 +24,7 @@ import (
 )
 
 // TestMigrateFromMetalLB is the migration round trip: MetalLB's objects in the cluster (under
-// stand-in CRDs) and Services whose status holds the addresses MetalLB gave them, created
+// MetalLB's published CRDs, apiserver.MetalLBVersion) and Services whose status holds the addresses MetalLB gave them, created
 // before ironlb starts; the command converts the objects, the API server admits the result
 // (CEL rules included), and the real controller, started afterwards, keeps every address.
 func TestMigrateFromMetalLB(t *testing.T) {
@@ -33,7 +35,11 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := apiserver.ApplyCRDs(ctx, cfg, "testdata/metallb-crds"); err != nil {
+	release, err := apiserver.MetalLBRelease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiserver.ApplyMetalLBCRDs(ctx, cfg, release); err != nil {
 		t.Fatal(err)
 	}
 	dyn := dynamic.NewForConfigOrDie(cfg)
@@ -50,9 +56,6 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, obj := range decodeObjects(t, string(samples)) {
-		if obj.GetKind() == "BFDProfile" {
-			continue // no CRD for it here; the file conversion reports it
-		}
 		plural := strings.ToLower(obj.GetKind()) + "s"
 		if obj.GetKind() == "Community" {
 			plural = "communities"
@@ -180,4 +183,89 @@ func stripWarnings(s string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestMigrateMetalLBSamples runs every sample configuration MetalLB publishes (configsamples,
+// addresses moved into the documentation ranges) through the API server under MetalLB's CRDs,
+// which must admit it, then through the command, whose output ironlb's CRDs must admit. Both
+// are server-side dry runs: the samples reuse names.
+func TestMigrateMetalLBSamples(t *testing.T) {
+	needAPIServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, err := kubeconfigREST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := apiserver.MetalLBRelease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiserver.ApplyMetalLBCRDs(ctx, cfg, release); err != nil {
+		t.Fatal(err)
+	}
+	samples, err := apiserver.MetalLBSamples(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) < 15 {
+		t.Fatalf("%d samples in MetalLB %s, want its configsamples", len(samples), apiserver.MetalLBVersion)
+	}
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	for _, ns := range []string{"metallb-system", "ironlb-system"} {
+		_, err := testEnv.clients.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	// What the command must say about the samples that use what ironlb lacks.
+	wantWarning := map[string]string{
+		"bgppeer_with_bfdprofile.yaml": "bfdProfile testbfdprofile (BFD) has no ironlb equivalent",
+		"bgppeer_with_vrf.yaml":        "vrf",
+		"bgppeer_withsecret.yaml":      "passwordSecret",
+	}
+	converted := 0
+	for name, text := range samples {
+		t.Run(name, func(t *testing.T) {
+			for _, obj := range decodeObjects(t, text) {
+				gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+				if gv.Group != "metallb.io" {
+					continue // the samples' Deployments and Services
+				}
+				plural := strings.ToLower(obj.GetKind()) + "s"
+				if obj.GetKind() == "Community" {
+					plural = "communities"
+				}
+				if _, err := dyn.Resource(gv.WithResource(plural)).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
+					t.Errorf("MetalLB's CRDs refuse its own sample %s %s: %v", obj.GetKind(), obj.GetName(), err)
+				}
+			}
+			file := filepath.Join(t.TempDir(), name)
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := run(t, "migrate-from-metallb", "-f", file)
+			if err != nil {
+				t.Fatalf("converting: %v\n%s", err, out)
+			}
+			yamlOut, warnings, _ := strings.Cut(out, "warning:")
+			if w := wantWarning[name]; w != "" && !strings.Contains(warnings, w) {
+				t.Errorf("warnings %q, want one about %q", warnings, w)
+			}
+			for _, obj := range decodeObjects(t, yamlOut) {
+				gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
+				if obj.GetKind() == "Secret" {
+					gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+				}
+				if _, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
+					t.Errorf("the API server refuses the converted %s %s: %v\n%s", obj.GetKind(), obj.GetName(), err, yamlOut)
+				}
+				converted++
+			}
+		})
+	}
+	if converted < 20 {
+		t.Errorf("%d objects converted from the samples, want every pool, advertisement and peer", converted)
+	}
 }

@@ -130,7 +130,6 @@ kind: BGPAdvertisement
 metadata:
   name: upstream
 spec:
-  aggregationLength: 32
   communities:
   - 65535:65282
   - "64500:1"
