@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,6 +52,40 @@ func (l *Lab) installChart(ctx context.Context, set ...string) error {
 		return fmt.Errorf("lab: helm %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return l.waitChartReady(ctx, 2*time.Minute)
+}
+
+// Uninstall removes ironlb's Helm release (`helm uninstall --wait`) and waits until its pods are
+// gone: the speakers stop announcing and the controller stops; the CRDs, ironlb's objects and the
+// Services' statuses stay. StartIronLB installs it again.
+func (ilb *IronLB) Uninstall(ctx context.Context) error {
+	l := ilb.lab
+	if !ilb.Chart {
+		return errors.New("lab: Uninstall needs ironlb from the Helm chart (not Config.Simulated)")
+	}
+	helm, err := helmBinary(ctx)
+	if err != nil {
+		return err
+	}
+	args := []string{"uninstall", ChartRelease, "--kubeconfig", l.Kubeconfig, "--namespace", SystemNamespace, "--wait", "--timeout", "2m"}
+	cmd := exec.CommandContext(ctx, helm, args...)
+	home := filepath.Join(l.Config.Dir, "helm")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: helm %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	var left int
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := l.Client.CoreV1().Pods(SystemNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		left = len(pods.Items)
+		return left == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: %d of ironlb's pods left after helm uninstall: %w", left, err)
+	}
+	return nil
 }
 
 // chartAPIServerValues point the speakers (and the controller) at the API server's address.
