@@ -45,10 +45,10 @@ func (b *builder) affinityChain(fe *frontendArgs, localOnly bool) string {
 	if localOnly {
 		name, eps = affinityLocalChainPrefix+aff.base, fe.local
 	}
-	if b.r.hasChain(name) {
+	if b.p.chain(name) != nil {
 		return name
 	}
-	b.r.addChain(knftables.Chain{Name: aff.recordChain})
+	b.p.addChain(knftables.Chain{Name: aff.recordChain})
 	var rules []string
 	for _, f := range families {
 		for _, ep := range eps[f] {
@@ -60,7 +60,7 @@ func (b *builder) affinityChain(fe *frontendArgs, localOnly bool) string {
 			rules = append(rules, "meta nfproto "+[...]string{"ipv4", "ipv6"}[f]+" goto "+b.pick(len(eps[f])))
 		}
 	}
-	b.r.addChain(knftables.Chain{Name: name}, rules...)
+	b.p.addChain(knftables.Chain{Name: name}, rules...)
 	return name
 }
 
@@ -69,10 +69,10 @@ func (b *builder) affinityChain(fe *frontendArgs, localOnly bool) string {
 func (b *builder) affinityEndpoint(aff *affinity, f ipFamily, ep renderedEndpoint) string {
 	x, proto, set := f.nft(), aff.sp.protocol, affinitySetPrefix+endpointName(aff.sp, ep.endpoint)
 	dest := netip.AddrPortFrom(ep.endpoint.addr, ep.port).String()
-	if b.r.setIndex[set] == nil {
-		b.r.addSet(knftables.Set{Name: set, Type: f.addrType(),
+	if b.p.set(set) == nil {
+		b.p.addSet(knftables.Set{Name: set, Type: f.addrType(),
 			Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: knftables.PtrTo(aff.sp.affinity)})
-		b.r.addChain(knftables.Chain{Name: aff.recordChain},
+		b.p.addChain(knftables.Chain{Name: aff.recordChain},
 			x+" daddr "+ep.addr+" "+proto+" dport "+itoa(int(ep.port))+" update @"+set+" { "+x+" saddr }")
 	}
 	return x + " saddr @" + set + " meta l4proto " + proto + " dnat " + x + " to " + dest

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"strings"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -25,7 +25,8 @@ type Applier struct {
 	now     func() time.Time
 	current *Ruleset             // what the table holds; nil when unknown
 	stale   map[string]time.Time // chains flushed, to delete once staleChainGrace has passed
-	kept    map[string]*chain    // pick chains no longer used, left in place (see writeChains)
+	kept    map[string]*chain    // pick chains no longer used, left in place (see writePicks)
+	shared  map[elemKey]int      // shared elements in the table, with the number of parts that have each
 	last    SyncResult
 }
 
@@ -50,13 +51,13 @@ func NewApplier(nft knftables.Interface) *Applier {
 
 // Invalidate makes the next Sync replace the whole table, for instance on a timer in case
 // someone edited the table by hand.
-func (a *Applier) Invalidate() { a.current = nil }
+func (a *Applier) Invalidate() { a.current, a.shared = nil, nil }
 
 // Remove deletes ironlb's table, if it is there, and makes the next Sync a full one. The
 // speaker calls it when it stops forwarding (kube-proxy appeared, or --forwarding=off found a
 // table left by an earlier run): a table nobody updates would DNAT to endpoints of the past.
 func (a *Applier) Remove(ctx context.Context) error {
-	a.current, a.stale, a.kept = nil, map[string]time.Time{}, map[string]*chain{}
+	a.current, a.stale, a.kept, a.shared = nil, map[string]time.Time{}, map[string]*chain{}, nil
 	return RemoveTable(ctx, a.nft)
 }
 
@@ -81,30 +82,37 @@ func (a *Applier) LastSync() SyncResult { return a.last }
 func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 	start := a.now()
 	tx := a.nft.NewTransaction()
-	res := SyncResult{Full: a.current == nil || !compatible(a.current, rs), Stats: rs.Stats()}
+	var changes []partChange
+	full := a.current == nil
+	if !full {
+		changes = changedParts(a.current, rs)
+		full = !compatible(a.current, rs, changes)
+	}
+	res := SyncResult{Full: full, Stats: rs.Stats()}
 	kind, run := "incremental", func() error { return a.nft.Run(ctx, tx) }
+	var shared map[elemKey]int
 	switch runner, direct := a.nft.(textRunner); {
 	case res.Full && direct:
 		kind = "full"
 		var text string
-		text, res.Operations = rs.fullText(tx)
+		text, res.Operations, shared = rs.fullText(tx)
 		run = func() error { return runner.runText(ctx, text) }
 	case res.Full:
 		kind = "full"
-		rs.writeFull(tx)
+		shared = rs.writeFull(tx)
 		res.Operations = tx.NumOperations()
 	default:
-		a.writeDiff(tx, a.current, rs, start)
+		a.writeDiff(tx, a.current, rs, changes, start)
 		res.Operations = tx.NumOperations()
 	}
 	if res.Operations > 0 {
 		if err := run(); err != nil {
-			a.current = nil
+			a.current, a.shared = nil, nil
 			return res, fmt.Errorf("applying %s nftables transaction of %d operations: %w", kind, res.Operations, err)
 		}
 	}
 	if res.Full {
-		a.stale, a.kept = map[string]time.Time{}, map[string]*chain{}
+		a.stale, a.kept, a.shared = map[string]time.Time{}, map[string]*chain{}, shared
 	}
 	a.current = rs
 	res.Duration = a.now().Sub(start)
@@ -112,17 +120,55 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 	return res, nil
 }
 
-// compatible reports whether new can be reached from old by changing elements, regular chains
-// and sets that one of them lacks: the sets and chains both have are declared alike.
-func compatible(old, new *Ruleset) bool {
-	for _, st := range new.sets {
-		if o := old.setIndex[st.name()]; o != nil && !st.sameDefinition(o) {
-			return false
+// partChange is a part that differs between two Rulesets; old or new is nil when the part
+// appears or goes.
+type partChange struct{ old, new *part }
+
+// changedParts returns the parts that differ between old and new, the base first, then in
+// namespace/name order. Parts are compared by pointer, then by hash: the cost follows the
+// number of Services, a map lookup each, and the size of the change.
+func changedParts(old, new *Ruleset) []partChange {
+	var out []partChange
+	for k, np := range new.parts {
+		if op := old.parts[k]; !samePart(op, np) {
+			out = append(out, partChange{op, np})
 		}
 	}
-	for _, c := range new.chains {
-		if oc := old.chainIndex[c.def.Name]; oc != nil && !reflect.DeepEqual(oc.def, c.def) {
-			return false
+	for k, op := range old.parts {
+		if new.parts[k] == nil {
+			out = append(out, partChange{op, nil})
+		}
+	}
+	slices.SortFunc(out, func(a, b partChange) int { return comparePart(a.any(), b.any()) })
+	if !samePart(old.base, new.base) {
+		out = append([]partChange{{old.base, new.base}}, out...)
+	}
+	return out
+}
+
+func (c partChange) any() *part {
+	if c.new != nil {
+		return c.new
+	}
+	return c.old
+}
+
+// compatible reports whether new can be reached from old by changing elements, regular chains
+// and sets that one of them lacks: the sets and chains both have are declared alike.
+func compatible(old, new *Ruleset, changes []partChange) bool {
+	for _, c := range changes {
+		if c.old == nil || c.new == nil {
+			continue
+		}
+		for _, st := range c.new.sets {
+			if o := c.old.set(st.name()); o != nil && !st.sameDefinition(o) {
+				return false
+			}
+		}
+		for _, ch := range c.new.chains {
+			if oc := c.old.chain(ch.def.Name); oc != nil && !reflect.DeepEqual(oc.def, ch.def) {
+				return false
+			}
 		}
 	}
 	return true
@@ -132,38 +178,89 @@ func compatible(old, new *Ruleset) bool {
 // transaction: new sets and chains before the rules and elements that refer to them; element
 // deletions before additions (an element may move from one Service to another); chains that are
 // gone flushed, which drops their references to sets, before those sets are deleted.
-func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, now time.Time) {
-	for _, st := range new.sets {
-		if old.setIndex[st.name()] == nil {
-			tx.Add(st.object())
+func (a *Applier) writeDiff(tx *knftables.Transaction, old, new *Ruleset, changes []partChange, now time.Time) {
+	for _, c := range changes {
+		if c.new == nil {
+			continue
+		}
+		for _, st := range c.new.sets {
+			if c.old == nil || c.old.set(st.name()) == nil {
+				tx.Add(st.object())
+			}
 		}
 	}
-	a.writeChains(tx, old, new)
-	writeElementDiff(tx, old, new)
-	a.writeGoneChains(tx, old, new, now)
-	for _, st := range old.sets {
-		if new.setIndex[st.name()] == nil {
+	a.writePicks(tx, old, new)
+	for _, c := range changes {
+		if c.new != nil {
+			a.writeChains(tx, c.old, c.new)
+		}
+	}
+	a.writeElementDiff(tx, changes)
+	for _, c := range changes {
+		if c.old != nil {
+			a.writeGoneChains(tx, c.old, c.new, now)
+		}
+	}
+	for _, c := range changes {
+		for _, st := range oldOnly(c) {
 			tx.Delete(st.object())
 		}
 	}
 	for name, since := range a.stale {
-		if !new.hasChain(name) && !old.hasChain(name) && now.Sub(since) >= staleChainGrace {
+		if now.Sub(since) >= staleChainGrace {
 			tx.Delete(&knftables.Chain{Name: name})
 			delete(a.stale, name)
 		}
 	}
 }
 
+// oldOnly returns the sets of c.old that c.new lacks.
+func oldOnly(c partChange) []*set {
+	var out []*set
+	if c.old == nil {
+		return nil
+	}
+	for _, st := range c.old.sets {
+		if c.new == nil || c.new.set(st.name()) == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// writePicks adds the pick chains new uses that the table lacks. A pick chain no longer used
+// stays as it is: its rules use the big endpoint maps, and adding such a rule back later makes
+// the kernel walk every element of the map, so an unused pick chain (a few rules, no elements)
+// is cheaper to keep until the next full sync.
+func (a *Applier) writePicks(tx *knftables.Transaction, old, new *Ruleset) {
+	for name, c := range new.picks {
+		if old.picks[name] != nil {
+			continue
+		}
+		if a.kept[name] != nil {
+			delete(a.kept, name)
+			continue
+		}
+		def := c.def
+		tx.Add(&def)
+		writeRules(tx, c)
+	}
+	for name, c := range old.picks {
+		if new.picks[name] == nil {
+			a.kept[name] = c
+		}
+	}
+}
+
 // writeChains adds the chains of new that the table lacks and rewrites those whose rules
 // changed. A chain may still be in the table without being in old: flushed and waiting for
-// deletion (stale), or a pick chain kept unused.
-func (a *Applier) writeChains(tx *knftables.Transaction, old, new *Ruleset) {
+// deletion (stale).
+func (a *Applier) writeChains(tx *knftables.Transaction, old, new *part) {
 	for _, c := range new.chains {
 		name := c.def.Name
-		oc := old.chainIndex[name]
-		if oc == nil {
-			oc = a.kept[name]
-			delete(a.kept, name)
+		var oc *chain
+		if old != nil {
+			oc = old.chain(name)
 		}
 		switch {
 		case oc == nil:
@@ -181,38 +278,78 @@ func (a *Applier) writeChains(tx *knftables.Transaction, old, new *Ruleset) {
 	}
 }
 
-// writeGoneChains deals with the chains of old that new lacks. A pick chain stays as it is:
-// its rules use the big endpoint maps, and adding such a rule back later makes the kernel walk
-// every element of the map, so an unused pick chain (a few rules, no elements) is cheaper to
-// keep until the next full sync. Other chains are flushed now and deleted after the grace.
-func (a *Applier) writeGoneChains(tx *knftables.Transaction, old, new *Ruleset, now time.Time) {
+// writeGoneChains flushes the chains of old that new lacks, to delete after the grace.
+func (a *Applier) writeGoneChains(tx *knftables.Transaction, old, new *part, now time.Time) {
 	for _, oc := range old.chains {
-		name := oc.def.Name
-		switch {
-		case new.hasChain(name):
-		case strings.HasPrefix(name, pickChainPrefix):
-			a.kept[name] = oc
-		default:
-			tx.Flush(&knftables.Chain{Name: name})
-			a.stale[name] = now
+		if new != nil && new.chain(oc.def.Name) != nil {
+			continue
 		}
+		tx.Flush(&knftables.Chain{Name: oc.def.Name})
+		a.stale[oc.def.Name] = now
 	}
 }
 
-// writeElementDiff queues the element deletions, then additions, that turn old into new. Only
-// the groups (Service ports) whose hash changed are compared element by element.
-func writeElementDiff(tx *knftables.Transaction, old, new *Ruleset) {
+// writeElementDiff queues the element deletions, then additions, that turn the old parts of
+// changes into the new ones. A shared element (a local endpoint, a Service IP) is counted over
+// all parts: it goes when no part has it any more and comes when the first part adds it.
+func (a *Applier) writeElementDiff(tx *knftables.Transaction, changes []partChange) {
 	var adds []*knftables.Element
-	for _, ng := range new.groups {
-		og := old.groupIndex[ng.key]
-		if og != nil && og.hash == ng.hash {
-			continue
-		}
-		adds = diffGroup(tx, og, ng, adds)
+	type touched struct {
+		e      *element
+		before int
 	}
-	for _, og := range old.groups {
-		if new.groupIndex[og.key] == nil {
-			adds = diffGroup(tx, og, nil, adds)
+	shared := map[elemKey]*touched{}
+	count := func(e *element, d int) {
+		k := elemKey{e.st.name(), e.k}
+		t := shared[k]
+		if t == nil {
+			t = &touched{e: e, before: a.shared[k]}
+			shared[k] = t
+		}
+		if d > 0 {
+			t.e = e
+		}
+		if a.shared[k] += d; a.shared[k] <= 0 {
+			delete(a.shared, k)
+		}
+	}
+	for _, c := range changes {
+		oldIdx, newIdx := elementIndex(c.old), elementIndex(c.new)
+		if c.old != nil {
+			for i := range c.old.elems {
+				e := &c.old.elems[i]
+				ne, ok := newIdx[elemKey{e.st.name(), e.k}]
+				switch {
+				case e.st.shared && !ok:
+					count(e, -1)
+				case e.st.shared:
+				case !ok || !ne.equal(e):
+					del := e.object()
+					del.Value, del.Comment = nil, nil
+					tx.Delete(del)
+				}
+			}
+		}
+		if c.new != nil {
+			for i := range c.new.elems {
+				e := &c.new.elems[i]
+				oe, ok := oldIdx[elemKey{e.st.name(), e.k}]
+				switch {
+				case e.st.shared && !ok:
+					count(e, 1)
+				case e.st.shared:
+				case !ok || !oe.equal(e):
+					adds = append(adds, e.object())
+				}
+			}
+		}
+	}
+	for k, t := range shared {
+		switch now := a.shared[k]; {
+		case t.before > 0 && now == 0:
+			tx.Delete(t.e.object())
+		case t.before == 0 && now > 0:
+			adds = append(adds, t.e.object())
 		}
 	}
 	for _, e := range adds {
@@ -220,41 +357,14 @@ func writeElementDiff(tx *knftables.Transaction, old, new *Ruleset) {
 	}
 }
 
-// diffGroup queues the deletion of old's elements that new lacks or changed and returns adds
-// with new's elements that old lacks or had otherwise. Either group may be nil.
-func diffGroup(tx *knftables.Transaction, old, new *group, adds []*knftables.Element) []*knftables.Element {
-	type setKey struct {
-		st string
-		k  string
+func elementIndex(p *part) map[elemKey]*element {
+	if p == nil {
+		return nil
 	}
-	index := func(g *group) map[setKey]*element {
-		m := map[setKey]*element{}
-		if g != nil {
-			for _, ref := range g.refs {
-				e := g.element(ref)
-				m[setKey{ref.st.name(), e.k}] = e
-			}
-		}
-		return m
+	m := make(map[elemKey]*element, len(p.elems))
+	for i := range p.elems {
+		e := &p.elems[i]
+		m[elemKey{e.st.name(), e.k}] = e
 	}
-	oldIdx, newIdx := index(old), index(new)
-	if old != nil {
-		for _, ref := range old.refs {
-			e := old.element(ref)
-			if ne, ok := newIdx[setKey{ref.st.name(), e.k}]; !ok || !ne.equal(e) {
-				del := ref.st.elementObject(e)
-				del.Value, del.Comment = nil, nil
-				tx.Delete(del)
-			}
-		}
-	}
-	if new != nil {
-		for _, ref := range new.refs {
-			e := new.element(ref)
-			if oe, ok := oldIdx[setKey{ref.st.name(), e.k}]; !ok || !oe.equal(e) {
-				adds = append(adds, ref.st.elementObject(e))
-			}
-		}
-	}
-	return adds
+	return m
 }

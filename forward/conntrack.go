@@ -31,8 +31,13 @@ type UDPTargets struct {
 // Endpoints count when serving (ready, or terminating and still serving), whatever their node,
 // as in kube-proxy.
 func NewUDPTargets(in Input) UDPTargets {
+	return udpTargets(servicePorts(in.Node.Name, in.Services, in.EndpointSlices), in.Options)
+}
+
+// udpTargets computes the UDP frontends of Service ports sorted as servicePorts sorts them.
+func udpTargets(ports []*servicePort, opts Options) UDPTargets {
 	t := UDPTargets{ServiceIPs: map[netip.AddrPort]map[netip.AddrPort]bool{}, NodePorts: map[uint16]map[netip.AddrPort]bool{}}
-	for _, sp := range servicePorts(in.Node.Name, in.Services, in.EndpointSlices) {
+	for _, sp := range ports {
 		if sp.protocol != "udp" {
 			continue
 		}
@@ -43,7 +48,7 @@ func NewUDPTargets(in Input) UDPTargets {
 			}
 		}
 		var addrs []netip.Addr
-		if in.Options.ClusterIPs {
+		if opts.ClusterIPs {
 			addrs = append(addrs, sp.clusterIPs...)
 		}
 		addrs = append(append(addrs, sp.ingressIPs...), sp.externalIPs...)

@@ -40,7 +40,7 @@ func TestFullTextMatchesTransaction(t *testing.T) {
 			fake := knftables.NewFake(TableFamily, TableName)
 			tx := fake.NewTransaction()
 			rs.writeFull(tx)
-			got, ops := rs.fullText(fake.NewTransaction())
+			got, ops, _ := rs.fullText(fake.NewTransaction())
 			if want := joinElementAdds(tx.String()); got != want {
 				t.Errorf("fullText:\n%s\nwant:\n%s", got, want)
 			}

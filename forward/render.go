@@ -61,18 +61,9 @@ type Input struct {
 // Render computes the desired content of ironlb's table. It is pure and deterministic: the
 // same input gives the same Ruleset, whatever the order of the slices. Services of type
 // ExternalName, unparsable addresses and ports are skipped. When two Services claim the same
-// address, protocol and port, the first in namespace/name order wins.
-func Render(in Input) *Ruleset {
-	b := &builder{r: newRuleset(), opts: in.Options, node: in.Node.Name, zone: in.Node.Zone, nodeAddrs: nodePortAddresses(in.Node.Addresses), verdicts: map[string]string{}}
-	b.skeleton()
-	b.podCIDRs(in.Node.PodCIDRs)
-	sps := servicePorts(in.Node.Name, in.Services, in.EndpointSlices)
-	b.reserve(sps)
-	for _, sp := range sps {
-		b.servicePort(sp)
-	}
-	return b.r
-}
+// address, protocol and port, the first in namespace/name order wins. A [Renderer] does the
+// same, re-rendering only what changed since its previous Ruleset.
+func Render(in Input) *Ruleset { return NewRenderer().Render(in) }
 
 func nodePortAddresses(addrs []netip.Addr) []netip.Addr {
 	var out []netip.Addr
@@ -87,14 +78,11 @@ func nodePortAddresses(addrs []netip.Addr) []netip.Addr {
 	return slices.Compact(out)
 }
 
+// builder renders one Service into a part.
 type builder struct {
-	r         *Ruleset
-	opts      Options
-	node      string
-	zone      string
-	nodeAddrs []netip.Addr
-	fam       [2]familySets
-	verdicts  map[string]string // chain -> "goto chain", made once
+	*Renderer
+	p  *part
+	st *svcState
 }
 
 func (b *builder) gotoVerdict(chain string) string {
@@ -113,51 +101,6 @@ type familySets struct {
 	endpoints                                                                         map[string]*set // by protocol
 }
 
-// reserve sizes the sets for the Service ports about to be added, from an upper bound of
-// their frontends and endpoint elements: growing maps of 100,000s of entries step by step
-// costs more than rendering them.
-func (b *builder) reserve(sps []*servicePort) {
-	var frontends [2]int
-	endpoints := [2]map[string]int{{}, {}}
-	for _, sp := range sps {
-		var eps [2]int
-		for _, ep := range sp.endpoints {
-			eps[familyOf(ep.addr)]++
-		}
-		var n [2]int
-		if b.opts.ClusterIPs {
-			for _, a := range sp.clusterIPs {
-				n[familyOf(a)]++
-			}
-		}
-		for _, a := range sp.ingressIPs {
-			n[familyOf(a)]++
-		}
-		for _, a := range sp.externalIPs {
-			n[familyOf(a)]++
-		}
-		if sp.nodePort != 0 {
-			for _, a := range b.nodeAddrs {
-				if sp.families[familyOf(a)] {
-					n[familyOf(a)]++
-				}
-			}
-		}
-		for _, f := range families {
-			frontends[f] += n[f]
-			endpoints[f][sp.protocol] += n[f] * eps[f]
-		}
-	}
-	for _, f := range families {
-		b.fam[f].frontends.reserve(frontends[f])
-		b.fam[f].masquerade.reserve(frontends[f])
-		b.fam[f].serviceIPs.reserve(frontends[f])
-		for p, n := range endpoints[f] {
-			b.fam[f].endpoints[p].reserve(n)
-		}
-	}
-}
-
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func baseChain(name string, t knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority) knftables.Chain {
@@ -168,39 +111,47 @@ func baseChain(name string, t knftables.BaseChainType, hook knftables.BaseChainH
 // It is an anonymous set, but one per shared rule, never one per Service.
 const l4 = "meta l4proto { tcp, udp, sctp }"
 
-// skeleton adds the chains, rules, sets and maps that do not depend on the Services.
-func (b *builder) skeleton() {
-	r := b.r
+// skeleton returns the base part: the chains, rules, sets and maps that do not depend on the
+// Services, and the node's pod CIDRs. It sets r.fam.
+func (r *Renderer) skeleton() *part {
+	b := newPart("", "")
+	r.skeletonInto(b)
+	r.podCIDRs(b, r.node.PodCIDRs)
+	return b.finish()
+}
+
+func (r *Renderer) skeletonInto(p *part) {
+	b := r
 	// nft 1.0.6 accepts the name "dstnat" only in prerouting; -100 is its value.
-	r.addChain(baseChain(natPreroutingChain, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority), "jump "+servicesChain)
-	r.addChain(baseChain(natOutputChain, knftables.NATType, knftables.OutputHook, "-100"), "jump "+servicesChain)
-	r.addChain(baseChain(natPostroutingChain, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority),
+	p.addChain(baseChain(natPreroutingChain, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority), "jump "+servicesChain)
+	p.addChain(baseChain(natOutputChain, knftables.NATType, knftables.OutputHook, "-100"), "jump "+servicesChain)
+	p.addChain(baseChain(natPostroutingChain, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority),
 		"jump "+affinityRecordChain, "jump "+masqueradingChain)
 	for _, c := range []struct {
 		name string
 		hook knftables.BaseChainHook
 	}{{filterInputChain, knftables.InputHook}, {filterForwardChain, knftables.ForwardHook}, {filterOutputChain, knftables.OutputHook}} {
-		r.addChain(baseChain(c.name, knftables.FilterType, c.hook, knftables.FilterPriority), "ct state new jump "+endpointsCheckChain)
+		p.addChain(baseChain(c.name, knftables.FilterType, c.hook, knftables.FilterPriority), "ct state new jump "+endpointsCheckChain)
 	}
 	// loadBalancerSourceRanges are checked before DNAT, where the destination is still the
 	// LoadBalancer IP, for traffic from outside and from the node itself (as kube-proxy does).
-	r.addChain(baseChain(filterPreroutingPreDNATChain, knftables.FilterType, knftables.PreroutingHook, "-110"), "ct state new jump "+firewallCheckChain)
-	r.addChain(baseChain(filterOutputPreDNATChain, knftables.FilterType, knftables.OutputHook, "-110"), "ct state new jump "+firewallCheckChain)
-	r.addChain(knftables.Chain{Name: firewallCheckChain})
-	r.addChain(knftables.Chain{Name: servicesChain})
-	r.addChain(knftables.Chain{Name: endpointsCheckChain})
+	p.addChain(baseChain(filterPreroutingPreDNATChain, knftables.FilterType, knftables.PreroutingHook, "-110"), "ct state new jump "+firewallCheckChain)
+	p.addChain(baseChain(filterOutputPreDNATChain, knftables.FilterType, knftables.OutputHook, "-110"), "ct state new jump "+firewallCheckChain)
+	p.addChain(knftables.Chain{Name: firewallCheckChain})
+	p.addChain(knftables.Chain{Name: servicesChain})
+	p.addChain(knftables.Chain{Name: endpointsCheckChain})
 	// TCP gets a reset, anything else ICMP port unreachable: both fail the client's connect at
 	// once, and resets are not subject to the kernel's ICMP rate limits.
-	r.addChain(knftables.Chain{Name: rejectChain}, "meta l4proto tcp reject with tcp reset", "reject")
-	r.addChain(knftables.Chain{Name: masqueradingChain})
-	r.addChain(knftables.Chain{Name: affinityRecordChain})
+	p.addChain(knftables.Chain{Name: rejectChain}, "meta l4proto tcp reject with tcp reset", "reject")
+	p.addChain(knftables.Chain{Name: masqueradingChain})
+	p.addChain(knftables.Chain{Name: affinityRecordChain})
 	for _, f := range families {
-		b.familySkeleton(f)
+		b.familySkeleton(p, f)
 	}
 }
 
-func (b *builder) familySkeleton(f ipFamily) {
-	r, x, a, fs := b.r, f.nft(), f.addrType(), &b.fam[f]
+func (b *Renderer) familySkeleton(r *part, f ipFamily) {
+	x, a, fs := f.nft(), f.addrType(), &b.fam[f]
 	tuple := a + " . inet_proto . inet_service"
 	fs.frontends = r.addMap(knftables.Map{Name: frontendsMap(f), Type: tuple + " : verdict",
 		Comment: knftables.PtrTo("frontend (address . protocol . port) with endpoints -> pick chain")})
@@ -232,6 +183,8 @@ func (b *builder) familySkeleton(f ipFamily) {
 		Comment: knftables.PtrTo("Local-policy external frontends -> pick among all endpoints, for traffic from this node and its pods")})
 	fs.podCIDRs = r.addSet(knftables.Set{Name: podCIDRsSet(f), Type: a, Flags: []knftables.SetFlag{knftables.IntervalFlag},
 		Comment: knftables.PtrTo("this node's pod ranges")})
+	fs.local.shared, fs.hairpin.shared, fs.serviceIPs.shared = true, true, true
+	fs.firewall.dedup, fs.firewallAllow.dedup = true, true
 
 	// One rule per family for every Service's source ranges: a frontend listed in firewall
 	// accepts new connections only from the ranges listed with it in firewall-allow.
@@ -259,8 +212,7 @@ func (b *builder) familySkeleton(f ipFamily) {
 }
 
 // podCIDRs fills the pod-cidrs sets.
-func (b *builder) podCIDRs(cidrs []netip.Prefix) {
-	g := b.r.startGroup("node pod CIDRs") // no Service port key has spaces
+func (b *Renderer) podCIDRs(g *part, cidrs []netip.Prefix) {
 	seen := map[netip.Prefix]bool{}
 	for _, p := range cidrs {
 		p = p.Masked()
@@ -268,7 +220,7 @@ func (b *builder) podCIDRs(cidrs []netip.Prefix) {
 			continue
 		}
 		seen[p] = true
-		g.addTo(b.fam[familyOf(p.Addr())].podCIDRs, p.String(), "", "")
+		g.add(b.fam[familyOf(p.Addr())].podCIDRs, p.String(), "", "")
 	}
 }
 
@@ -282,7 +234,8 @@ func (b *builder) pickAll(n int) string {
 }
 
 func (b *builder) pickChain(name string, n int, offset string) string {
-	if !b.r.hasChain(name) {
+	b.p.usePick(name)
+	if b.pickDefs[name] == nil {
 		var rules []string
 		for _, f := range families {
 			x := f.nft()
@@ -291,14 +244,68 @@ func (b *builder) pickChain(name string, n int, offset string) string {
 					itoa(n)+offset+" map @"+endpointsMap(f, p))
 			}
 		}
-		b.r.addChain(knftables.Chain{Name: name}, rules...)
+		b.pickDefs[name] = &chain{def: knftables.Chain{Name: name}, rules: rules}
 	}
 	return name
 }
 
+// frontendSpec is one address:port of a Service port and how it forwards.
+type frontendSpec struct {
+	addr       netip.Addr
+	port       uint16
+	localOnly  bool // this node's endpoints only (a Local traffic policy)
+	masquerade bool
+	serviceIP  bool // a ClusterIP or LoadBalancer IP: other ports are refused
+	external   bool
+	ingress    bool // a LoadBalancer IP: source ranges apply
+	key        string
+}
+
+// frontends lists the frontends of a Service port, in the order they claim their address,
+// protocol and port: IPv4 first; ClusterIPs, LoadBalancer IPs, externalIPs, NodePorts.
+func (r *Renderer) frontends(sp *servicePort) []frontendSpec {
+	var out []frontendSpec
+	add := func(fs frontendSpec) {
+		fs.key = fs.addr.String() + " . " + sp.protocol + " . " + itoa(int(fs.port))
+		out = append(out, fs)
+	}
+	for _, f := range families {
+		if r.opts.ClusterIPs {
+			for _, a := range sp.clusterIPs {
+				if familyOf(a) == f {
+					add(frontendSpec{addr: a, port: sp.port, localOnly: sp.internalLocal, masquerade: r.opts.MasqueradeAll, serviceIP: true})
+				}
+			}
+		}
+		masq := r.opts.MasqueradeAll || !sp.externalLocal
+		for _, a := range sp.ingressIPs {
+			if familyOf(a) == f {
+				add(frontendSpec{addr: a, port: sp.port, localOnly: sp.externalLocal, masquerade: masq, serviceIP: true, external: true, ingress: true})
+			}
+		}
+		// externalIPs are external frontends like LoadBalancer IPs, without source ranges
+		// (kube-proxy applies those to LoadBalancer IPs only). They are often the node's own
+		// addresses, so other ports on them are not refused.
+		for _, a := range sp.externalIPs {
+			if familyOf(a) == f {
+				add(frontendSpec{addr: a, port: sp.port, localOnly: sp.externalLocal, masquerade: masq, external: true})
+			}
+		}
+		if sp.nodePort == 0 || !sp.families[f] {
+			continue
+		}
+		for _, a := range r.nodeAddrs {
+			if familyOf(a) == f {
+				add(frontendSpec{addr: a, port: sp.nodePort, localOnly: sp.externalLocal, masquerade: masq, external: true})
+			}
+		}
+	}
+	return out
+}
+
 // servicePort adds the frontends of one Service port in each family.
-func (b *builder) servicePort(sp *servicePort) {
-	fe := frontendArgs{sp: sp, comment: sp.comment(), group: b.r.startGroup(sp.key())}
+func (b *builder) servicePort(sp *servicePort, specs []frontendSpec) {
+	fe := frontendArgs{sp: sp, comment: sp.comment()}
 	all := rendered(sp.endpoints)
 	for _, f := range families {
 		fe.cluster[f] = usable(b.topology(all, f), f, false)
@@ -307,65 +314,45 @@ func (b *builder) servicePort(sp *servicePort) {
 	if sp.affinity > 0 {
 		fe.affinity = newAffinity(sp)
 	}
-	for _, f := range families {
-		if b.opts.ClusterIPs {
-			for _, a := range sp.clusterIPs {
-				if familyOf(a) == f {
-					b.frontend(&fe, a, sp.port, sp.internalLocal, b.opts.MasqueradeAll, true, false)
-				}
-			}
+	for i := range specs {
+		if specs[i].ingress {
+			b.firewall(&fe, &specs[i])
 		}
-		masq := b.opts.MasqueradeAll || !sp.externalLocal
-		for _, a := range sp.ingressIPs {
-			if familyOf(a) == f {
-				b.firewall(&fe, a)
-				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, true, true)
-			}
-		}
-		// externalIPs are external frontends like LoadBalancer IPs, without source ranges
-		// (kube-proxy applies those to LoadBalancer IPs only). They are often the node's own
-		// addresses, so other ports on them are not refused.
-		for _, a := range sp.externalIPs {
-			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.port, sp.externalLocal, masq, false, true)
-			}
-		}
-		if sp.nodePort == 0 || !sp.families[f] {
-			continue
-		}
-		for _, a := range b.nodeAddrs {
-			if familyOf(a) == f {
-				b.frontend(&fe, a, sp.nodePort, sp.externalLocal, masq, false, true)
-			}
-		}
+		b.frontend(&fe, &specs[i])
 	}
+}
+
+// owns reports whether the Service port wins the frontend key k: it is the first (in
+// namespace, name, protocol and port order) of the Service ports that claim it.
+func (b *builder) owns(sp *servicePort, k string) bool {
+	c := b.claims[k]
+	return len(c) > 0 && c[0] == sp.ref()
 }
 
 // firewall restricts a LoadBalancer frontend to the Service's source ranges of its family. As in
 // kube-proxy, when one of the node's addresses is in a range, the Service's LoadBalancer IPs
 // are allowed as sources too: where the LoadBalancer IP is a local address, the node's own
 // connections to it come from that address.
-func (b *builder) firewall(fe *frontendArgs, addr netip.Addr) {
-	f, sp := familyOf(addr), fe.sp
+func (b *builder) firewall(fe *frontendArgs, spec *frontendSpec) {
+	f, sp, k := familyOf(spec.addr), fe.sp, spec.key
 	ranges := sp.sourceRanges[f]
-	if len(ranges) == 0 {
+	if len(ranges) == 0 || !b.owns(sp, k) {
 		return
 	}
 	fs := &b.fam[f]
-	k := addr.String() + " . " + sp.protocol + " . " + itoa(int(sp.port))
-	if fs.firewall.has(k) {
+	if b.p.has(fs.firewall, k) {
 		return
 	}
-	fe.group.addTo(fs.firewall, k, "", fe.comment)
+	b.p.add(fs.firewall, k, "", fe.comment)
 	fromNode := false
 	for _, r := range ranges {
-		fe.group.addTo(fs.firewallAllow, k+" . "+r.String(), "", "")
+		b.p.add(fs.firewallAllow, k+" . "+r.String(), "", "")
 		fromNode = fromNode || slices.ContainsFunc(b.nodeAddrs, r.Contains)
 	}
 	if fromNode {
 		for _, a := range sp.ingressIPs {
 			if familyOf(a) == f {
-				fe.group.addTo(fs.firewallAllow, k+" . "+a.String(), "", "")
+				b.p.add(fs.firewallAllow, k+" . "+a.String(), "", "")
 			}
 		}
 	}
@@ -373,7 +360,7 @@ func (b *builder) firewall(fe *frontendArgs, addr netip.Addr) {
 
 type frontendArgs struct {
 	sp       *servicePort
-	group    *group
+	won      []string // frontend keys already added
 	comment  string
 	cluster  [2][]renderedEndpoint // usable endpoints per family
 	local    [2][]renderedEndpoint // usable endpoints on this node per family
@@ -413,18 +400,18 @@ func (b *builder) topology(eps []renderedEndpoint, f ipFamily) []renderedEndpoin
 			h = &hints{}
 		}
 		allNode = allNode && len(h.nodes) > 0
-		forNode = forNode || slices.Contains(h.nodes, b.node)
+		forNode = forNode || slices.Contains(h.nodes, b.node.Name)
 		allZone = allZone && len(h.zones) > 0
-		forZone = forZone || (b.zone != "" && slices.Contains(h.zones, b.zone))
+		forZone = forZone || (b.node.Zone != "" && slices.Contains(h.zones, b.node.Zone))
 	}
 	var hinted func(ep *renderedEndpoint) bool
 	switch {
 	case !anyReady:
 		return eps
 	case allNode && forNode:
-		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.nodes, b.node) }
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.nodes, b.node.Name) }
 	case allZone && forZone:
-		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.zones, b.zone) }
+		hinted = func(ep *renderedEndpoint) bool { return slices.Contains(ep.hints.zones, b.node.Zone) }
 	default:
 		return eps
 	}
@@ -461,30 +448,31 @@ func usable(eps []renderedEndpoint, f ipFamily, localOnly bool) []renderedEndpoi
 }
 
 // frontend adds one address:port of a Service port: the dispatch element and one endpoint
-// element per endpoint, or a reject/drop element when there is no endpoint to go to. With
-// localOnly it uses this node's endpoints only; serviceIP is false for a NodePort, whose address
-// is the node's and takes other traffic.
-func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, localOnly, masquerade, serviceIP, external bool) {
-	f, sp := familyOf(addr), fe.sp
+// element per endpoint, or a reject/drop element when there is no endpoint to go to, if the
+// Service port owns it. With localOnly it uses this node's endpoints only; serviceIP is false
+// for a NodePort, whose address is the node's and takes other traffic.
+func (b *builder) frontend(fe *frontendArgs, spec *frontendSpec) {
+	f, sp, p := familyOf(spec.addr), fe.sp, b.p
 	fs := &b.fam[f]
 	eps := fe.cluster[f]
-	if localOnly {
+	if spec.localOnly {
 		eps = fe.local[f]
 	}
-	a, p := addr.String(), itoa(int(port))
-	if serviceIP {
-		fe.group.addTo(fs.serviceIPs, a, "", "")
+	a, port := spec.addr.String(), itoa(int(spec.port))
+	if spec.serviceIP {
+		p.add(fs.serviceIPs, a, "", "")
 	}
-	k := a + " . " + sp.protocol + " . " + p
-	if fs.frontends.has(k) || fs.noEndpoints.has(k) {
+	k := spec.key
+	if slices.Contains(fe.won, k) || !b.owns(sp, k) {
 		return
 	}
-	if n := len(fe.cluster[f]); localOnly && external && n > 0 && n < shortCircuitSlot {
+	fe.won = append(fe.won, k)
+	if n := len(fe.cluster[f]); spec.localOnly && spec.external && n > 0 && n < shortCircuitSlot {
 		// kube-proxy's short-circuit: from this node or its pods, any endpoint will do.
 		endpoints := fs.endpoints[sp.protocol]
-		fe.group.addTo(fs.shortCircuit, k, b.gotoVerdict(b.pickAll(len(fe.cluster[f]))), fe.comment)
+		p.add(fs.shortCircuit, k, b.gotoVerdict(b.pickAll(len(fe.cluster[f]))), fe.comment)
 		for i, ep := range fe.cluster[f] {
-			fe.group.addTo(endpoints, a+" . "+p+" . "+itoa(shortCircuitSlot+i), ep.value, "")
+			p.add(endpoints, a+" . "+port+" . "+itoa(shortCircuitSlot+i), ep.value, "")
 		}
 	}
 	if len(eps) == 0 {
@@ -495,24 +483,24 @@ func (b *builder) frontend(fe *frontendArgs, addr netip.Addr, port uint16, local
 		if len(fe.cluster[f]) == 0 {
 			verdict = gotoVerdict(rejectChain)
 		}
-		fe.group.addTo(fs.noEndpoints, k, verdict, fe.comment)
+		p.add(fs.noEndpoints, k, verdict, fe.comment)
 		return
 	}
 	target := b.pick(len(eps))
 	if fe.affinity != nil {
-		target = b.affinityChain(fe, localOnly)
-		fe.group.addTo(fs.affinityFrontends, k, gotoVerdict(fe.affinity.recordChain), "")
+		target = b.affinityChain(fe, spec.localOnly)
+		p.add(fs.affinityFrontends, k, gotoVerdict(fe.affinity.recordChain), "")
 	}
-	fe.group.addTo(fs.frontends, k, b.gotoVerdict(target), fe.comment)
+	p.add(fs.frontends, k, b.gotoVerdict(target), fe.comment)
 	endpoints := fs.endpoints[sp.protocol]
 	for i, ep := range eps {
-		fe.group.addTo(endpoints, a+" . "+p+" . "+itoa(i), ep.value, "")
+		p.add(endpoints, a+" . "+port+" . "+itoa(i), ep.value, "")
 		if ep.local {
-			fe.group.addTo(fs.local, ep.addr, "", "")
-			fe.group.addTo(fs.hairpin, ep.addr+" . "+ep.addr, "", "")
+			p.add(fs.local, ep.addr, "", "")
+			p.add(fs.hairpin, ep.addr+" . "+ep.addr, "", "")
 		}
 	}
-	if masquerade {
-		fe.group.addTo(fs.masquerade, k, "", "")
+	if spec.masquerade {
+		p.add(fs.masquerade, k, "", "")
 	}
 }

@@ -1,40 +1,50 @@
 package forward
 
 import (
+	"cmp"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
 )
 
-// Ruleset is the desired content of ironlb's table as plain data: chains with their rules, and
-// sets and maps with their elements. [Render] builds it and nothing changes it afterwards, so
-// it may be kept and compared; an [Applier] turns it into nftables transactions.
+// Ruleset is the desired content of ironlb's table as plain data: a base part (the chains, sets
+// and maps that do not depend on the Services, and this node's elements), one part per Service
+// (its elements, and the chains and sets of ClientIP affinity), and the shared pick chains the
+// parts use. A [Renderer] builds it; nothing changes it afterwards, so it may be kept and
+// compared. Successive Rulesets of one Renderer share the parts of the Services that did not
+// change, so an [Applier] finds what changed by comparing part pointers, whatever the number of
+// Services.
 type Ruleset struct {
-	chains     []*chain // in creation order: base chains first
-	chainIndex map[string]*chain
-	sets       []*set // sets and maps, in creation order
-	setIndex   map[string]*set
-	groups     []*group // the elements of each Service port, in render order
-	groupIndex map[string]*group
+	base  *part
+	parts map[string]*part  // by namespace/name
+	picks map[string]*chain // pick chains used by the parts, by name
+	stats Stats
 }
 
-// group is the elements one Service port added, with a hash of them: an incremental sync
-// compares hashes and diffs the elements of changed groups only, so its cost follows the size
-// of the change, not of the table.
-type group struct {
-	key  string // namespace/name/protocol/port
-	hash uint64 // FNV-1a over the elements' set names, keys, values and comments
-	refs []elementRef
+// part is what one Service (or the base) adds to the table.
+type part struct {
+	key, namespace, name string
+	chains               []*chain
+	sets                 []*set // definitions; their elements are in elems
+	elems                []element
+	picks                []string // the shared pick chains its elements jump to
+	hash                 uint64   // FNV-1a over all of the above
+	dedup                map[setKey]struct{}
+	own                  int // elements in sets that are not shared
+	rules                int
 }
 
-type elementRef struct {
+// setKey is an element's set and key, within one part.
+type setKey struct {
 	st *set
-	i  int
+	k  string
 }
 
-func (g *group) element(r elementRef) *element { return &r.st.elems[r.i] }
+// elemKey is an element's set name and key, across Rulesets.
+type elemKey struct{ set, k string }
 
 // FNV-1a, 64 bits.
 const (
@@ -54,20 +64,22 @@ type chain struct {
 	rules []string
 }
 
-// set is a set or a map (exactly one of def and mapDef is non-nil) with its elements in
-// insertion order.
+// set is a set or a map definition (exactly one of def and mapDef is non-nil).
 type set struct {
 	def    *knftables.Set
 	mapDef *knftables.Map
-	elems  []element
-	index  map[string]int // joined key -> position in elems
+	// shared: several parts may add the same element (a local endpoint, a Service IP of two
+	// Services); the Applier counts them and the table holds one.
+	shared bool
+	// dedup: a part may add the same element twice; it keeps the first.
+	dedup bool
 }
 
 // element is a set or map element with its key and value already joined with " . ", which is
-// how knftables writes a concatenation: a Ruleset of 200,000 elements is then 3 strings each
-// for the garbage collector to scan rather than 2 slices of strings.
+// how knftables writes a concatenation.
 type element struct {
-	k       string // key, also the index key
+	st      *set
+	k       string // key
 	v       string // value; "" for set elements
 	comment string
 }
@@ -80,97 +92,165 @@ type Stats struct {
 	Elements int
 }
 
-func newRuleset() *Ruleset {
-	return &Ruleset{chainIndex: map[string]*chain{}, setIndex: map[string]*set{}, groupIndex: map[string]*group{}}
+func newPart(namespace, name string) *part {
+	return &part{key: namespace + "/" + name, namespace: namespace, name: name, hash: fnvOffset}
 }
 
-// startGroup starts recording the elements of a Service port; addTo adds to it.
-func (r *Ruleset) startGroup(key string) *group {
-	g := r.groupIndex[key]
-	if g == nil {
-		g = &group{key: key, hash: fnvOffset}
-		r.groups = append(r.groups, g)
-		r.groupIndex[key] = g
-	}
-	return g
-}
-
-// addTo adds an element to st as add does and records it in g.
-func (g *group) addTo(st *set, k, v, comment string) {
-	if !st.add(k, v, comment) {
+// add adds an element unless the set deduplicates and the part has it already.
+func (p *part) add(st *set, k, v, comment string) {
+	if (st.dedup || st.shared) && p.has(st, k) {
 		return
 	}
-	g.refs = append(g.refs, elementRef{st: st, i: len(st.elems) - 1})
-	g.hash = fnvAdd(fnvAdd(fnvAdd(fnvAdd(g.hash, st.name()), k), v), comment)
+	p.elems = append(p.elems, element{st: st, k: k, v: v, comment: comment})
+	if !st.shared {
+		p.own++
+	}
+	p.hash = fnvAdd(fnvAdd(fnvAdd(fnvAdd(p.hash, st.name()), k), v), comment)
+}
+
+// has reports whether the part added key k to st, a set that deduplicates. Most parts are
+// small and look through their elements; a large one indexes them.
+func (p *part) has(st *set, k string) bool {
+	if p.dedup == nil && len(p.elems) < 64 {
+		for i := range p.elems {
+			if e := &p.elems[i]; e.st == st && e.k == k {
+				return true
+			}
+		}
+		return false
+	}
+	if p.dedup == nil {
+		p.dedup = map[setKey]struct{}{}
+		for i := range p.elems {
+			if e := &p.elems[i]; e.st.dedup || e.st.shared {
+				p.dedup[setKey{e.st, e.k}] = struct{}{}
+			}
+		}
+	}
+	_, ok := p.dedup[setKey{st, k}]
+	if !ok {
+		p.dedup[setKey{st, k}] = struct{}{} // the caller adds it
+	}
+	return ok
+}
+
+// addChain adds a chain with the given rules, or appends the rules if the part has it.
+func (p *part) addChain(def knftables.Chain, rules ...string) {
+	c := p.chain(def.Name)
+	if c == nil {
+		c = &chain{def: def}
+		p.chains = append(p.chains, c)
+	}
+	c.rules = append(c.rules, rules...)
+	p.rules += len(rules)
+}
+
+func (p *part) chain(name string) *chain {
+	for _, c := range p.chains {
+		if c.def.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *part) set(name string) *set {
+	for _, st := range p.sets {
+		if st.name() == name {
+			return st
+		}
+	}
+	return nil
+}
+
+func (p *part) addSet(def knftables.Set) *set {
+	st := &set{def: &def}
+	p.sets = append(p.sets, st)
+	return st
+}
+
+func (p *part) addMap(def knftables.Map) *set {
+	st := &set{mapDef: &def}
+	p.sets = append(p.sets, st)
+	return st
+}
+
+func (p *part) usePick(name string) {
+	if !slices.Contains(p.picks, name) {
+		p.picks = append(p.picks, name)
+	}
+}
+
+// finish folds the chains, sets and picks into the hash and drops what only building needed.
+func (p *part) finish() *part {
+	for _, c := range p.chains {
+		p.hash = fnvAdd(p.hash, c.def.Name)
+		for _, r := range c.rules {
+			p.hash = fnvAdd(p.hash, r)
+		}
+	}
+	for _, st := range p.sets {
+		p.hash = fnvAdd(p.hash, st.String())
+	}
+	for _, n := range p.picks {
+		p.hash = fnvAdd(p.hash, n)
+	}
+	p.dedup = nil
+	return p
+}
+
+// same reports whether two parts (either may be nil) have the same content.
+func samePart(a, b *part) bool {
+	return a == b || (a != nil && b != nil && a.hash == b.hash)
 }
 
 // Stats returns the number of chains, rules, sets (and maps) and elements.
-func (r *Ruleset) Stats() Stats {
-	s := Stats{Chains: len(r.chains), Sets: len(r.sets)}
-	for _, c := range r.chains {
-		s.Rules += len(c.rules)
+func (r *Ruleset) Stats() Stats { return r.stats }
+
+// sortedParts returns the parts in namespace/name order.
+func (r *Ruleset) sortedParts() []*part {
+	out := make([]*part, 0, len(r.parts))
+	for _, p := range r.parts {
+		out = append(out, p)
 	}
-	for _, st := range r.sets {
-		s.Elements += len(st.elems)
-	}
-	return s
+	slices.SortFunc(out, comparePart)
+	return out
 }
 
-// addChain adds a chain with the given rules, or appends the rules if it exists.
+func comparePart(a, b *part) int {
+	return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+}
+
+// sortedPicks returns the pick chains in name order.
+func (r *Ruleset) sortedPicks() []*chain {
+	out := make([]*chain, 0, len(r.picks))
+	for _, c := range r.picks {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *chain) int { return cmp.Compare(a.def.Name, b.def.Name) })
+	return out
+}
+
+// allParts returns the base and the Services' parts, in order.
+func (r *Ruleset) allParts() []*part { return append([]*part{r.base}, r.sortedParts()...) }
+
+// chains returns every chain: the base's, the pick chains, the parts'.
+func (r *Ruleset) chains(parts []*part) []*chain {
+	out := slices.Clone(parts[0].chains)
+	out = append(out, r.sortedPicks()...)
+	for _, p := range parts[1:] {
+		out = append(out, p.chains...)
+	}
+	return out
+}
+
+// addChain adds a chain to a copy of the base part (tests).
 func (r *Ruleset) addChain(def knftables.Chain, rules ...string) {
-	c := r.chainIndex[def.Name]
-	if c == nil {
-		c = &chain{def: def}
-		r.chains = append(r.chains, c)
-		r.chainIndex[def.Name] = c
-	}
-	c.rules = append(c.rules, rules...)
-}
-
-func (r *Ruleset) hasChain(name string) bool { return r.chainIndex[name] != nil }
-
-func (r *Ruleset) addSet(def knftables.Set) *set {
-	st := &set{def: &def, index: map[string]int{}}
-	r.sets = append(r.sets, st)
-	r.setIndex[def.Name] = st
-	return st
-}
-
-func (r *Ruleset) addMap(def knftables.Map) *set {
-	st := &set{mapDef: &def, index: map[string]int{}}
-	r.sets = append(r.sets, st)
-	r.setIndex[def.Name] = st
-	return st
-}
-
-// reserve makes room for n more elements.
-func (st *set) reserve(n int) {
-	if n <= 0 {
-		return
-	}
-	index := make(map[string]int, len(st.index)+n)
-	for k, v := range st.index {
-		index[k] = v
-	}
-	st.index = index
-	st.elems = append(make([]element, 0, len(st.elems)+n), st.elems...)
-}
-
-// add adds an element with key k and value v (both joined with " . ") and reports whether it
-// did: the first element with a given key wins.
-func (st *set) add(k, v, comment string) bool {
-	if _, dup := st.index[k]; dup {
-		return false
-	}
-	st.index[k] = len(st.elems)
-	st.elems = append(st.elems, element{k: k, v: v, comment: comment})
-	return true
-}
-
-// has reports whether the set has an element whose joined key is k.
-func (st *set) has(k string) bool {
-	_, ok := st.index[k]
-	return ok
+	b := *r.base
+	b.chains = slices.Clone(b.chains)
+	b.addChain(def, rules...)
+	b.hash = fnvAdd(b.hash, def.Name+strings.Join(rules, "\n"))
+	r.base = &b
 }
 
 func (st *set) name() string {
@@ -178,6 +258,21 @@ func (st *set) name() string {
 		return st.def.Name
 	}
 	return st.mapDef.Name
+}
+
+// String describes the definition, for hashes.
+func (st *set) String() string {
+	if st.def != nil {
+		return "set " + st.def.Name + " " + st.def.Type + " " + st.def.TypeOf + " " + strconv.Itoa(len(st.def.Flags)) + " " + durationString(st.def.Timeout)
+	}
+	return "map " + st.mapDef.Name + " " + st.mapDef.Type + " " + st.mapDef.TypeOf
+}
+
+func durationString[T interface{ String() string }](d *T) string {
+	if d == nil {
+		return ""
+	}
+	return (*d).String()
 }
 
 // object returns a fresh copy of the set or map definition for a transaction.
@@ -195,17 +290,17 @@ func (st *set) sameDefinition(o *set) bool {
 	return reflect.DeepEqual(st.def, o.def) && reflect.DeepEqual(st.mapDef, o.mapDef)
 }
 
-// elementObject returns the knftables element for e in st. Key and Value hold one joined
-// string each; knftables writes them joined with " . " either way.
-func (st *set) elementObject(e *element) *knftables.Element {
+// elementObject returns the knftables element for e. Key and Value hold one joined string
+// each; knftables writes them joined with " . " either way.
+func (e *element) object() *knftables.Element {
 	el := &knftables.Element{Key: []string{e.k}}
 	if e.v != "" {
 		el.Value = []string{e.v}
 	}
-	if st.def != nil {
-		el.Set = st.def.Name
+	if e.st.def != nil {
+		el.Set = e.st.def.Name
 	} else {
-		el.Map = st.mapDef.Name
+		el.Map = e.st.mapDef.Name
 	}
 	if e.comment != "" {
 		el.Comment = knftables.PtrTo(e.comment)
@@ -213,67 +308,91 @@ func (st *set) elementObject(e *element) *knftables.Element {
 	return el
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+func equalStrings(a, b []string) bool { return slices.Equal(a, b) }
 
 func (e *element) equal(o *element) bool { return e.v == o.v && e.comment == o.comment }
 
 // tableComment marks the table as ironlb's.
 const tableComment = "ironlb: LoadBalancer, NodePort and ClusterIP forwarding; rewritten by the speaker"
 
-// writeFull queues on tx the operations that replace the whole table with r in one
-// transaction: whatever a crashed or older speaker left is deleted in the same transaction that
-// creates the new content, so traffic never sees an empty or half-built table.
-func (r *Ruleset) writeFull(tx *knftables.Transaction) {
-	r.writeFullStructure(tx)
-	for _, st := range r.sets {
-		for i := range st.elems {
-			tx.Add(st.elementObject(&st.elems[i]))
-		}
-	}
+// fullContent is a Ruleset laid out for a full sync: chains, sets, and each set's elements (a
+// shared element once), plus the count of each shared element for later incremental syncs.
+type fullContent struct {
+	chains []*chain
+	sets   []*set
+	elems  map[*set][]*element
+	shared map[elemKey]int
 }
 
-// writeFullStructure queues everything writeFull does but the elements.
-func (r *Ruleset) writeFullStructure(tx *knftables.Transaction) {
+func (r *Ruleset) full() *fullContent {
+	parts := r.allParts()
+	fc := &fullContent{chains: r.chains(parts), elems: map[*set][]*element{}, shared: map[elemKey]int{}}
+	for _, p := range parts {
+		fc.sets = append(fc.sets, p.sets...)
+		for i := range p.elems {
+			e := &p.elems[i]
+			if e.st.shared {
+				k := elemKey{e.st.name(), e.k}
+				fc.shared[k]++
+				if fc.shared[k] > 1 {
+					continue
+				}
+			}
+			fc.elems[e.st] = append(fc.elems[e.st], e)
+		}
+	}
+	return fc
+}
+
+// writeFull queues on tx the operations that replace the whole table with r in one
+// transaction: whatever a crashed or older speaker left is deleted in the same transaction that
+// creates the new content, so traffic never sees an empty or half-built table. It returns the
+// count of each shared element.
+func (r *Ruleset) writeFull(tx *knftables.Transaction) map[elemKey]int {
+	fc := r.full()
+	fc.writeStructure(tx)
+	for _, st := range fc.sets {
+		for _, e := range fc.elems[st] {
+			tx.Add(e.object())
+		}
+	}
+	return fc.shared
+}
+
+// writeStructure queues everything writeFull does but the elements.
+func (fc *fullContent) writeStructure(tx *knftables.Transaction) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
 	tx.Delete(&knftables.Table{})
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo(tableComment)})
-	for _, c := range r.chains {
+	for _, c := range fc.chains {
 		def := c.def
 		tx.Add(&def)
 	}
-	for _, st := range r.sets {
+	for _, st := range fc.sets {
 		tx.Add(st.object())
 	}
-	for _, c := range r.chains {
+	for _, c := range fc.chains {
 		writeRules(tx, c)
 	}
 }
 
-// fullText returns what writeFull's transaction becomes after joinElementAdds, and its
-// number of operations, without making an object per element: for 200,000 elements that
-// saves a tenth of a full sync. tx provides the table's context and receives the structure.
-func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int) {
-	r.writeFullStructure(tx)
+// fullText returns what writeFull's transaction becomes after joinElementAdds, its number of
+// operations and the count of each shared element, without making an object per element: for
+// 200,000 elements that saves a tenth of a full sync. tx provides the table's context and
+// receives the structure.
+func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int, map[elemKey]int) {
+	fc := r.full()
+	fc.writeStructure(tx)
 	var b strings.Builder
 	b.WriteString(tx.String())
 	ops := tx.NumOperations()
-	for _, st := range r.sets {
-		if len(st.elems) == 0 {
+	for _, st := range fc.sets {
+		elems := fc.elems[st]
+		if len(elems) == 0 {
 			continue
 		}
 		b.WriteString("add element " + string(TableFamily) + " " + TableName + " " + st.name() + " { ")
-		for i := range st.elems {
-			e := &st.elems[i]
+		for i, e := range elems {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -288,9 +407,9 @@ func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int) {
 			}
 		}
 		b.WriteString(" }\n")
-		ops += len(st.elems)
+		ops += len(elems)
 	}
-	return b.String(), ops
+	return b.String(), ops, fc.shared
 }
 
 func writeRules(tx *knftables.Transaction, c *chain) {

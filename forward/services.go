@@ -51,11 +51,6 @@ type hints struct {
 	nodes []string // hints.forNodes
 }
 
-// key identifies the Service port: a Service has at most one port per protocol and number.
-func (sp *servicePort) key() string {
-	return sp.namespace + "/" + sp.name + "/" + sp.protocol + "/" + itoa(int(sp.port))
-}
-
 func (sp *servicePort) comment() string {
 	port := sp.portName
 	if port == "" {
@@ -81,20 +76,25 @@ func servicePorts(node string, services []*corev1.Service, epSlices []*discovery
 		if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
 			continue
 		}
-		svcSlices := bySvc[svc.Namespace+"/"+svc.Name]
-		for i := range svc.Spec.Ports {
-			sp := newServicePort(svc, &svc.Spec.Ports[i])
-			if sp == nil {
-				continue
-			}
-			sp.endpoints = endpointsFor(node, &svc.Spec.Ports[i], sp.protocol, svcSlices)
-			out = append(out, sp)
-		}
+		out = append(out, servicePortsOf(node, svc, bySvc[svc.Namespace+"/"+svc.Name])...)
 	}
-	slices.SortStableFunc(out, func(a, b *servicePort) int {
-		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name),
-			cmp.Compare(a.protocol, b.protocol), cmp.Compare(a.port, b.port))
-	})
+	slices.SortStableFunc(out, func(a, b *servicePort) int { return comparePortRef(a.ref(), b.ref()) })
+	return out
+}
+
+// servicePortsOf returns the ports of one Service, sorted by protocol and port, with their
+// endpoints from the Service's EndpointSlices (sorted by name).
+func servicePortsOf(node string, svc *corev1.Service, svcSlices []*discoveryv1.EndpointSlice) []*servicePort {
+	var out []*servicePort
+	for i := range svc.Spec.Ports {
+		sp := newServicePort(svc, &svc.Spec.Ports[i])
+		if sp == nil {
+			continue
+		}
+		sp.endpoints = endpointsFor(node, &svc.Spec.Ports[i], sp.protocol, svcSlices)
+		out = append(out, sp)
+	}
+	slices.SortStableFunc(out, func(a, b *servicePort) int { return comparePortRef(a.ref(), b.ref()) })
 	return out
 }
 
