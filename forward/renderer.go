@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -152,25 +153,30 @@ func (r *Renderer) setService(key string, svc *corev1.Service, epSlices []*disco
 		}
 		st = &svcState{}
 		r.svcs[key] = st
-	} else if st.svc == svc && slices.Equal(st.slices, epSlices) {
+	} else if SameService(st.svc, svc) && slices.EqualFunc(st.slices, epSlices, SameEndpointSlice) {
+		st.svc, st.slices = svc, epSlices // newer objects, same content
 		return
 	}
 	st.svc, st.slices = svc, epSlices
 	r.dirty[key] = true
 }
 
+// Services returns the keys of the Services recorded.
+func (r *Renderer) Services() []string { return slices.Collect(maps.Keys(r.svcs)) }
+
 // Pending returns the number of Services to render at the next Ruleset.
 func (r *Renderer) Pending() int { return len(r.dirty) }
 
-// LastRendered returns the number of Services the last Ruleset call rendered.
+// LastRendered returns the number of Services rendered by the last Ruleset call that had
+// anything to render.
 func (r *Renderer) LastRendered() int { return r.rendered }
 
 // Ruleset renders the Services that changed and returns the table.
 func (r *Renderer) Ruleset() *Ruleset {
-	r.rendered = 0
 	if r.last != nil && r.base != nil && len(r.dirty) == 0 {
 		return r.last
 	}
+	r.rendered = 0
 	if r.base == nil {
 		r.base = r.skeleton()
 	}
@@ -345,4 +351,27 @@ func (r *Renderer) HealthChecks() []health.Service {
 	}
 	sortHealthChecks(out)
 	return out
+}
+
+// SameService reports whether two versions of a Service (either may be nil) forward alike:
+// their spec and load balancer status are equal. An update that changes neither (metadata,
+// conditions) needs no render.
+func SameService(a, b *corev1.Service) bool {
+	if a == b {
+		return true
+	}
+	return a != nil && b != nil && a.Namespace == b.Namespace && a.Name == b.Name &&
+		reflect.DeepEqual(a.Spec, b.Spec) && reflect.DeepEqual(a.Status.LoadBalancer, b.Status.LoadBalancer)
+}
+
+// SameEndpointSlice reports whether two versions of an EndpointSlice (either may be nil) give
+// the same endpoints to the same Service: an update that changes neither (metadata, the trigger
+// time of a change undone) needs no render.
+func SameEndpointSlice(a, b *discoveryv1.EndpointSlice) bool {
+	if a == b {
+		return true
+	}
+	return a != nil && b != nil && a.Namespace == b.Namespace && a.Name == b.Name && a.AddressType == b.AddressType &&
+		a.Labels[discoveryv1.LabelServiceName] == b.Labels[discoveryv1.LabelServiceName] &&
+		reflect.DeepEqual(a.Ports, b.Ports) && reflect.DeepEqual(a.Endpoints, b.Endpoints)
 }

@@ -207,7 +207,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	var err error
 
-	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric); err != nil {
+	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric, s.factory); err != nil {
 		return err
 	}
 	if err := s.startMembers(ctx); err != nil {
