@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst
+.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst bench-forward-vs-kube-proxy
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -38,6 +38,9 @@ bench: ## Go benchmarks of the pure parts and the data planes (root for l2 and f
 
 bench-burst: deps ## the controller binary at the chart's defaults: 50, 500 and 5,000 Services created at once, then a restart
 	go test ./controller -run '^$$' -bench Burst -benchtime 1x -timeout 30m
+
+bench-forward-vs-kube-proxy: deps ## ironlb's speaker and kube-proxy (nftables) side by side: 10,000 Services, first programming, 5 minutes of endpoint churn (root)
+	go test ./e2e/fwbench -run '^$$' -bench ForwardVsKubeProxy -benchtime 1x -timeout 60m -v
 
 bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
 	go test ./e2e -run '^$$' -bench . -benchtime 1x -timeout 60m

@@ -23,6 +23,7 @@ import (
 	"github.com/ironlb/ironlb/l2"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -210,6 +211,13 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric, s.factory); err != nil {
 		return err
 	}
+	if s.fwd != nil {
+		// Services work on this node as soon as the caches hold them, without waiting for
+		// memberlist (which waits for peers up to JoinTimeout).
+		if err := s.fwd.sync(ctx, s.forwardNode(s.nodesOnly()), s.listServices(), s.listSlices()); err != nil {
+			s.log.Warn("forwarding", "err", err)
+		}
+	}
 	if err := s.startMembers(ctx); err != nil {
 		return err
 	}
@@ -388,6 +396,22 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 	s.announcements.Set(withHolds(announcements(s.cfg.NodeName, plan), s.announcer.Held()))
 	s.log.Debug("plan applied", "elapsed", time.Since(start))
 	return plan
+}
+
+// nodesOnly is a snapshot with the nodes only, for forwardNode.
+func (s *Speaker) nodesOnly() *Snapshot {
+	nodes, _ := s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
+	return &Snapshot{Nodes: nodes}
+}
+
+func (s *Speaker) listServices() []*corev1.Service {
+	svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
+	return svcs
+}
+
+func (s *Speaker) listSlices() []*discoveryv1.EndpointSlice {
+	slices, _ := s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	return slices
 }
 
 func (s *Speaker) snapshot() (*Snapshot, error) {
