@@ -122,6 +122,7 @@ func runBench(b *testing.B, set settings) {
 	b.Cleanup(srv.Stop)
 	cfg := *srv.Config
 	cfg.QPS, cfg.Burst = -1, 0
+	cfg.ContentType = "application/vnd.kubernetes.protobuf" // the fixtures' writes cost the API server less
 	kube, err := kubernetes.NewForConfig(&cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -476,7 +477,12 @@ func scrape(ctx context.Context, client *http.Client, url, metric string) (float
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, metric+" "); ok {
+		// kube-proxy has one proxier per family: the IPv4 one programs the Services here.
+		rest, ok := strings.CutPrefix(line, metric+" ")
+		if !ok && strings.HasPrefix(line, metric+`{ip_family="IPv4"} `) {
+			rest, ok = strings.CutPrefix(line, metric+`{ip_family="IPv4"} `)
+		}
+		if ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return v, err == nil
 		}
