@@ -15,9 +15,9 @@ import (
 
 // Event filters, as kube-proxy's change trackers: an update the speaker's sync does not read
 // (resourceVersion, managedFields, a node's heartbeat, a pool's counters, the conditions the
-// controller writes on a Service) triggers nothing. Each filter compares what its readers read:
-// the planner (announcements), and, while this node may forward, the forwarding rules (which
-// read a Service's spec and load-balancer status and a slice's endpoints). Adds and deletes
+// controller writes on a Service) triggers nothing. Each filter compares what the planner
+// (announcements) reads; the forwarding rules, which read more of Services and EndpointSlices,
+// follow them with a change tracker of their own (forwarding_tracker.go). Adds and deletes
 // always trigger. The ServiceAnnouncements the speakers write trigger nothing: the planner
 // does not read them (a deletion of one of this node's is announcementDeleted's).
 
@@ -25,12 +25,9 @@ import (
 type changed func(old, cur any) bool
 
 // serviceChanged: the planner reads a Service's type, class, traffic policy and ingress IPs.
-func serviceChanged(forwarding bool) changed {
+func serviceChanged() changed {
 	return func(o, c any) bool {
 		old, cur := o.(*corev1.Service), c.(*corev1.Service)
-		if forwarding && (!reflect.DeepEqual(old.Spec, cur.Spec) || !reflect.DeepEqual(old.Status.LoadBalancer, cur.Status.LoadBalancer)) {
-			return true
-		}
 		return old.Spec.Type != cur.Spec.Type || !reflect.DeepEqual(old.Spec.LoadBalancerClass, cur.Spec.LoadBalancerClass) ||
 			old.Spec.ExternalTrafficPolicy != cur.Spec.ExternalTrafficPolicy ||
 			!slices.Equal(config.IngressIPs(old), config.IngressIPs(cur))
@@ -39,15 +36,12 @@ func serviceChanged(forwarding bool) changed {
 
 // sliceChanged: the planner reads which Service a slice is of, its family and ports (the
 // readiness rule's groups), and each endpoint's node and conditions.
-func sliceChanged(forwarding bool) changed {
+func sliceChanged() changed {
 	return func(o, c any) bool {
 		old, cur := o.(*discoveryv1.EndpointSlice), c.(*discoveryv1.EndpointSlice)
 		if old.Labels[discoveryv1.LabelServiceName] != cur.Labels[discoveryv1.LabelServiceName] || old.AddressType != cur.AddressType ||
 			!reflect.DeepEqual(old.Ports, cur.Ports) || len(old.Endpoints) != len(cur.Endpoints) {
 			return true
-		}
-		if forwarding {
-			return !reflect.DeepEqual(old.Endpoints, cur.Endpoints)
 		}
 		for i := range old.Endpoints {
 			a, b := &old.Endpoints[i], &cur.Endpoints[i]

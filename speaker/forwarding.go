@@ -237,12 +237,20 @@ func (f *forwarder) run(ctx context.Context) {
 	}
 }
 
+// remove deletes the table for good (the speaker is uninstalled): no sync writes it again.
+func (f *forwarder) remove(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.active, f.mode = false, ForwardingOff
+	return f.applier.Remove(ctx)
+}
+
 // syncChanges renders and applies the Services the tracker marked, once the speaker's sync
 // has applied everything once.
 func (f *forwarder) syncChanges(ctx context.Context) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.synced {
+	if !f.synced || ctx.Err() != nil {
 		return // the first sync is the speaker's: it knows the node
 	}
 	keys, triggers := f.tracker.take()

@@ -134,12 +134,11 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		states: newSessionWriter(crd, cfg.NodeName, cfg.Log), secrets: newSecretCache(kube, cfg.Log, s.kick)}
 	s.drivers = map[v1alpha1.AnnouncementMode]driver{v1alpha1.AnnouncementL2: l2Driver{s}, v1alpha1.AnnouncementBGP: bgpDriver{s}}
 
-	// Forwarding reads more of Services and EndpointSlices than the planner: while this node
-	// may forward, their filters let those changes through too.
-	forwarding := cfg.Forwarding != ForwardingOff
+	// Forwarding reads more of Services and EndpointSlices than the planner; it follows them
+	// with a change tracker of its own (forwarding_tracker.go).
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
-		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged(forwarding)),
-		s.factory.Discovery().V1().EndpointSlices().Informer(): s.handler("endpointslices", sliceChanged(forwarding)),
+		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged()),
+		s.factory.Discovery().V1().EndpointSlices().Informer(): s.handler("endpointslices", sliceChanged()),
 		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -279,7 +278,7 @@ func (s *Speaker) shutdown(stopAnnouncer context.CancelFunc, annDone <-chan erro
 		s.log.Warn("removing status objects on shutdown", "err", err)
 	}
 	if s.fwd != nil && s.removal.removed(ctx) {
-		if err := s.fwd.applier.Remove(ctx); err != nil {
+		if err := s.fwd.remove(ctx); err != nil {
 			s.log.Error("removing the nftables table of a speaker uninstalled", "err", err)
 			return
 		}
