@@ -64,47 +64,6 @@ func BenchmarkFullSync10k(b *testing.B) {
 	b.ReportMetric(apply.Seconds()/float64(b.N), "apply-s")
 }
 
-// BenchmarkKubeProxyLayout10k loads ironlb's table for 10,000 Services into an empty
-// namespace (render and apply), then kube-proxy's nftables layout for the same Services (a chain
-// per Service with an inline "numgen random mod N map { ... }", which nft makes an anonymous
-// set) into another, and reports both and the ratio. ironlb goes first so that the kernel's
-// teardown of kube-proxy's table (when the namespace goes) does not slow it down. Run it alone:
-// it takes about a minute, most of it kube-proxy's load.
-func BenchmarkKubeProxyLayout10k(b *testing.B) {
-	in := benchInput(10000)
-	var kp, ours time.Duration
-	for b.Loop() {
-		ourNS, kpNS := newNamespace(b, "bench-ours"), newNamespace(b, "bench-kp")
-		start := time.Now()
-		rs := Render(in)
-		a := benchApplier(b, ourNS)
-		var err error
-		inNamespace(b, ourNS, func() { _, err = a.Sync(context.Background(), rs) })
-		if err != nil {
-			b.Fatal(err)
-		}
-		ours += time.Since(start)
-
-		var nft knftables.Interface
-		inNamespace(b, kpNS, func() {
-			if nft, err = knftables.New(knftables.IPv4Family, "kube-proxy"); err != nil {
-				b.Fatal(err)
-			}
-		})
-		tx := nft.NewTransaction()
-		writeKubeProxyLayout(tx, in)
-		start = time.Now()
-		inNamespace(b, kpNS, func() { err = nft.Run(context.Background(), tx) })
-		if err != nil {
-			b.Fatal(err)
-		}
-		kp += time.Since(start)
-	}
-	b.ReportMetric(kp.Seconds()/float64(b.N), "kube-proxy-s")
-	b.ReportMetric(ours.Seconds()/float64(b.N), "ironlb-s")
-	b.ReportMetric(kp.Seconds()/ours.Seconds(), "ratio")
-}
-
 // BenchmarkOneServiceChange10k: with 10,000 Services loaded, one Service gains or loses an
 // endpoint, alternately (a new EndpointSlice object each time, as an informer delivers it);
 // each iteration is what the speaker does for it: the Renderer renders that Service and the

@@ -33,10 +33,10 @@ const detectInterval = 10 * time.Second
 const (
 	// minSyncInterval batches EndpointSlice changes: a sync starts at most this long after the
 	// previous one, with every change that came meanwhile (kube-proxy's minSyncPeriod, 1 s by
-	// default). Each sync costs an nft run (about 20 ms of CPU with 10,000 Services) whatever
+	// default). Each sync costs an nft run (tens of ms of CPU with 10,000 Services) whatever
 	// the number of changes in it, so under a steady flow of changes this bounds the CPU spent,
 	// and a change waits for at most this long.
-	minSyncInterval = 250 * time.Millisecond
+	minSyncInterval = 500 * time.Millisecond
 	// scanInterval is how often the speaker's sync compares every Service and EndpointSlice of
 	// its caches with what was rendered (an object each, by identity): a change the event
 	// handlers missed is rendered then. Only what differs is rendered.
