@@ -150,9 +150,10 @@ func chartControllerArgs(tb testing.TB) []string {
 
 // controllerProcess is an ironlb-controller binary running outside a Pod.
 type controllerProcess struct {
-	cmd     *exec.Cmd
-	metrics string
-	done    chan struct{}
+	cmd      *exec.Cmd
+	identity string // its POD_NAME, the Lease holder identity
+	metrics  string
+	done     chan struct{}
 }
 
 func startControllerProcess(tb testing.TB, bin string, chartArgs []string, identity string) *controllerProcess {
@@ -180,7 +181,7 @@ func startControllerProcess(tb testing.TB, bin string, chartArgs []string, ident
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	p := &controllerProcess{cmd: cmd, metrics: "http://" + addr + "/metrics", done: make(chan struct{})}
+	p := &controllerProcess{cmd: cmd, identity: identity, metrics: "http://" + addr + "/metrics", done: make(chan struct{})}
 	var warnings atomic.Int64
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -14,8 +14,12 @@ import (
 //     is alive, only cut off from this node's gossip: its IPs stay its own), while the Lease
 //     is fresh; or
 //   - this node sees fewer than half of the known nodes in memberlist (it is on the minority
-//     side of a partition, or most nodes died at once: it cannot tell which), while the
-//     node's Lease is fresh. The minority side so claims nothing that a fresh Lease covers.
+//     side of a partition, or most nodes died at once: it cannot tell which), or memberlist
+//     says this node itself is degraded (its failed probes got no nack from the members it
+//     asked to help, Lifeguard's local health: the others are as unreachable as the probed
+//     one; counted with three known nodes or more, below which no member can help), while the
+//     node's Lease is fresh. A node cut off so claims nothing that a fresh Lease covers, even
+//     while memberlist has declared only some of the others dead.
 //
 // A node that dies stops renewing, so the majority side takes its IPs as fast as memberlist
 // detects the death; the Lease only ever adds nodes to memberlist's view. With the API server
@@ -82,9 +86,10 @@ func (l *Liveness) Forget(node string) {
 }
 
 // Alive returns the nodes to count as alive at now, given memberlist's view members (which
-// includes this node), and when the answer may change without any new input (zero: not by
-// time alone), so the caller can look again then.
-func (l *Liveness) Alive(members map[string]bool, now time.Time) (map[string]bool, time.Time) {
+// includes this node) and whether memberlist finds this node degraded (Members.Degraded), and
+// when the answer may change without any new input (zero: not by time alone), so the caller
+// can look again then.
+func (l *Liveness) Alive(members map[string]bool, degraded bool, now time.Time) (map[string]bool, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for n := range l.members {
@@ -123,14 +128,14 @@ func (l *Liveness) Alive(members map[string]bool, now time.Time) (map[string]boo
 		known++
 	}
 	known += len(fresh)
-	minority := 2*len(l.members) < known
+	hold := 2*len(l.members) < known || (degraded && known >= 3)
 	for n, at := range fresh {
 		since, ok := l.gone[n]
 		if !ok {
 			since = l.start
 		}
 		proof := since.Add(l.cfg.Grace)
-		if minority || !at.Before(proof) {
+		if hold || !at.Before(proof) {
 			alive[n] = true
 		}
 	}

@@ -11,10 +11,11 @@ import (
 // step is one input to Liveness at a time relative to t0: memberlist's view (members, "a,b"),
 // a Lease renewal seen (renew, a node), or a Lease deleted (forget).
 type step struct {
-	at      time.Duration
-	members string
-	renew   string
-	forget  string
+	at       time.Duration
+	members  string
+	degraded bool // memberlist finds this node degraded (with members)
+	renew    string
+	forget   string
 }
 
 func set(s string) map[string]bool {
@@ -72,6 +73,18 @@ func TestLivenessPartitions(t *testing.T) {
 			{at: 4 * s, renew: "a"}, {at: 4 * s, renew: "b"}, {at: 9 * s, renew: "a"}, {at: 9 * s, renew: "b"}},
 		at: 12 * s, want: "a,b,c", next: 24 * s,
 	}, {
+		name:  "partition, cut-off side, first peer declared dead: degraded, it holds at once",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, members: "b,c", degraded: true}},
+		at:    0, want: "a,b,c", next: 14 * s,
+	}, {
+		name:  "a death seen by a healthy node (its helpers nacked): at once",
+		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: 0, members: "b,c", degraded: false}},
+		at:    0, want: "b,c", next: 14 * s,
+	}, {
+		name:  "two nodes: degraded says nothing (no member can help a probe)",
+		steps: []step{{at: -10 * s, members: "a,b"}, {at: -s, renew: "a"}, {at: 0, members: "b", degraded: true}},
+		at:    0, want: "b", next: 14 * s,
+	}, {
 		name:  "two of three die: the survivor (a minority) takes their IPs once their Leases are stale",
 		steps: []step{{at: -10 * s, members: "a,b,c"}, {at: -s, renew: "a"}, {at: -s, renew: "b"}, {at: 0, members: "c"}},
 		at:    14 * s, want: "c",
@@ -114,19 +127,21 @@ func TestLivenessPartitions(t *testing.T) {
 			t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
 			l := NewLiveness(cfg, t0)
 			var members map[string]bool
+			degraded := false
 			for _, st := range tc.steps {
 				now := t0.Add(st.at)
 				switch {
 				case st.members != "":
 					members = set(st.members)
-					l.Alive(members, now)
+					degraded = st.degraded
+					l.Alive(members, degraded, now)
 				case st.renew != "":
 					l.Renewed(st.renew, now)
 				case st.forget != "":
 					l.Forget(st.forget)
 				}
 			}
-			got, next := l.Alive(members, t0.Add(tc.at))
+			got, next := l.Alive(members, degraded, t0.Add(tc.at))
 			if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != tc.want {
 				t.Errorf("alive = %s, want %s", g, tc.want)
 			}

@@ -171,6 +171,16 @@ func (m *Members) Alive() map[string]bool {
 	return alive
 }
 
+// Degraded reports whether memberlist's local health (Lifeguard's awareness) says this node
+// may be the one in trouble: its recent failed probes got no nack from the members asked to
+// help, or it had to refute suspicions about itself.
+func (m *Members) Degraded() bool {
+	m.mu.Lock()
+	ml := m.ml
+	m.mu.Unlock()
+	return ml != nil && ml.GetHealthScore() > 0
+}
+
 // MaxMetaSize is the most metadata a member can publish (memberlist's limit).
 const MaxMetaSize = memberlist.MetaMaxSize
 

@@ -160,7 +160,7 @@ func (s *Speaker) deleteLease(ctx context.Context) error {
 // by their Leases. It logs when those change and looks again when a Lease goes stale.
 func (s *Speaker) alive() map[string]bool {
 	members := s.members.Alive()
-	alive, next := s.liveness.Alive(members, time.Now())
+	alive, next := s.liveness.Alive(members, s.members.Degraded(), time.Now())
 	var byLease []string
 	for n := range alive {
 		if !members[n] {
