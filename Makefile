@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst bench-forward-vs-kube-proxy
+.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst bench-forward-vs-kube-proxy bench-faults
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -43,4 +43,7 @@ bench-forward-vs-kube-proxy: deps ## ironlb's speaker and kube-proxy (nftables) 
 	go test ./e2e/fwbench -run '^$$' -bench ForwardVsKubeProxy -benchtime 1x -timeout 60m -v
 
 bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
-	go test ./e2e -run '^$$' -bench . -benchtime 1x -timeout 60m
+	go test ./e2e -run '^$$' -bench 'L2|Forwarding' -benchtime 1x -timeout 60m
+
+bench-faults: ## the long faults in the lab: the API server frozen for 5 minutes, memberlist cut off one node for 60 s (root)
+	go test ./e2e -run '^$$' -bench Fault -benchtime 1x -timeout 30m -v
