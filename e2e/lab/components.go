@@ -163,7 +163,8 @@ func (ilb *IronLB) StartSpeaker(ctx context.Context, l *Lab, n *Node, extraArgs 
 	if !ok {
 		return nil, nil
 	}
-	args := append([]string{"--kubeconfig", l.NodeKubeconfig, "--node-name", n.Name, "--memberlist-key-file", ilb.keyFile}, extraArgs...)
+	// --namespace: the speaker's Lease, as the chart's POD_NAMESPACE gives it.
+	args := append([]string{"--kubeconfig", l.NodeKubeconfig, "--node-name", n.Name, "--namespace", SystemNamespace, "--memberlist-key-file", ilb.keyFile}, extraArgs...)
 	p, err := l.Start(ctx, "speaker-"+n.Name, n.NetNS, bin, args...)
 	if err != nil {
 		return nil, err
