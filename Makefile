@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH)/bin
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
-.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst bench-forward-vs-kube-proxy bench-faults
+.PHONY: deps generate lint test unit images lab lab-down bench bench-lab bench-burst bench-forward-vs-kube-proxy bench-faults bench-scale
 
 deps: ## install Debian packages, pinned Go tools and the cached kube-apiserver
 	hack/install-deps.sh
@@ -41,6 +41,8 @@ bench-burst: deps ## the controller binary at the chart's defaults: 50, 500 and 
 
 bench-forward-vs-kube-proxy: deps ## ironlb's speaker and kube-proxy (nftables) side by side: 10,000 Services, first programming, 5 minutes of endpoint churn (root)
 	go test ./e2e/fwbench -run '^$$' -bench ForwardVsKubeProxy -benchtime 1x -timeout 60m -v
+bench-scale: deps ## 50 speaker binaries on simulated nodes, BGP mode, 5,000 Services, against a real API server (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES)
+	go test ./speaker -run '^$$' -bench Scale -benchtime 1x -timeout 45m
 
 bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
 	go test ./e2e -run '^$$' -bench 'L2|Forwarding' -benchtime 1x -timeout 60m

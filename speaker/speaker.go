@@ -626,12 +626,14 @@ func (s *Speaker) reapDeadOwners(ctx context.Context, owned map[string]*Announce
 }
 
 // announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by
-// someone else, so the next sync writes it again.
+// someone else, so the next sync writes it again. A BGP one may have been this node's before
+// another reporter took it over and then deleted it (the two disagreed on the reporter for a
+// moment): this node forgets it too, so that it writes it again if it reports it.
 func (s *Speaker) announcementDeleted(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && a.Labels[LabelNode] == s.cfg.NodeName {
+	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && (a.Labels[LabelNode] == s.cfg.NodeName || a.Mode == v1alpha1.AnnouncementBGP) {
 		s.announcements.Forget(owned.Key(a))
 		s.kick()
 	}

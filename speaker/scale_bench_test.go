@@ -1,0 +1,369 @@
+package speaker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/e2e/apiserver"
+	"github.com/ironlb/ironlb/internal/kubeclient"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BenchmarkScale runs many ironlb-speaker processes (the binary, with the chart's defaults
+// except what a process outside a Pod needs) on simulated nodes against a real kube-apiserver,
+// in BGP mode, and measures what the status shape and the event filters cost: the API writes
+// of the initial sync and of one new Service, the time from that Service to every speaker
+// announcing it, and each speaker's CPU and RSS. Run with `make bench-scale`
+// (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES: default 50 and 5,000).
+//
+// Simulated nodes: Node objects whose InternalIP is a loopback address (127.0.1.N) where that
+// node's speaker runs its memberlist, so the speakers elect and gossip for real; no kubelet.
+// Each Service has ready endpoints (an EndpointSlice) and an ingress IP set as the controller
+// would. The one BGPPeer is 127.0.0.1 on a port nothing listens on: GoBGP runs and keeps its
+// paths, the sessions stay down, and no packet leaves the host.
+func BenchmarkScale(b *testing.B) {
+	nodes, services := envInt("IRONLB_SCALE_NODES", 50), envInt("IRONLB_SCALE_SERVICES", 5000)
+	for range b.N {
+		benchScale(b, nodes, services)
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func benchScale(b *testing.B, nodes, services int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "ironlb-speaker")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ironlb-speaker").CombinedOutput(); err != nil {
+		b.Fatalf("building the speaker: %v\n%s", err, out)
+	}
+	srv, err := apiserver.Start(ctx, apiserver.Options{Dir: filepath.Join(dir, "api"), CRDDir: "../charts/ironlb/crds"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	c, err := kubeclient.New(srv.Config, kubeclient.Limits{QPS: -1}, kubeclient.Limits{QPS: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const ns = "scale"
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	post := func(resource string, obj any) {
+		b.Helper()
+		if err := c.CRD.Post().Resource(resource).Body(obj).Do(ctx).Error(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	post("bgppeers", &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPPeerSpec{PeerAddress: "127.0.0.1", PeerPort: 1, PeerASN: 64496, MyASN: 64497}})
+	post("ippools", &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.19.0.0/16"}}})
+	post("bgpadvertisements", &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"routed"}}})
+	for i := 1; i <= nodes; i++ {
+		n, err := c.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName(i)}}, metav1.CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.1.%d", i)}}
+		if _, err := c.Kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	parallel(b, services, 16, func(i int) error { return createService(ctx, c, ns, i) })
+	b.Logf("%d Services with endpoints and ingress IPs created in %s", services, time.Since(start).Round(time.Second))
+
+	// The speakers.
+	type proc struct {
+		cmd     *exec.Cmd
+		metrics string
+	}
+	var procs []proc
+	for i := 1; i <= nodes; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 19000+i)
+		cmd := exec.Command(bin, "--kubeconfig="+srv.Kubeconfig, "--node-name="+nodeName(i), "--forwarding=off",
+			"--metrics-addr="+addr, "--memberlist-port=17946", "--log-level=warn")
+		logf, err := os.Create(filepath.Join(dir, nodeName(i)+".log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer logf.Close()
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		procs = append(procs, proc{cmd, "http://" + addr + "/metrics"})
+	}
+	defer func() {
+		for _, p := range procs {
+			_ = p.cmd.Process.Signal(os.Interrupt)
+		}
+		for _, p := range procs {
+			_ = p.cmd.Wait()
+		}
+	}()
+	allPaths := func(want int) (bool, string) {
+		short := 0
+		for _, p := range procs {
+			if scrape(p.metrics, "ironlb_speaker_bgp_paths") != float64(want) {
+				short++
+			}
+		}
+		return short == 0, fmt.Sprintf("%d of %d speakers without %d paths", short, len(procs), want)
+	}
+	announcements := func() int {
+		var list v1alpha1.ServiceAnnouncementList
+		if err := c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Do(ctx).Into(&list); err != nil {
+			return -1
+		}
+		return len(list.Items)
+	}
+	writes := func() map[string]float64 { return apiWrites(ctx, c) }
+
+	start = time.Now()
+	eventually(b, ctx, 15*time.Minute, "every speaker announcing every Service", func() (bool, string) {
+		if ok, msg := allPaths(services); !ok {
+			return false, msg
+		}
+		n := announcements()
+		return n == services, fmt.Sprintf("%d ServiceAnnouncements", n)
+	})
+	synced := time.Since(start)
+	time.Sleep(10 * time.Second) // the last status writes
+	initial := writes()
+	b.Logf("initial sync: every speaker announced %d Services and %d ServiceAnnouncements existed %s after the speakers started; API writes: %v",
+		services, services, synced.Round(time.Second), initial)
+
+	// At rest.
+	cpu0 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
+	const rest = 30 * time.Second
+	time.Sleep(rest)
+	cpu1 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
+	atRest := diff(writes(), initial)
+	var rss []float64
+	for _, p := range procs {
+		rss = append(rss, rssMiB(p.cmd.Process.Pid))
+	}
+	b.Logf("at rest for %s: API writes %v; speaker CPU %s; RSS MiB %s", rest, atRest, stats(sub(cpu1, cpu0)), stats(rss))
+
+	// One new Service.
+	before := writes()
+	t0 := time.Now()
+	if err := createService(ctx, c, ns, services); err != nil {
+		b.Fatal(err)
+	}
+	eventually(b, ctx, 2*time.Minute, "every speaker announcing the new Service", func() (bool, string) { return allPaths(services + 1) })
+	applied := time.Since(t0)
+	eventually(b, ctx, time.Minute, "its ServiceAnnouncement", func() (bool, string) {
+		n := announcements()
+		return n == services+1, fmt.Sprint(n)
+	})
+	time.Sleep(10 * time.Second)
+	change := diff(writes(), before)
+	cpu2 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
+	b.Logf("one new Service: every speaker announced it %s after its create; API writes %v; speaker CPU since the rest window %s",
+		applied.Round(time.Millisecond), change, stats(sub(cpu2, cpu1)))
+	b.ReportMetric(synced.Seconds(), "initial-sync-s")
+	b.ReportMetric(initial["serviceannouncements"], "initial-svcann-writes")
+	b.ReportMetric(applied.Seconds(), "change-to-all-applied-s")
+	b.ReportMetric(change["serviceannouncements"], "change-svcann-writes")
+	b.ReportMetric(maxOf(rss), "max-rss-MiB")
+}
+
+func nodeName(i int) string { return fmt.Sprintf("node-%03d", i) }
+
+// createService creates Service i with an ingress IP (as the controller writes it) and a ready
+// endpoint on node-001.
+func createService(ctx context.Context, c *kubeclient.Clients, ns string, i int) error {
+	name := fmt.Sprintf("svc-%05d", i)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{
+		Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr(false),
+		Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+	}}
+	svc, err := c.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: fmt.Sprintf("198.19.%d.%d", i/250, i%250+1)}}
+	if _, err := c.Kube.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.10"}, NodeName: ptr(nodeName(1)), Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+	}
+	_, err = c.Kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, sl, metav1.CreateOptions{})
+	return err
+}
+
+func parallel(b *testing.B, n, workers int, f func(int) error) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(i); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+}
+
+func eventually(b *testing.B, ctx context.Context, timeout time.Duration, what string, f func() (bool, string)) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	msg := ""
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var ok bool
+		if ok, msg = f(); ok {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Fatalf("%s: not within %s: %s", what, timeout, msg)
+}
+
+// scrape returns the value of an unlabelled metric, -1 when it cannot be read.
+func scrape(url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// apiWrites returns the API server's count of write requests (create, update, patch, delete)
+// per resource of ironlb's status kinds, from its own metrics.
+func apiWrites(ctx context.Context, c *kubeclient.Clients) map[string]float64 {
+	raw, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	out := map[string]float64{}
+	if err != nil {
+		return out
+	}
+	for line := range bytes.Lines(raw) {
+		s := string(bytes.TrimSpace(line))
+		if !strings.HasPrefix(s, "apiserver_request_total{") {
+			continue
+		}
+		for _, res := range []string{"serviceannouncements", "bgpsessionstates"} {
+			if !strings.Contains(s, `resource="`+res+`"`) {
+				continue
+			}
+			for _, verb := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+				if strings.Contains(s, `verb="`+verb+`"`) {
+					f, _ := strconv.ParseFloat(s[strings.LastIndexByte(s, ' ')+1:], 64)
+					out[res] += f
+				}
+			}
+		}
+	}
+	return out
+}
+
+func diff(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range a {
+		out[k] = v - b[k]
+	}
+	return out
+}
+
+// cpuTimes returns each process's user+system CPU seconds.
+func cpuTimes(n int, pid func(int) int) []float64 {
+	out := make([]float64, n)
+	for i := range n {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid(i)))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[i] = (ut + st) / 100 // USER_HZ
+	}
+	return out
+}
+
+func rssMiB(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+func sub(a, b []float64) []float64 {
+	out := make([]float64, len(a))
+	for i := range a {
+		out[i] = a[i] - b[i]
+	}
+	return out
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+func stats(v []float64) string {
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	return fmt.Sprintf("mean %.2f max %.2f (n=%d)", sum/float64(len(v)), maxOf(v), len(v))
+}
