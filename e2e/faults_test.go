@@ -494,9 +494,6 @@ func TestFaultRouterRestart(t *testing.T) {
 // as stale until the new speaker's session sends it again, and the external client sees no
 // failure.
 func TestFaultSpeakerCrashGracefulRestart(t *testing.T) {
-	if !env.ilb.Chart {
-		t.Skip("the simulated lab runs the speakers as processes, which nothing restarts")
-	}
 	s := newScenario(t)
 	bgp := s.bgpOnBIRD([]string{"203.0.113.248/30"}, true)
 	s.pods("web", env.lab.Nodes...)

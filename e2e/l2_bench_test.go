@@ -160,7 +160,7 @@ func benchStop(b *testing.B, n *lab.Node, sig syscall.Signal) {
 
 func benchRestart(b *testing.B) func(n *lab.Node) {
 	return func(n *lab.Node) {
-		if _, err := env.ilb.StartSpeaker(context.Background(), env.lab, n); err != nil {
+		if err := env.ilb.StartSpeaker(context.Background(), n); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -88,6 +88,7 @@ func TestL2Failover(t *testing.T) {
 	s.service("fo", "fo", pool, nil)
 	ip := s.ingress("fo")[0]
 
+	var lost time.Time // when the "node lost" fault began
 	faults := []struct {
 		name           string
 		inject, repair func(t *testing.T, n *lab.Node)
@@ -103,15 +104,9 @@ func TestL2Failover(t *testing.T) {
 			}
 		}},
 		{"SIGTERM", func(t *testing.T, n *lab.Node) { stopSpeaker(t, n, syscall.SIGTERM) }, restartSpeaker},
-	}
-	if !env.lab.Config.Simulated {
 		// The node's kubelet, containerd, containers and nftables rules gone, as in a power
 		// loss (its links stay up); then it boots again and the kubelet restarts its pods.
-		var lost time.Time
-		faults = append(faults, struct {
-			name           string
-			inject, repair func(t *testing.T, n *lab.Node)
-		}{"node lost", func(t *testing.T, n *lab.Node) {
+		{"node lost", func(t *testing.T, n *lab.Node) {
 			lost = time.Now()
 			if err := env.lab.StopNode(context.Background(), n); err != nil {
 				t.Fatal(err)
@@ -123,7 +118,7 @@ func TestL2Failover(t *testing.T) {
 			if err := env.ilb.WaitSpeaker(context.Background(), n, lost); err != nil {
 				t.Fatal(err)
 			}
-		}})
+		}},
 	}
 	for _, f := range faults {
 		for trial := 1; trial <= 2; trial++ {
@@ -176,7 +171,7 @@ func stopSpeaker(t *testing.T, n *lab.Node, sig syscall.Signal) {
 }
 
 func restartSpeaker(t *testing.T, n *lab.Node) {
-	if _, err := env.ilb.StartSpeaker(context.Background(), env.lab, n); err != nil {
+	if err := env.ilb.StartSpeaker(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
 }

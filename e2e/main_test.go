@@ -1,7 +1,6 @@
 // Package e2e holds ironlb's end-to-end tests: ironlb installed with its Helm chart on the lab's
 // real cluster (nodes as network namespaces with their own kubelet and containerd, BIRD, FRR),
-// driven from outside as an operator or a client would (IRONLB_LAB_SIMULATED=1: on the
-// simulated lab). They need root; CI runs them as root.
+// driven from outside as an operator or a client would. They need root; CI runs them as root.
 package e2e
 
 import (

@@ -35,9 +35,6 @@ import (
 // ironlb with helm, check every Service still has its addresses, apply the converted objects
 // with kubectl, and check every address is announced by one node and answers HTTP from the LAN.
 func TestMigrateFromMetalLB(t *testing.T) {
-	if env.lab.Config.Simulated {
-		t.Skip("the procedure uninstalls and installs the Helm chart: a real-cluster lab only")
-	}
 	s := newScenario(t)
 	ctx := s.ctx
 	cfg := env.lab.RESTConfig

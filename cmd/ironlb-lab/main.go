@@ -20,7 +20,6 @@ func main() {
 	flag.IntVar(&cfg.Nodes, "nodes", 3, "number of Kubernetes nodes")
 	flag.BoolVar(&cfg.FRR, "frr", false, "also run an FRR router on the LAN")
 	flag.StringVar(&cfg.Dir, "dir", "", "directory for the lab's files (default: a new temporary directory)")
-	flag.BoolVar(&cfg.Simulated, "simulated", false, "the simulated lab: no kubelets, pods served by the lab, ironlb as processes (also "+lab.SimulatedEnv+"=1)")
 	flag.BoolVar(&cfg.KubeProxy, "kube-proxy", false, "also run kube-proxy (nftables mode) on every node")
 	flag.Parse()
 

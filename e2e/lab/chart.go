@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,10 +28,6 @@ const ChartRelease = "ironlb"
 // Service's ClusterIP (which only their own nftables table makes reachable). set adds --set
 // values.
 func (l *Lab) installChart(ctx context.Context, set ...string) error {
-	helm, err := helmBinary(ctx)
-	if err != nil {
-		return err
-	}
 	args := []string{
 		"upgrade", "--install", ChartRelease, filepath.Join(l.Config.RepoRoot, "charts", "ironlb"),
 		"--kubeconfig", l.Kubeconfig, "--namespace", SystemNamespace, "--create-namespace",
@@ -44,6 +39,18 @@ func (l *Lab) installChart(ctx context.Context, set ...string) error {
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
+	if err := l.helm(ctx, args...); err != nil {
+		return err
+	}
+	return l.waitChartReady(ctx, 2*time.Minute)
+}
+
+// helm runs helm with args.
+func (l *Lab) helm(ctx context.Context, args ...string) error {
+	helm, err := helmBinary(ctx)
+	if err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, helm, args...)
 	// helm's caches and configuration stay in the lab's directory.
 	home := filepath.Join(l.Config.Dir, "helm")
@@ -51,7 +58,13 @@ func (l *Lab) installChart(ctx context.Context, set ...string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("lab: helm %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return l.waitChartReady(ctx, 2*time.Minute)
+	return nil
+}
+
+// Upgrade runs `helm upgrade` of the lab's release with the lab's values and set (--set
+// values) and waits until the speaker DaemonSet has rolled out and every pod is ready.
+func (ilb *IronLB) Upgrade(ctx context.Context, set ...string) error {
+	return ilb.lab.installChart(ctx, set...)
 }
 
 // Uninstall removes ironlb's Helm release (`helm uninstall --wait`) and waits until its pods are
@@ -59,22 +72,11 @@ func (l *Lab) installChart(ctx context.Context, set ...string) error {
 // Services' statuses stay. StartIronLB installs it again.
 func (ilb *IronLB) Uninstall(ctx context.Context) error {
 	l := ilb.lab
-	if !ilb.Chart {
-		return errors.New("lab: Uninstall needs ironlb from the Helm chart (not Config.Simulated)")
-	}
-	helm, err := helmBinary(ctx)
-	if err != nil {
+	if err := l.helm(ctx, "uninstall", ChartRelease, "--kubeconfig", l.Kubeconfig, "--namespace", SystemNamespace, "--wait", "--timeout", "2m"); err != nil {
 		return err
 	}
-	args := []string{"uninstall", ChartRelease, "--kubeconfig", l.Kubeconfig, "--namespace", SystemNamespace, "--wait", "--timeout", "2m"}
-	cmd := exec.CommandContext(ctx, helm, args...)
-	home := filepath.Join(l.Config.Dir, "helm")
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("lab: helm %s: %w: %s", strings.Join(args, " "), err, out)
-	}
 	var left int
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		pods, err := l.Client.CoreV1().Pods(SystemNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
@@ -112,8 +114,11 @@ func (l *Lab) waitChartReady(ctx context.Context, timeout time.Duration) error {
 			return false, nil
 		}
 		d, dep := ds.Items[0].Status, deps.Items[0].Status
-		last = fmt.Sprintf("speakers ready %d/%d, controllers ready %d", d.NumberReady, len(l.Nodes), dep.ReadyReplicas)
-		return int(d.NumberReady) == len(l.Nodes) && d.UpdatedNumberScheduled == d.DesiredNumberScheduled && dep.ReadyReplicas >= 1, nil
+		last = fmt.Sprintf("speakers ready %d/%d (updated %d), controllers ready %d", d.NumberReady, len(l.Nodes), d.UpdatedNumberScheduled, dep.ReadyReplicas)
+		// After an upgrade, the statuses must describe the new generation.
+		observed := d.ObservedGeneration == ds.Items[0].Generation && deps.Items[0].Status.ObservedGeneration == deps.Items[0].Generation
+		return observed && int(d.NumberReady) == len(l.Nodes) && int(d.NumberAvailable) == len(l.Nodes) &&
+			d.UpdatedNumberScheduled == d.DesiredNumberScheduled && dep.ReadyReplicas >= 1 && dep.UpdatedReplicas == dep.Replicas, nil
 	})
 	if err != nil {
 		return fmt.Errorf("lab: waiting for ironlb's pods (%s): %w", last, err)
@@ -141,22 +146,10 @@ func helmBinary(ctx context.Context) (string, error) {
 const SpeakerLabel = "lab.ironlb.io/speaker"
 
 // StopSpeaker stops the speaker of node n. SIGKILL kills it where it stands (a crash: no
-// memberlist leave, no withdrawal); SIGTERM lets it shut down as on a rolling update. On a real
-// cluster the speaker is the DaemonSet's pod: SIGKILL kills its container's process, SIGTERM
-// deletes the pod gracefully; either way n loses SpeakerLabel until StartSpeaker.
+// memberlist leave, no withdrawal); SIGTERM lets it shut down as on a rolling update. The
+// speaker is the DaemonSet's pod: SIGKILL kills its container's process, SIGTERM deletes the
+// pod gracefully; either way n loses SpeakerLabel until StartSpeaker.
 func (ilb *IronLB) StopSpeaker(ctx context.Context, n *Node, sig syscall.Signal) error {
-	if !ilb.Chart {
-		p := ilb.Speakers[n.Name]
-		if p == nil {
-			return fmt.Errorf("lab: no speaker process on %s", n.Name)
-		}
-		timeout := 5 * time.Second
-		if sig == syscall.SIGKILL {
-			timeout = time.Second
-		}
-		p.Stop(sig, timeout)
-		return nil
-	}
 	l := ilb.lab
 	if sig == syscall.SIGKILL {
 		pids, err := speakerPIDs(n)
@@ -213,7 +206,7 @@ func (ilb *IronLB) startChartSpeaker(ctx context.Context, n *Node) error {
 			return false, nil
 		}
 		last = fmt.Sprintf("%s %s", pod.Name, pod.Status.Phase)
-		return pod.DeletionTimestamp == nil && podReady(pod), nil
+		return pod.DeletionTimestamp == nil && PodReady(pod), nil
 	})
 	if err != nil {
 		return fmt.Errorf("lab: waiting for the speaker pod on %s (%s): %w", n.Name, last, err)
@@ -221,12 +214,8 @@ func (ilb *IronLB) startChartSpeaker(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// SpeakerLog returns the log of n's speaker: its process's log file, or its pod's log.
+// SpeakerLog returns the log of n's speaker pod.
 func (ilb *IronLB) SpeakerLog(ctx context.Context, n *Node) (string, error) {
-	if !ilb.Chart {
-		b, err := os.ReadFile(ilb.lab.logPath("speaker-" + n.Name))
-		return string(b), err
-	}
 	pod, err := ilb.speakerPod(ctx, n)
 	if err != nil {
 		return "", err
@@ -283,7 +272,7 @@ func (ilb *IronLB) WaitSpeaker(ctx context.Context, n *Node, since time.Time) er
 		}
 		last = fmt.Sprintf("%s: %v", pod.Name, pod.Status.ContainerStatuses)
 		for _, c := range pod.Status.ContainerStatuses {
-			if c.State.Running != nil && c.State.Running.StartedAt.After(since) && c.Ready && podReady(pod) {
+			if c.State.Running != nil && c.State.Running.StartedAt.After(since) && c.Ready && PodReady(pod) {
 				return true, nil
 			}
 		}

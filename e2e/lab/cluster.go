@@ -83,40 +83,6 @@ func serveProxy(ln net.Listener, dial func(context.Context) (net.Conn, error)) {
 	}
 }
 
-// registerCluster writes what a kubelet and kube-controller-manager would: a Node per node
-// namespace (Ready, with its addresses and pod CIDRs) and the default ServiceAccount.
-func (l *Lab) registerCluster(ctx context.Context) error {
-	for _, n := range l.Nodes {
-		node := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
-				"kubernetes.io/hostname": n.Name,
-				"kubernetes.io/os":       "linux",
-				"ironlb.io/lab":          "true",
-			}},
-			Spec: corev1.NodeSpec{PodCIDR: n.Pod4.String(), PodCIDRs: []string{n.Pod4.String(), n.Pod6.String()}},
-		}
-		created, err := l.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("lab: registering node %s: %w", n.Name, err)
-		}
-		created.Status = corev1.NodeStatus{
-			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: n.LAN4.String()},
-				{Type: corev1.NodeInternalIP, Address: n.LAN6.String()},
-				{Type: corev1.NodeHostName, Address: n.Name},
-			},
-			Conditions: []corev1.NodeCondition{{
-				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-				Message: "ironlb lab node", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(),
-			}},
-		}
-		if _, err := l.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("lab: node %s status: %w", n.Name, err)
-		}
-	}
-	return l.EnsureNamespace(ctx, "default")
-}
-
 // EnsureNamespace creates a namespace (if missing) and its default ServiceAccount, which the API
 // server requires before it admits Pods and which no controller-manager creates here.
 func (l *Lab) EnsureNamespace(ctx context.Context, name string) error {

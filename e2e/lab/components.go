@@ -2,8 +2,6 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,27 +10,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// BuildComponents builds ironlb's components (cmd/ironlb-controller, cmd/ironlb-speaker) into
-// dir and returns their paths by name. A command that does not exist yet is left out, so the lab
-// works at every stage of the project.
-func (l *Lab) BuildComponents(ctx context.Context, dir string) (map[string]string, error) {
-	built := map[string]string{}
-	for _, name := range []string{"ironlb-controller", "ironlb-speaker"} {
-		src := filepath.Join(l.Config.RepoRoot, "cmd", name)
-		if _, err := os.Stat(src); err != nil {
-			continue
-		}
-		out := filepath.Join(dir, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/"+name)
-		cmd.Dir = l.Config.RepoRoot
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("lab: building %s: %w: %s", name, err, b)
-		}
-		built[name] = out
-	}
-	return built, nil
-}
 
 // Process is a component the lab started; Stop sends a signal and waits for it to exit.
 type Process struct {
@@ -95,108 +72,27 @@ func (p *Process) PID() string { return strconv.Itoa(p.cmd.Process.Pid) }
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// IronLB is ironlb as the lab runs it: the Helm chart's pods on a real cluster, or (Config.
-// Simulated) the controller in NSCtl and a speaker per node as lab processes.
+// IronLB is ironlb as the lab runs it: installed from its Helm chart (the controller
+// Deployment and the speaker DaemonSet).
 type IronLB struct {
-	// Chart is set when ironlb runs from the Helm chart; Controller and Speakers are then nil.
-	Chart      bool
-	Controller *Process
-	Speakers   map[string]*Process // by node name
-	bins       map[string]string
-	keyFile    string
-	lab        *Lab
+	lab *Lab
 }
 
-// StartIronLB builds ironlb's commands and starts those that exist: the controller (with its
-// namespace, as the Helm chart has it) and a speaker in every node namespace. extraSpeakerArgs
-// are added to every speaker's flags. On a real cluster it installs the Helm chart instead.
+// StartIronLB installs ironlb's Helm chart and waits until its pods are ready.
+// extraSpeakerArgs are added to every speaker's flags (speaker.extraArgs).
 func (l *Lab) StartIronLB(ctx context.Context, extraSpeakerArgs ...string) (*IronLB, error) {
-	if !l.Config.Simulated {
-		var set []string
-		for i, a := range extraSpeakerArgs {
-			set = append(set, fmt.Sprintf("speaker.extraArgs[%d]=%s", i, a))
-		}
-		if err := l.installChart(ctx, set...); err != nil {
-			return nil, err
-		}
-		return &IronLB{Chart: true, lab: l}, nil
+	var set []string
+	for i, a := range extraSpeakerArgs {
+		set = append(set, fmt.Sprintf("speaker.extraArgs[%d]=%s", i, a))
 	}
-	bins, err := l.BuildComponents(ctx, filepath.Join(l.Config.Dir, "bin"))
-	if err != nil {
+	if err := l.installChart(ctx, set...); err != nil {
 		return nil, err
 	}
-	ilb := &IronLB{Speakers: map[string]*Process{}, bins: bins, keyFile: filepath.Join(l.Config.Dir, "memberlist.key"), lab: l}
-	// The memberlist key, as the chart's Secret would hold it: 32 random bytes, hex.
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("lab: memberlist key: %w", err)
-	}
-	if err := os.WriteFile(ilb.keyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	if err := l.EnsureNamespace(ctx, SystemNamespace); err != nil {
-		return nil, err
-	}
-	if bin, ok := bins["ironlb-controller"]; ok {
-		args := []string{"--kubeconfig", l.NodeKubeconfig, "--namespace", SystemNamespace, "--identity", "controller-0"}
-		if ilb.Controller, err = l.Start(ctx, "controller", NSCtl, bin, args...); err != nil {
-			return nil, err
-		}
-		l.supervise(ilb.Controller, func() (*Process, error) { return l.Start(ctx, "controller", NSCtl, bin, args...) })
-	}
-	for _, n := range l.Nodes {
-		if _, err := ilb.StartSpeaker(ctx, l, n, extraSpeakerArgs...); err != nil {
-			return nil, err
-		}
-	}
-	return ilb, nil
+	return &IronLB{lab: l}, nil
 }
 
-// StartSpeaker (re)starts the speaker of node n; it does nothing before cmd/ironlb-speaker
-// exists. On a real cluster it lets the DaemonSet run a speaker pod on n again (extraArgs are
-// the chart's) and waits until it is ready.
-func (ilb *IronLB) StartSpeaker(ctx context.Context, l *Lab, n *Node, extraArgs ...string) (*Process, error) {
-	if ilb.Chart {
-		return nil, ilb.startChartSpeaker(ctx, n)
-	}
-	bin, ok := ilb.bins["ironlb-speaker"]
-	if !ok {
-		return nil, nil
-	}
-	// --namespace: the speaker's Lease, as the chart's POD_NAMESPACE gives it.
-	args := append([]string{"--kubeconfig", l.NodeKubeconfig, "--node-name", n.Name, "--namespace", SystemNamespace, "--memberlist-key-file", ilb.keyFile}, extraArgs...)
-	p, err := l.Start(ctx, "speaker-"+n.Name, n.NetNS, bin, args...)
-	if err != nil {
-		return nil, err
-	}
-	ilb.Speakers[n.Name] = p
-	return p, nil
-}
-
-// supervise restarts a process that exits on its own (as a Deployment would: the controller
-// exits when it loses its leader Lease), until the lab goes down.
-func (l *Lab) supervise(p *Process, restart func() (*Process, error)) {
-	l.bg.Add(1)
-	go func() {
-		defer l.bg.Done()
-		for {
-			select {
-			case <-l.bgCtx.Done():
-				return
-			case <-p.Exited():
-			}
-			select {
-			case <-l.bgCtx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			l.log.Warn("lab: restarting a component that exited", "name", p.Name)
-			next, err := restart()
-			if err != nil {
-				l.log.Error("lab: restarting", "name", p.Name, "err", err)
-				return
-			}
-			p = next
-		}
-	}()
+// StartSpeaker lets the DaemonSet run a speaker pod on n again (after StopSpeaker) and waits
+// until it is ready.
+func (ilb *IronLB) StartSpeaker(ctx context.Context, n *Node) error {
+	return ilb.startChartSpeaker(ctx, n)
 }

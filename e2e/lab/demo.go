@@ -46,27 +46,17 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Lab, error) { l.Down(context.WithoutCancel(ctx)); return nil, err }
-	ilb, err := l.StartIronLB(ctx)
-	if err != nil {
+	if _, err := l.StartIronLB(ctx); err != nil {
 		return fail(err)
 	}
-	running := ilb.Chart || ilb.Controller != nil
 	if err := l.Apply(ctx, demoYAML); err != nil {
 		return fail(err)
 	}
-	if !l.Config.Simulated {
-		if err := l.EnsureNamespace(ctx, DemoNamespace); err != nil {
-			return fail(err)
-		}
-		if err := l.Apply(ctx, demoWebYAML); err != nil {
-			return fail(err)
-		}
-	} else {
-		for _, n := range l.Nodes {
-			if _, err := l.AddPod(ctx, PodSpec{Namespace: DemoNamespace, Name: "web-" + n.Name, Node: n, Labels: map[string]string{"app": "web"}}); err != nil {
-				return fail(err)
-			}
-		}
+	if err := l.EnsureNamespace(ctx, DemoNamespace); err != nil {
+		return fail(err)
+	}
+	if err := l.Apply(ctx, demoWebYAML); err != nil {
+		return fail(err)
 	}
 	for name, pool := range map[string]string{DemoL2Service: "lab-l2", DemoBGPService: "lab-bgp"} {
 		svc := &corev1.Service{
@@ -84,7 +74,7 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 
 	ips := map[string]string{}
 	deadline := time.Now().Add(20 * time.Second)
-	for len(ips) < 2 && time.Now().Before(deadline) && running {
+	for len(ips) < 2 && time.Now().Before(deadline) {
 		for _, name := range []string{DemoL2Service, DemoBGPService} {
 			if svc, err := l.Client.CoreV1().Services(DemoNamespace).Get(ctx, name, metav1.GetOptions{}); err == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
 				ips[name] = svc.Status.LoadBalancer.Ingress[0].IP
@@ -113,9 +103,6 @@ func RunDemo(ctx context.Context, cfg Config, out io.Writer) (*Lab, error) {
 	section := func(title string) { fmt.Fprintf(out, "\n== %s\n", title) }
 	section("kubectl get svc -n " + DemoNamespace + " -o wide")
 	fmt.Fprint(out, l.kubectl(ctx, "get", "svc", "-n", DemoNamespace, "-o", "wide"))
-	if !running {
-		fmt.Fprintln(out, "\nironlb's controller and speaker are not built yet (no cmd/ironlb-controller, cmd/ironlb-speaker):\nthe Services stay <pending> until they exist.")
-	}
 	section("who announces the IPs (kubectl get serviceannouncements -A)")
 	fmt.Fprint(out, l.kubectl(ctx, "get", "serviceannouncements", "-A"))
 	if ip := ips[DemoBGPService]; ip != "" {

@@ -86,11 +86,8 @@ func (l *Lab) RestartRouter(ctx context.Context, r *Router) error {
 
 // KillSpeaker kills n's speaker process (SIGKILL: a crash, no memberlist leave, no BGP
 // NOTIFICATION) and leaves its pod, so the kubelet restarts the container; WaitSpeaker with a
-// time before the kill waits for the new one. Real cluster only.
+// time before the kill waits for the new one.
 func (ilb *IronLB) KillSpeaker(n *Node) error {
-	if !ilb.Chart {
-		return fmt.Errorf("lab: KillSpeaker needs the real cluster (the chart's pods)")
-	}
 	pids, err := speakerPIDs(n)
 	if err != nil {
 		return err

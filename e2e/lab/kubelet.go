@@ -222,7 +222,7 @@ func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, boot bool) error {
 func (l *Lab) StopNode(ctx context.Context, n *Node) error {
 	rt := n.runtime
 	if rt == nil {
-		return fmt.Errorf("lab: %s is not a real node (Config.Simulated)", n.Name)
+		return fmt.Errorf("lab: %s was never started", n.Name)
 	}
 	mounts, err := mountsUnder(rt.dir)
 	if err != nil {
@@ -262,7 +262,7 @@ func (l *Lab) StopNode(ctx context.Context, n *Node) error {
 // node's pods) and kube-proxy if the lab runs it.
 func (l *Lab) StartNode(ctx context.Context, n *Node) error {
 	if n.runtime == nil {
-		return fmt.Errorf("lab: %s is not a real node (Config.Simulated)", n.Name)
+		return fmt.Errorf("lab: %s was never started", n.Name)
 	}
 	return l.startNodeDaemons(ctx, n, true)
 }

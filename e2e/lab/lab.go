@@ -4,8 +4,6 @@
 // ironlb installed from its Helm chart), a BGP router (BIRD 2, and FRR when asked) peering with
 // every node, and clients on the LAN and behind the router. The e2e tests and the `ironlb-lab`
 // command share it. See addresses.go for the address plan and the README for the picture.
-// Config.Simulated builds the first, faster lab instead, where the lab itself plays kubelet and
-// EndpointSlice controller.
 package lab
 
 import (
@@ -53,15 +51,7 @@ type Config struct {
 	// FRRASN is FRR's AS number: RouterASN (eBGP, the default) or NodeASN for iBGP, where
 	// local preference is carried.
 	FRRASN uint32
-	// Simulated builds the first lab instead of a real cluster. A real cluster (the default)
-	// runs a containerd and a kubelet per node (they register the nodes and run real pods from
-	// the images in ImageDir), kube-controller-manager and kube-scheduler next to the API
-	// server, and ironlb from its Helm chart. The simulated lab writes the Node objects and the
-	// EndpointSlices itself, serves pods from its own process and runs ironlb's binaries as
-	// processes with a kubeconfig: it starts faster and needs no images. The environment
-	// variable IRONLB_LAB_SIMULATED=1 turns it on for every lab (e2e tests, `make lab`).
-	Simulated bool
-	// KubeProxy also runs kube-proxy (nftables mode) on every node of a real cluster.
+	// KubeProxy also runs kube-proxy (nftables mode) on every node.
 	KubeProxy bool
 	// ImageDir receives the images a real node imports, as docker-archive tarballs built from
 	// the working tree as `make images` does (internal/images: only what changed is rebuilt);
@@ -92,9 +82,6 @@ type Lab struct {
 
 	log     *slog.Logger
 	proxy   net.Listener
-	bgCtx   context.Context // ends when the lab goes down
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
 	mu      sync.Mutex
 	pods    map[string]*Pod // by namespace/name
 	podSeq  map[int]int     // next pod index per node
@@ -117,7 +104,7 @@ type Node struct {
 	MAC    net.HardwareAddr // of LANIf
 	ASN    uint32
 	labDir string
-	// runtime is the node's containerd and kubelet (nil when Config.Simulated).
+	// runtime is the node's containerd and kubelet.
 	runtime *nodeRuntime
 }
 
@@ -140,12 +127,6 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		if cfg.RepoRoot, err = findRepoRoot(); err != nil {
 			return nil, err
 		}
-	}
-	if os.Getenv(SimulatedEnv) == "1" {
-		cfg.Simulated = true
-	}
-	if cfg.KubeProxy && cfg.Simulated {
-		return nil, errors.New("lab: KubeProxy needs a real cluster, not Simulated (kube-proxy runs beside a kubelet)")
 	}
 	if cfg.ImageDir == "" {
 		if cfg.ImageDir, err = images.DefaultDir(); err != nil {
@@ -187,19 +168,8 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
-	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l.bgCtx, l.stopBg = bgCtx, cancel
-	if !cfg.Simulated {
-		if err := l.startCluster(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		if err := l.registerCluster(ctx); err != nil {
-			return nil, err
-		}
-		if err := l.startEndpointSlices(bgCtx); err != nil {
-			return nil, err
-		}
+	if err := l.startCluster(ctx); err != nil {
+		return nil, err
 	}
 	l.log.Info("lab up", "dir", cfg.Dir, "elapsed", time.Since(start).Round(time.Millisecond))
 	return l, nil
@@ -207,10 +177,6 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 
 // Down stops everything the lab started and removes its namespaces. Safe to call twice.
 func (l *Lab) Down(ctx context.Context) {
-	if l.stopBg != nil {
-		l.stopBg()
-	}
-	l.bg.Wait()
 	l.mu.Lock()
 	closers := l.closers
 	l.closers = nil
@@ -232,9 +198,6 @@ func (l *Lab) Down(ctx context.Context) {
 		l.lock = nil
 	}
 }
-
-// SimulatedEnv set to 1 turns Config.Simulated on.
-const SimulatedEnv = "IRONLB_LAB_SIMULATED"
 
 // startCluster starts the real control plane and nodes and waits until every node is Ready.
 func (l *Lab) startCluster(ctx context.Context) error {

@@ -30,9 +30,6 @@ func requireRoot(t *testing.T) {
 // crashHelperEnv makes the test binary act as a lab process that a test then kills with SIGKILL.
 const crashHelperEnv = "IRONLB_LAB_CRASH_HELPER"
 
-// crashHelperRealEnv=1 makes the crash helper's lab a real cluster.
-const crashHelperRealEnv = "IRONLB_LAB_CRASH_HELPER_REAL"
-
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashHelperEnv); dir != "" {
 		os.Exit(runCrashHelper(dir))
@@ -42,7 +39,7 @@ func TestMain(m *testing.M) {
 
 func runCrashHelper(dir string) int {
 	ctx := context.Background()
-	l, err := Up(ctx, Config{Dir: dir, Nodes: 2, Simulated: os.Getenv(crashHelperRealEnv) != "1"})
+	l, err := Up(ctx, Config{Dir: dir, Nodes: 2})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -62,12 +59,7 @@ func runCrashHelper(dir string) int {
 // kubelets register the nodes; pods run in containerd, answer from every node and reach the API
 // server; kube-controller-manager writes the EndpointSlices; the routers are configured; and
 // teardown leaves nothing behind.
-func TestLabSmoke(t *testing.T) { smoke(t, true) }
-
-// TestSimulatedLabSmoke is the same on the simulated lab (Config.Simulated).
-func TestSimulatedLabSmoke(t *testing.T) { smoke(t, false) }
-
-func smoke(t *testing.T, real bool) {
+func TestLabSmoke(t *testing.T) {
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // other labs may run first
 	defer cancel()
@@ -77,9 +69,6 @@ func smoke(t *testing.T, real bool) {
 	crashDir := t.TempDir()
 	helper := exec.Command(os.Args[0], "-test.run=^$")
 	helper.Env = append(os.Environ(), crashHelperEnv+"="+crashDir)
-	if real {
-		helper.Env = append(helper.Env, crashHelperRealEnv+"=1")
-	}
 	stdout, err := helper.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -102,13 +91,13 @@ func smoke(t *testing.T, real bool) {
 	mounts, _ := mountsUnder(RuntimeRoot)
 	_ = helper.Process.Kill()
 	_ = helper.Wait()
-	if len(left) == 0 || (real && len(mounts) == 0) {
+	if len(left) == 0 || len(mounts) == 0 {
 		t.Fatalf("the lab to kill had %d namespaces and %d mounts; the crash was not simulated", len(left), len(mounts))
 	}
 	t.Logf("a killed lab left %d namespaces and %d mounts behind", len(left), len(mounts))
 
 	start := time.Now()
-	l, err := Up(ctx, Config{Dir: t.TempDir(), FRR: true, Simulated: !real})
+	l, err := Up(ctx, Config{Dir: t.TempDir(), FRR: true})
 	if err != nil {
 		t.Fatalf("lab after a crash: %v", err)
 	}
@@ -136,33 +125,31 @@ func smoke(t *testing.T, real bool) {
 			if len(n.Spec.PodCIDRs) != 2 || n.Spec.PodCIDRs[0] != want.Pod4.String() {
 				t.Errorf("node %s: podCIDRs %v, want [%s %s]", n.Name, n.Spec.PodCIDRs, want.Pod4, want.Pod6)
 			}
-			if real && n.Status.NodeInfo.KubeletVersion != "v1.37.1" {
+			if n.Status.NodeInfo.KubeletVersion != "v1.37.1" {
 				t.Errorf("node %s: kubelet version %q, want a real kubelet v1.37.1", n.Name, n.Status.NodeInfo.KubeletVersion)
 			}
 		}
 	})
 
-	if real {
-		t.Run("the kubernetes Service has the API server as its endpoint", func(t *testing.T) {
-			var got []string
-			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-				list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
-				if err != nil {
-					return false, nil
-				}
-				got = nil
-				for _, s := range list.Items {
-					for _, e := range s.Endpoints {
-						got = append(got, e.Addresses...)
-					}
-				}
-				return len(got) == 1 && got[0] == APIServerAddr.String(), nil
-			})
+	t.Run("the kubernetes Service has the API server as its endpoint", func(t *testing.T) {
+		var got []string
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
 			if err != nil {
-				t.Fatalf("kubernetes endpoints %v, want [%s]: %v", got, APIServerAddr, err)
+				return false, nil
 			}
+			got = nil
+			for _, s := range list.Items {
+				for _, e := range s.Endpoints {
+					got = append(got, e.Addresses...)
+				}
+			}
+			return len(got) == 1 && got[0] == APIServerAddr.String(), nil
 		})
-	}
+		if err != nil {
+			t.Fatalf("kubernetes endpoints %v, want [%s]: %v", got, APIServerAddr, err)
+		}
+	})
 
 	t.Run("host kubeconfig works through the loopback proxy", func(t *testing.T) {
 		kubectl := Kubectl()
@@ -181,11 +168,9 @@ func smoke(t *testing.T, real bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if real {
-				// A pod reaches the API server at its address (kubectl in a pod would).
-				if _, err := Exec(ctx, p.NetNS, "bash", "-c", "exec 3<>/dev/tcp/"+APIServerAddr.String()+"/6443"); err != nil {
-					t.Errorf("pod %s cannot reach the API server: %v", p.Name, err)
-				}
+			// A pod reaches the API server at its address (kubectl in a pod would).
+			if _, err := Exec(ctx, p.NetNS, "bash", "-c", "exec 3<>/dev/tcp/"+APIServerAddr.String()+"/6443"); err != nil {
+				t.Errorf("pod %s cannot reach the API server: %v", p.Name, err)
 			}
 			for _, from := range l.Nodes {
 				for _, ip := range []string{p.IP4.String(), "[" + p.IP6.String() + "]"} {
@@ -212,15 +197,13 @@ func smoke(t *testing.T, real bool) {
 			t.Fatal(err)
 		}
 		waitReadyEndpoints(ctx, t, l, "web", 2)
-		if real {
-			list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range list.Items {
-				if m := s.Labels["endpointslice.kubernetes.io/managed-by"]; m != "endpointslice-controller.k8s.io" {
-					t.Errorf("EndpointSlice %s managed by %q, want kube-controller-manager's controller", s.Name, m)
-				}
+		list, err := l.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range list.Items {
+			if m := s.Labels["endpointslice.kubernetes.io/managed-by"]; m != "endpointslice-controller.k8s.io" {
+				t.Errorf("EndpointSlice %s managed by %q, want kube-controller-manager's controller", s.Name, m)
 			}
 		}
 	})

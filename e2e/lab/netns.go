@@ -75,28 +75,6 @@ func DialIn(ctx context.Context, ns, addr string) (net.Conn, error) {
 	return c, err
 }
 
-// ListenIn opens a listener inside ns.
-func ListenIn(ns, network, addr string) (net.Listener, error) {
-	var l net.Listener
-	err := InNetNS(ns, func() error {
-		var err error
-		l, err = net.Listen(network, addr)
-		return err
-	})
-	return l, err
-}
-
-// ListenPacketIn opens a packet listener (UDP) inside ns.
-func ListenPacketIn(ns, network, addr string) (net.PacketConn, error) {
-	var c net.PacketConn
-	err := InNetNS(ns, func() error {
-		var err error
-		c, err = net.ListenPacket(network, addr)
-		return err
-	})
-	return c, err
-}
-
 // Namespaces lists the network namespaces whose names start with Prefix.
 func Namespaces() ([]string, error) {
 	entries, err := os.ReadDir("/var/run/netns")

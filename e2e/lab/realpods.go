@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -13,6 +14,72 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
+
+// PodSpec describes a lab pod: a Pod of the demo image (cmd/ironlb-demo) pinned to a node.
+// Every TCP port answers HTTP and every UDP port answers each datagram with the same line
+// (demo.Answer): "pod=<name> client=<address the pod saw>".
+type PodSpec struct {
+	Namespace string // default "default"
+	Name      string
+	Node      *Node
+	Labels    map[string]string
+	TCPPorts  []int // default {8080}
+	UDPPorts  []int
+	// NotReady leaves the pod's readiness gate closed: Running but not Ready.
+	NotReady bool
+}
+
+// Pod is a running lab pod. NetNS pins its network namespace, for tests that dial from it.
+type Pod struct {
+	Namespace, Name string
+	Node            *Node
+	NetNS           string
+	IP4, IP6        netip.Addr
+}
+
+// AddPod creates spec's Pod and waits until the kubelet runs it and (unless spec.NotReady) it
+// is Ready; kube-controller-manager then lists it in the EndpointSlices of matching Services.
+func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
+	if spec.Namespace == "" {
+		spec.Namespace = "default"
+	}
+	if len(spec.TCPPorts) == 0 && len(spec.UDPPorts) == 0 {
+		spec.TCPPorts = []int{8080}
+	}
+	if spec.Node == nil {
+		return nil, errors.New("lab: PodSpec.Node is required")
+	}
+	n := spec.Node
+	l.mu.Lock()
+	j := l.podSeq[n.Index]
+	l.podSeq[n.Index]++
+	l.mu.Unlock()
+	p, err := l.addRealPod(ctx, spec, j)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.pods[spec.Namespace+"/"+spec.Name] = p
+	l.mu.Unlock()
+	return p, nil
+}
+
+// SetPodReady opens or closes the pod's readiness gate (ReadyGate) and returns once the
+// kubelet's Ready condition says the same, as when a readiness probe changes.
+func (l *Lab) SetPodReady(ctx context.Context, p *Pod, ready bool) error {
+	return l.setGate(ctx, p, ready)
+}
+
+// Pods returns the lab's pods.
+func (l *Lab) Pods() []*Pod {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Pod, 0, len(l.pods))
+	for _, p := range l.pods {
+		out = append(out, p)
+	}
+	return out
+}
 
 // ReadyGate is the readiness gate of the lab's real pods: a pod is Ready when its container is
 // and the lab has set this condition (SetPodReady), as a load balancer controller would.
@@ -130,7 +197,7 @@ func (l *Lab) setGate(ctx context.Context, p *Pod, ready bool) error {
 	}
 	// The kubelet derives Ready from the gate on its own schedule, and a status it computed
 	// from the gate's previous value may still land after this patch: return once Ready says
-	// what was asked, as the simulated lab's direct write does.
+	// what was asked.
 	var last corev1.ConditionStatus
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		got, err := l.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
@@ -149,4 +216,14 @@ func (l *Lab) setGate(ctx context.Context, p *Pod, ready bool) error {
 		return fmt.Errorf("lab: pod %s/%s Ready is %q, want %q: %w", p.Namespace, p.Name, last, status, err)
 	}
 	return nil
+}
+
+// PodReady reports whether p's Ready condition is true.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -1,6 +1,6 @@
 // Package demo is what a demo workload answers: the pod's name and the client address it saw,
-// as one line, over HTTP on TCP and per datagram on UDP. The lab's simulated pods and the
-// ironlb-demo image (cmd/ironlb-demo) both answer with it, so the end-to-end tests read either.
+// as one line, over HTTP on TCP and per datagram on UDP: the ironlb-demo image (cmd/ironlb-demo)
+// answers with it and the end-to-end tests read it.
 package demo
 
 import (
