@@ -73,7 +73,10 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		lines := []string{
 			fmt.Sprintf("addr add %s/%d dev mgmt0", n.Mgmt, mgmtPrefixBits),
 			"link set mgmt0 up",
-			"link add cni0 type bridge forward_delay 0",
+			// A fixed MAC: a bridge with none takes the lowest of its ports', so a new pod's veth
+			// could change it and the pods' gateway entries would point at a MAC that is gone
+			// (replies lost until they ARP again: a SYN sent again a second later).
+			fmt.Sprintf("link add cni0 address 02:19:00:00:%02x:01 type bridge forward_delay 0", n.Index),
 			fmt.Sprintf("addr add %s/%d dev cni0", gateway(n.Pod4), n.Pod4.Bits()),
 			fmt.Sprintf("addr add %s/%d dev cni0 nodad", gateway(n.Pod6), n.Pod6.Bits()),
 			"link set cni0 up",
