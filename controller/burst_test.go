@@ -121,6 +121,9 @@ func runBurst(ctx context.Context, tb testing.TB, ns string, n int, deadline, se
 	var wg sync.WaitGroup
 	errs := make(chan error, creators)
 	for range creators {
+		// The creators stand for users and CI pipelines, not ironlb: unlimited on the client side
+		// so the burst is as sharp as the API server allows. The controller under test runs at
+		// its shipped DefaultConfig limits.
 		kube, err := kubernetes.NewForConfig(kubeclient.WithLimits(testEnv.cfg, kubeclient.Limits{QPS: -1}))
 		if err != nil {
 			tb.Fatal(err)
