@@ -203,3 +203,36 @@ func sameConditions(a, b []metav1.Condition) bool {
 		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message
 	})
 }
+
+func joinAddrs(ips []netip.Addr) string {
+	out := ""
+	for i, ip := range ips {
+		if i > 0 {
+			out += ", "
+		}
+		out += ip.String()
+	}
+	return out
+}
+
+// linkEvent reports an interface the announcer cannot answer on as a Warning event on the
+// Services whose IPs need it; the other interfaces keep working.
+func (s *Speaker) linkEvent(ev l2.Event) {
+	switch ev.Kind {
+	case l2.LinkFailed:
+		s.log.Warn("cannot answer on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs), "err", ev.Err)
+		svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
+		for _, svc := range svcs {
+			for _, ip := range config.IngressIPs(svc) {
+				if slices.Contains(ev.IPs, ip) {
+					s.recorder.Eventf(svc, corev1.EventTypeWarning, "InterfaceFailed", "node %s cannot answer %s for %s on %s: %v",
+						s.cfg.NodeName, ev.Protocol, ip, ev.Interface, ev.Err)
+				}
+			}
+		}
+	case l2.LinkUp:
+		s.log.Info("answering on an interface", "interface", ev.Interface, "protocol", ev.Protocol, "ips", joinAddrs(ev.IPs))
+	case l2.AddressClaimed, l2.AddressConflict, l2.ConflictResolved:
+		s.addressEvent(ev)
+	}
+}

@@ -1,0 +1,123 @@
+package speaker
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/internal/owned"
+	"github.com/ironlb/ironlb/l2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
+)
+
+// watch registers the informers' event handlers: the planner's filters (changes.go) on
+// Services, EndpointSlices, Nodes and ironlb's configuration, and the speakers' own
+// ServiceAnnouncements, which trigger nothing but a deletion of one of this node's. Forwarding
+// reads more of Services and EndpointSlices than the planner; it follows them with a change
+// tracker of its own (forwarding_tracker.go).
+func (s *Speaker) watch() error {
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged()),
+		s.factory.Discovery().V1().EndpointSlices().Informer(): s.handler("endpointslices", sliceChanged()),
+		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
+	} {
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return fmt.Errorf("event handler: %w", err)
+		}
+	}
+	for resource, obj := range map[string]runtime.Object{
+		"ippools":              &v1alpha1.IPPool{},
+		"l2advertisements":     &v1alpha1.L2Advertisement{},
+		"bgpadvertisements":    &v1alpha1.BGPAdvertisement{},
+		"bgppeers":             &v1alpha1.BGPPeer{},
+		"serviceannouncements": &v1alpha1.ServiceAnnouncement{},
+	} {
+		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(s.crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
+		// The speakers' own ServiceAnnouncements: the planner does not read them; a deletion
+		// of one of this node's makes the next sync write it again.
+		var h cache.ResourceEventHandler = cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}
+		if resource != "serviceannouncements" {
+			h = s.handler(resource, specChanged)
+		}
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return fmt.Errorf("event handler: %w", err)
+		}
+		s.crdInfs[resource] = inf
+	}
+	return nil
+}
+
+// nodesOnly is a snapshot with the nodes only, for forwardNode.
+func (s *Speaker) nodesOnly() *Snapshot {
+	nodes, _ := s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
+	return &Snapshot{Nodes: nodes}
+}
+
+func (s *Speaker) listServices() []*corev1.Service {
+	svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
+	return svcs
+}
+
+func (s *Speaker) listSlices() []*discoveryv1.EndpointSlice {
+	slices, _ := s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	return slices
+}
+
+func (s *Speaker) snapshot() (*Snapshot, error) {
+	ifaces, err := l2.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{
+		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.alive(), Handles: s.cfg.Class.Handles,
+		Reach: map[string]Reach{},
+	}
+	macs := macSet{}
+	for _, m := range nodeMACs(ifaces) {
+		macs[[6]byte(m)] = true
+	}
+	for node, meta := range s.members.Metas() {
+		var theirs []net.HardwareAddr
+		snap.Reach[node], theirs = DecodeMeta(meta)
+		for _, m := range theirs {
+			macs[[6]byte(m)] = true
+		}
+	}
+	s.clusterMACs.Store(&macs)
+	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
+	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
+	snap.Slices, _ = s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	for _, o := range s.crdInfs["ippools"].GetStore().List() {
+		snap.Pools = append(snap.Pools, o.(*v1alpha1.IPPool))
+	}
+	for _, o := range s.crdInfs["l2advertisements"].GetStore().List() {
+		snap.L2Ads = append(snap.L2Ads, o.(*v1alpha1.L2Advertisement))
+	}
+	for _, o := range s.crdInfs["bgpadvertisements"].GetStore().List() {
+		snap.BGPAds = append(snap.BGPAds, o.(*v1alpha1.BGPAdvertisement))
+	}
+	for _, o := range s.crdInfs["bgppeers"].GetStore().List() {
+		snap.Peers = append(snap.Peers, o.(*v1alpha1.BGPPeer))
+	}
+	return snap, nil
+}
+
+// announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by
+// someone else, so the next sync writes it again. A BGP one may have been this node's before
+// another reporter took it over and then deleted it (the two disagreed on the reporter for a
+// moment): this node forgets it too, so that it writes it again if it reports it.
+func (s *Speaker) announcementDeleted(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && (a.Labels[LabelNode] == s.cfg.NodeName || a.Mode == v1alpha1.AnnouncementBGP) {
+		s.announcements.Forget(owned.Key(a))
+		s.kick()
+	}
+}

@@ -1,0 +1,133 @@
+package speaker
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/ironlb/ironlb/api/v1alpha1"
+	"github.com/ironlb/ironlb/forward"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// sync plans from the caches and applies the difference to the previous plan.
+func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
+	start := time.Now()
+	snap, err := s.snapshot()
+	if err != nil {
+		s.log.Warn("reading this node's interfaces", "err", err)
+		return prev
+	}
+	if s.fwd != nil {
+		// Forwarding first: an announced IP must find its rules in place.
+		if err := s.fwd.sync(ctx, s.forwardNode(snap), snap.Services, snap.Slices); err != nil {
+			s.log.Warn("forwarding", "err", err)
+			time.AfterFunc(time.Second, s.kick)
+		}
+	}
+	plan := Compute(snap)
+	s.metrics.plan.Observe(time.Since(start).Seconds())
+	for _, t := range plan.Targets {
+		s.drivers[t.Mode()].apply(ctx, t, snap)
+		s.reportAnnouncements(prev, t)
+	}
+	for _, w := range warned.fresh(plan.Warnings) {
+		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
+		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
+	}
+	// Status objects: handed to their writers, never waited for.
+	s.announcements.Set(withHolds(announcements(s.cfg.NodeName, plan), s.announcer.Held()))
+	s.log.Debug("plan applied", "elapsed", time.Since(start))
+	return plan
+}
+
+// warnings remembers the warnings reported, so each is reported once while it lasts; one
+// that went away and comes back is reported again.
+type warnings map[Warning]bool
+
+// fresh returns the warnings of ws not reported yet, and forgets the reported ones that are no
+// longer in ws.
+func (seen warnings) fresh(ws []Warning) []Warning {
+	var out []Warning
+	now := make(map[Warning]bool, len(ws))
+	for _, w := range ws {
+		now[w] = true
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	for w := range seen {
+		if !now[w] {
+			delete(seen, w)
+		}
+	}
+	return out
+}
+
+// publishReach gives the other nodes this node's L2 reach and MACs (memberlist metadata), when
+// they changed.
+func (s *Speaker) publishReach(r Reach, macs []net.HardwareAddr) {
+	meta, all := EncodeMeta(r, macs)
+	if bytes.Equal(meta, s.published) {
+		return
+	}
+	if !all {
+		s.log.Warn("this node cannot answer for the addresses of too many pools to tell the others; some may stay dark", "pools", len(r))
+	}
+	if err := s.members.SetMeta(meta); err != nil {
+		s.log.Warn("publishing this node's L2 reach", "err", err)
+		return
+	}
+	s.published = meta
+	s.log.Info("published this node's L2 reach", "limited", len(r))
+}
+
+func warningObject(w Warning) runtime.Object {
+	meta := metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}
+	if w.Kind == "Service" {
+		return &corev1.Service{ObjectMeta: meta}
+	}
+	return &v1alpha1.L2Advertisement{ObjectMeta: meta}
+}
+
+// forwardNode is this node as the forwarding rules see it: its name, InternalIPs, pod ranges and zone.
+func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
+	n := forward.Node{Name: s.cfg.NodeName}
+	if self := nodeByName(snap.Nodes, s.cfg.NodeName); self != nil {
+		n.Addresses = nodeAddrs(self)
+		n.PodCIDRs = podCIDRs(self)
+		n.Zone = self.Labels[corev1.LabelTopologyZone]
+	}
+	return n
+}
+
+// reportAnnouncements logs and records as events on the Services what this node starts or
+// stops announcing in one mode: an event when a node takes an IP (an ownership move in L2).
+func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
+	var prev map[string]*Announced
+	for _, p := range prevPlan.Targets {
+		if p.Mode() == t.Mode() {
+			prev = p.Announced()
+		}
+	}
+	mode, cur := string(t.Mode()), t.Announced()
+	for key, a := range cur {
+		if old := prev[key]; old != nil && slices.Equal(old.IPs, a.IPs) {
+			continue
+		}
+		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
+			s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), t.Where(a), mode)
+		}
+		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", t.Where(a))
+	}
+	for key, a := range prev {
+		if cur[key] == nil {
+			s.log.Info("no longer announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs))
+		}
+	}
+}
