@@ -125,18 +125,32 @@ func (a *Applier) Sync(ctx context.Context, rs *Ruleset) (SyncResult, error) {
 type partChange struct{ old, new *part }
 
 // changedParts returns the parts that differ between old and new, the base first, then in
-// namespace/name order. Parts are compared by pointer, then by hash: the cost follows the
-// number of Services, a map lookup each, and the size of the change.
+// namespace/name order. The shards of parts two Rulesets share are skipped (see partMap); in
+// the others parts are compared by pointer, then by hash: the cost follows the number of
+// shards and the size of the change, not the number of Services.
 func changedParts(old, new *Ruleset) []partChange {
 	var out []partChange
-	for k, np := range new.parts {
-		if op := old.parts[k]; !samePart(op, np) {
-			out = append(out, partChange{op, np})
+	for i := range partShards {
+		oldSh, newSh := old.parts[i], new.parts[i]
+		if oldSh == newSh {
+			continue
 		}
-	}
-	for k, op := range old.parts {
-		if new.parts[k] == nil {
-			out = append(out, partChange{op, nil})
+		var om, nm map[string]*part
+		if oldSh != nil {
+			om = oldSh.m
+		}
+		if newSh != nil {
+			nm = newSh.m
+		}
+		for k, np := range nm {
+			if op := om[k]; !samePart(op, np) {
+				out = append(out, partChange{op, np})
+			}
+		}
+		for k, op := range om {
+			if nm[k] == nil {
+				out = append(out, partChange{op, nil})
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b partChange) int { return comparePart(a.any(), b.any()) })

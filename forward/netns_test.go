@@ -3,7 +3,6 @@ package forward
 import (
 	"bytes"
 	"fmt"
-	"github.com/ironlb/ironlb/internal/nsrun"
 	"os"
 	"os/exec"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/ironlb/ironlb/internal/nsrun"
 )
 
 // Tests that load the table into the kernel run in network namespaces named

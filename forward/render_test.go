@@ -47,8 +47,8 @@ func TestOneEndpointChangeRendersOneService(t *testing.T) {
 	if got := r.LastRendered(); got != 1 {
 		t.Errorf("one endpoint changed: rendered %d Services, want 1", got)
 	}
-	for k, p := range after.parts {
-		if same := before.parts[k] == p; same == (k == "default/svc-00042") {
+	for k, p := range after.parts.all {
+		if same := before.parts.get(k) == p; same == (k == "default/svc-00042") {
 			t.Errorf("part %s: same object as before %v", k, same)
 		}
 	}

@@ -31,7 +31,7 @@ type Renderer struct {
 	svcs      map[string]*svcState
 	dirty     map[string]bool
 	claims    map[string][]portRef // frontend key -> the Service ports claiming it, in order
-	parts     map[string]*part
+	parts     partWriter
 	pickDefs  map[string]*chain
 	pickRefs  map[string]int
 	shared    map[elemKey]int // shared elements of all parts, counted
@@ -77,7 +77,7 @@ func (sp *servicePort) ref() portRef {
 func NewRenderer() *Renderer {
 	return &Renderer{
 		verdicts: map[string]string{}, svcs: map[string]*svcState{}, dirty: map[string]bool{},
-		claims: map[string][]portRef{}, parts: map[string]*part{}, pickDefs: map[string]*chain{},
+		claims: map[string][]portRef{}, pickDefs: map[string]*chain{},
 		pickRefs: map[string]int{}, shared: map[elemKey]int{}, udp: map[string]bool{}, health: map[string]bool{},
 	}
 }
@@ -224,7 +224,7 @@ func (r *Renderer) Ruleset() *Ruleset {
 	for _, c := range picks {
 		stats.Rules += len(c.rules)
 	}
-	r.last = &Ruleset{base: r.base, parts: maps.Clone(r.parts), picks: picks, stats: stats}
+	r.last = &Ruleset{base: r.base, parts: r.parts.freeze(), picks: picks, stats: stats}
 	return r.last
 }
 
@@ -305,7 +305,7 @@ func (r *Renderer) replace(key string, old, new *part) {
 		r.counts.Rules -= old.rules
 		r.counts.Sets -= len(old.sets)
 		r.counts.Elements -= old.own
-		delete(r.parts, key)
+		r.parts.set(key, nil)
 	}
 	if new != nil {
 		for _, n := range new.picks {
@@ -320,7 +320,7 @@ func (r *Renderer) replace(key string, old, new *part) {
 		r.counts.Rules += new.rules
 		r.counts.Sets += len(new.sets)
 		r.counts.Elements += new.own
-		r.parts[key] = new
+		r.parts.set(key, new)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // Services.
 type Ruleset struct {
 	base  *part
-	parts map[string]*part  // by namespace/name
+	parts partMap           // by namespace/name
 	picks map[string]*chain // pick chains used by the parts, by name
 	stats Stats
 }
@@ -209,8 +209,8 @@ func (r *Ruleset) Stats() Stats { return r.stats }
 
 // sortedParts returns the parts in namespace/name order.
 func (r *Ruleset) sortedParts() []*part {
-	out := make([]*part, 0, len(r.parts))
-	for _, p := range r.parts {
+	out := make([]*part, 0, r.parts.len())
+	for _, p := range r.parts.all {
 		out = append(out, p)
 	}
 	slices.SortFunc(out, comparePart)
