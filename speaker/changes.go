@@ -4,6 +4,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/config"
@@ -15,10 +16,11 @@ import (
 
 // Event filters, as kube-proxy's change trackers: an update the speaker's sync does not read
 // (resourceVersion, managedFields, a node's heartbeat, a pool's counters, the conditions the
-// controller writes on a Service) triggers nothing. Each filter compares what the planner
-// (announcements) reads; the forwarding rules, which read more of Services and EndpointSlices,
-// follow them with a change tracker of their own (forwarding_tracker.go). Adds and deletes
-// always trigger. The ServiceAnnouncements the speakers write trigger nothing: the planner
+// controller writes on a Service, an endpoint change that leaves its Service's serving nodes
+// alone) triggers nothing. Each filter compares what the planner (announcements) reads; the
+// forwarding rules, which read more of Services and EndpointSlices, follow them with a change
+// tracker of their own (forwarding_tracker.go). Adds and deletes always trigger, but those of
+// EndpointSlices, which trigger when they change serving nodes. The ServiceAnnouncements the speakers write trigger nothing: the planner
 // does not read them (a deletion of one of this node's is announcementDeleted's).
 
 // changed reports whether an update of an object of some kind matters to the sync.
@@ -34,23 +36,71 @@ func serviceChanged() changed {
 	}
 }
 
-// sliceChanged: the planner reads which Service a slice is of, its family and ports (the
-// readiness rule's groups), and each endpoint's node and conditions.
-func sliceChanged() changed {
-	return func(o, c any) bool {
-		old, cur := o.(*discoveryv1.EndpointSlice), c.(*discoveryv1.EndpointSlice)
-		if old.Labels[discoveryv1.LabelServiceName] != cur.Labels[discoveryv1.LabelServiceName] || old.AddressType != cur.AddressType ||
-			!reflect.DeepEqual(old.Ports, cur.Ports) || len(old.Endpoints) != len(cur.Endpoints) {
-			return true
+// servingFilter is the planner's EndpointSlice filter. The planner reads EndpointSlices only
+// through config.ServingNodes (the nodes each Service's traffic may go to), so an event
+// matters when it changes its Service's serving nodes: a pod replaced on the same node, an
+// address, a second endpoint on a node that has one, a slice split in two are dropped. It
+// keeps each Service's slices and serving nodes, so an event costs its Service's slices,
+// whatever the number of Services.
+type servingFilter struct {
+	mu      sync.Mutex
+	slices  map[string]map[string]*discoveryv1.EndpointSlice // Service key -> slice name -> slice
+	serving map[string]map[string]bool                       // Service key -> serving nodes
+}
+
+func newServingFilter() *servingFilter {
+	return &servingFilter{slices: map[string]map[string]*discoveryv1.EndpointSlice{}, serving: map[string]map[string]bool{}}
+}
+
+// nodes returns the serving nodes per Service key (Snapshot.Serving). The inner maps are
+// replaced, never changed, so they may be shared.
+func (f *servingFilter) nodes() map[string]map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.serving)
+}
+
+// changed records an add (oldObj nil), update or delete (curObj nil) and reports whether it
+// changed the serving nodes of a Service.
+func (f *servingFilter) changed(oldObj, curObj any) bool {
+	old, _ := unwrap(oldObj).(*discoveryv1.EndpointSlice)
+	cur, _ := unwrap(curObj).(*discoveryv1.EndpointSlice)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []string
+	if old != nil {
+		if key := sliceService(old); key != "" {
+			delete(f.slices[key], old.Name)
+			keys = append(keys, key)
 		}
-		for i := range old.Endpoints {
-			a, b := &old.Endpoints[i], &cur.Endpoints[i]
-			if !reflect.DeepEqual(a.NodeName, b.NodeName) || config.ConditionsOf(a.Conditions) != config.ConditionsOf(b.Conditions) {
-				return true
+	}
+	if cur != nil {
+		if key := sliceService(cur); key != "" {
+			if f.slices[key] == nil {
+				f.slices[key] = map[string]*discoveryv1.EndpointSlice{}
+			}
+			f.slices[key][cur.Name] = cur
+			if !slices.Contains(keys, key) {
+				keys = append(keys, key)
 			}
 		}
-		return false
 	}
+	changed := false
+	for _, key := range keys {
+		now := config.ServingNodes(slices.Collect(maps.Values(f.slices[key])))[key]
+		if !maps.Equal(now, f.serving[key]) {
+			changed = true
+		}
+		if len(now) == 0 {
+			delete(f.serving, key)
+		} else {
+			f.serving[key] = now
+		}
+		if len(f.slices[key]) == 0 {
+			delete(f.slices, key)
+		}
+	}
+	return changed
 }
 
 // nodeChanged: the planner reads a node's labels (selectors, exclusion); memberlist, BGP and
@@ -79,19 +129,23 @@ func specChanged(o, c any) bool {
 // handler kicks a sync on adds, deletes and the updates that changed says matter, and counts
 // the events by what they did (ironlb_speaker_watch_events_total).
 func (s *Speaker) handler(resource string, changed changed) cache.ResourceEventHandler {
-	kick := func() {
-		s.metrics.events.WithLabelValues(resource, "sync").Inc()
-		s.kick()
+	return s.eventHandler(resource, func(old, cur any) bool { return old == nil || cur == nil || changed(old, cur) })
+}
+
+// eventHandler kicks a sync on the events that matters says matter (old is nil for an add,
+// cur for a delete), and counts the events by what they did.
+func (s *Speaker) eventHandler(resource string, matters func(old, cur any) bool) cache.ResourceEventHandler {
+	count := func(old, cur any) {
+		if matters(old, cur) {
+			s.metrics.events.WithLabelValues(resource, "sync").Inc()
+			s.kick()
+			return
+		}
+		s.metrics.events.WithLabelValues(resource, "ignored").Inc()
 	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { kick() },
-		UpdateFunc: func(old, cur any) {
-			if changed(old, cur) {
-				kick()
-				return
-			}
-			s.metrics.events.WithLabelValues(resource, "ignored").Inc()
-		},
-		DeleteFunc: func(any) { kick() },
+		AddFunc:    func(o any) { count(nil, o) },
+		UpdateFunc: count,
+		DeleteFunc: func(o any) { count(o, nil) },
 	}
 }

@@ -16,16 +16,6 @@ func TestEventFilters(t *testing.T) {
 		Status:     corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.1"}}}},
 	}
 	withSvc := func(f func(*corev1.Service)) *corev1.Service { c := svc.DeepCopy(); f(c); return c }
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "web-1", ResourceVersion: "1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.1"}, NodeName: ptr("node1")}},
-	}
-	withSlice := func(f func(*discoveryv1.EndpointSlice)) *discoveryv1.EndpointSlice {
-		c := slice.DeepCopy()
-		f(c)
-		return c
-	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1", Labels: map[string]string{"rack": "a"}},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.11"}}}}
 	withNode := func(f func(*corev1.Node)) *corev1.Node { c := node.DeepCopy(); f(c); return c }
@@ -48,19 +38,6 @@ func TestEventFilters(t *testing.T) {
 			withSvc(func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }), true},
 		{"Service: the class syncs", serviceChanged(), svc, withSvc(func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr("other") }), true},
 		{"Service: a port is dropped (forwarding tracks it)", serviceChanged(), svc, withSvc(func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }), false},
-
-		{"EndpointSlice: a new resourceVersion alone is dropped", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.ResourceVersion = "2" }), false},
-		{"EndpointSlice: an endpoint no longer ready syncs", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Conditions.Ready = ptr(false) }), true},
-		{"EndpointSlice: ready spelled out (the default) is dropped", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Conditions.Ready = ptr(true) }), false},
-		{"EndpointSlice: an endpoint moved to another node syncs", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].NodeName = ptr("node2") }), true},
-		{"EndpointSlice: a new address is dropped (forwarding tracks it)", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Addresses[0] = "192.0.2.2" }), false},
-		{"EndpointSlice: one more endpoint syncs", sliceChanged(), slice,
-			withSlice(func(s *discoveryv1.EndpointSlice) { s.Endpoints = append(s.Endpoints, s.Endpoints[0]) }), true},
 
 		{"Node: a heartbeat is dropped", nodeChanged, node,
 			withNode(func(n *corev1.Node) {
@@ -87,5 +64,63 @@ func TestEventFilters(t *testing.T) {
 				t.Errorf("changed = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestServingFilter: the planner's EndpointSlice filter passes the events that change a
+// Service's serving nodes, and only those, over a run of events on one filter.
+func TestServingFilter(t *testing.T) {
+	slice := func(name string, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: name, ResourceVersion: "1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4, Endpoints: eps,
+		}
+	}
+	ep := func(addr, node string, ready bool, terminating bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{Addresses: []string{addr}, NodeName: ptr(node),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(ready), Serving: ptr(ready || terminating), Terminating: ptr(terminating)}}
+	}
+	v1 := slice("web-1", ep("192.0.2.1", "node1", true, false))
+	rv := v1.DeepCopy()
+	rv.ResourceVersion = "2"
+	notReady := slice("web-1", ep("192.0.2.1", "node1", false, false))
+	readyAgain := slice("web-1", ep("192.0.2.1", "node1", true, false))
+	moved := slice("web-1", ep("192.0.2.1", "node2", true, false))
+	newAddr := slice("web-1", ep("192.0.2.2", "node2", true, false))
+	second := slice("web-1", ep("192.0.2.2", "node2", true, false), ep("192.0.2.3", "node2", true, false))
+	third := slice("web-1", ep("192.0.2.2", "node2", true, false), ep("192.0.2.3", "node2", true, false), ep("192.0.2.4", "node3", true, false))
+	other := slice("web-2", ep("192.0.2.5", "node2", true, false))
+	// Ready on node2 and node3 in web-1 and on node2 in web-2; then node3's terminating (the
+	// ready one on node2 is used), then none ready: the rule falls back to the serving,
+	// terminating one (node3).
+	terminating := slice("web-1", ep("192.0.2.2", "node2", false, false), ep("192.0.2.4", "node3", false, true))
+	otherGone := slice("web-2", ep("192.0.2.5", "node2", false, false))
+
+	f := newServingFilter()
+	for _, step := range []struct {
+		name     string
+		old, cur *discoveryv1.EndpointSlice
+		want     bool
+	}{
+		{"a slice with a ready endpoint is added", nil, v1, true},
+		{"a new resourceVersion alone", v1, rv, false},
+		{"the endpoint no longer ready", rv, notReady, true},
+		{"ready again", notReady, readyAgain, true},
+		{"the endpoint moved to another node", readyAgain, moved, true},
+		{"a new address on the same node (a pod replaced)", moved, newAddr, false},
+		{"a second endpoint on the same node", newAddr, second, false},
+		{"an endpoint on a node without one", second, third, true},
+		{"a second slice on a node that has an endpoint", nil, other, false},
+		{"node3's endpoint terminating while node2 has a ready one", third, terminating, true},
+		{"none ready: the terminating one on node3 serves", other, otherGone, true},
+		{"the second slice deleted: no change", otherGone, nil, false},
+		{"the last slice deleted", terminating, nil, true},
+	} {
+		if got := f.changed(step.old, step.cur); got != step.want {
+			t.Errorf("%s: changed = %v, want %v", step.name, got, step.want)
+		}
+	}
+	if len(f.slices) != 0 || len(f.serving) != 0 {
+		t.Errorf("filter keeps %v, %v after every slice is deleted", f.slices, f.serving)
 	}
 }

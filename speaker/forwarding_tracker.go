@@ -31,12 +31,7 @@ type changeTracker struct {
 // newChangeTracker registers the tracker's handlers and waits until they have seen every
 // object the informers hold.
 func newChangeTracker(ctx context.Context, factory informers.SharedInformerFactory) (*changeTracker, error) {
-	t := &changeTracker{
-		services: factory.Core().V1().Services().Lister(),
-		changed:  make(chan struct{}, 1),
-		slices:   map[string]map[string]*discoveryv1.EndpointSlice{},
-		dirty:    map[string]bool{},
-	}
+	t := newTracker(factory.Core().V1().Services().Lister())
 	svcReg, err := factory.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { t.serviceEvent(nil, o) },
 		UpdateFunc: t.serviceEvent,
@@ -57,6 +52,16 @@ func newChangeTracker(ctx context.Context, factory informers.SharedInformerFacto
 		return nil, ctx.Err()
 	}
 	return t, nil
+}
+
+// newTracker returns a tracker reading Services from services, fed by nothing yet.
+func newTracker(services corelisters.ServiceLister) *changeTracker {
+	return &changeTracker{
+		services: services,
+		changed:  make(chan struct{}, 1),
+		slices:   map[string]map[string]*discoveryv1.EndpointSlice{},
+		dirty:    map[string]bool{},
+	}
 }
 
 func unwrap(o any) any {

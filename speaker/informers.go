@@ -24,7 +24,7 @@ import (
 func (s *Speaker) watch() error {
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
 		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged()),
-		s.factory.Discovery().V1().EndpointSlices().Informer(): s.handler("endpointslices", sliceChanged()),
+		s.factory.Discovery().V1().EndpointSlices().Informer(): s.eventHandler("endpointslices", s.serving.changed),
 		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
 	} {
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -93,6 +93,7 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
 	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
 	snap.Slices, _ = s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
+	snap.Serving = s.serving.nodes()
 	for _, o := range s.crdInfs["ippools"].GetStore().List() {
 		snap.Pools = append(snap.Pools, o.(*v1alpha1.IPPool))
 	}

@@ -33,10 +33,14 @@ type Snapshot struct {
 	Nodes      []*corev1.Node
 	Services   []*corev1.Service
 	Slices     []*discoveryv1.EndpointSlice
-	Pools      []*v1alpha1.IPPool
-	L2Ads      []*v1alpha1.L2Advertisement
-	BGPAds     []*v1alpha1.BGPAdvertisement
-	Peers      []*v1alpha1.BGPPeer
+	// Serving is, per Service key, the nodes its traffic may go to (config.ServingNodes of
+	// Slices), when the caller keeps it up to date (the speaker's EndpointSlice filter does);
+	// nil: computed from Slices.
+	Serving map[string]map[string]bool
+	Pools   []*v1alpha1.IPPool
+	L2Ads   []*v1alpha1.L2Advertisement
+	BGPAds  []*v1alpha1.BGPAdvertisement
+	Peers   []*v1alpha1.BGPPeer
 }
 
 // Input is what every mode's planner reads: the snapshot and the model compiled from it once.
@@ -123,7 +127,10 @@ func (p *Plan) warnInvalid(invalid []config.Invalid) {
 // Compute computes this node's plan from a snapshot: the model once, then each mode's
 // planner. It is pure and deterministic.
 func Compute(s *Snapshot) Plan {
-	in := &Input{Snapshot: s, Pools: config.CompilePools(s.Pools), Serving: config.ServingNodes(s.Slices), Self: nodeByName(s.Nodes, s.Node)}
+	in := &Input{Snapshot: s, Pools: config.CompilePools(s.Pools), Serving: s.Serving, Self: nodeByName(s.Nodes, s.Node)}
+	if in.Serving == nil {
+		in.Serving = config.ServingNodes(s.Slices)
+	}
 	var p Plan
 	for _, pl := range Planners() {
 		p.Targets = append(p.Targets, pl.Plan(in, &p))

@@ -76,6 +76,9 @@ func (bgpPlanner) Plan(s *Input, p *Plan) Target {
 	}
 	ads, invalid := config.CompileBGPAds(s.BGPAds)
 	p.warnInvalid(invalid)
+	if len(ads) == 0 {
+		return t
+	}
 	type pathKey struct {
 		prefix netip.Prefix
 		ad     string

@@ -44,6 +44,9 @@ func (l2Planner) Plan(s *Input, p *Plan) Target {
 	pools := s.Pools
 	ads, invalid := config.CompileL2Ads(s.L2Ads)
 	p.warnInvalid(invalid)
+	if len(ads) == 0 {
+		return t // no address has a candidate: nothing to own, reach or warn about
+	}
 	nodes := map[string]*corev1.Node{}
 	for _, n := range s.Nodes {
 		nodes[n.Name] = n

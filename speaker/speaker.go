@@ -35,6 +35,7 @@ type Speaker struct {
 	broadcast record.EventBroadcaster
 	recorder  record.EventRecorder
 	trigger   chan struct{}
+	serving   *servingFilter // the planner's EndpointSlice filter, which keeps Snapshot.Serving
 	ready     atomic.Bool
 
 	members   *l2.Members // created by Run, once the node's address is known
@@ -84,6 +85,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		trigger:  make(chan struct{}, 1),
 		liveness: l2.NewLiveness(cfg.Lease, time.Now()),
 		reaped:   map[string]bool{},
+		serving:  newServingFilter(),
 	}
 	if cfg.Namespace != "" {
 		if s.leases, err = s.newLeaseInformer(cfg.Namespace); err != nil {
