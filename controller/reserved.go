@@ -69,3 +69,64 @@ func describeReserved(list []string) string {
 	}
 	return strings.Join(list, ", ") + ": never allocated"
 }
+
+// drain keeps the addresses of shown that key no longer holds and no one else holds from
+// other Services until key's status is written. The caller holds c.mu.
+func (c *Controller) drain(key string, shown []netip.Addr, now allocator.Assignment) {
+	added := false
+	for _, ip := range shown {
+		if !slices.Contains(now.Addrs(), ip) && len(c.alloc.Holders(ip)) == 0 {
+			c.draining[ip], added = key, true
+		}
+	}
+	if added {
+		c.applyReserved()
+	}
+}
+
+// undrain frees what key drained (its status no longer shows it) and lets the Services
+// waiting for an address retry. The caller holds c.mu.
+func (c *Controller) undrain(key string) {
+	n := len(c.draining)
+	maps.DeleteFunc(c.draining, func(_ netip.Addr, k string) bool { return k == key })
+	if len(c.draining) != n {
+		c.applyReserved()
+		c.retryPending()
+	}
+}
+
+// applyReserved gives the allocator the reserved and the draining addresses. The caller holds
+// c.mu.
+func (c *Controller) applyReserved() {
+	all := maps.Clone(c.reserved)
+	if all == nil {
+		all = map[netip.Addr]string{}
+	}
+	for ip, key := range c.draining {
+		if _, ok := all[ip]; !ok {
+			all[ip] = "Service " + key + " still shows it while its status is written"
+		}
+	}
+	c.alloc.SetReserved(all)
+}
+
+// release frees what a Service held and lets the Services waiting for an address retry. The
+// caller holds c.mu.
+func (c *Controller) release(key string) bool {
+	delete(c.pending, key)
+	c.undrain(key)
+	if !c.alloc.Release(key) {
+		return false
+	}
+	c.log.Info("released", "service", key)
+	c.retryPending()
+	c.queue.AddAfter(poolStatusKey, c.cfg.PoolStatusDelay)
+	return true
+}
+
+// retryPending queues the Services that failed to allocate: an address was freed.
+func (c *Controller) retryPending() {
+	for k := range c.pending {
+		c.queue.Add(k)
+	}
+}
