@@ -35,14 +35,15 @@ bench: ## Go benchmarks of the pure parts and the data planes (root for l2 and f
 	go test -run '^$$' -bench . -benchmem ./allocator/...
 	go test -run '^$$' -bench 'Owner|RequestToReply|SolicitationToAdvertisement|ARPReplies' -benchmem ./l2/...
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./forward/...
+	go test -run '^$$' -bench OneChange -benchtime 200x ./speaker/
 
 bench-burst: deps ## the controller binary at the chart's defaults: 50, 500 and 5,000 Services created at once, then a restart
 	go test ./controller -run '^$$' -bench Burst -benchtime 1x -timeout 30m
 
 bench-forward-vs-kube-proxy: deps ## ironlb's speaker and kube-proxy (nftables) side by side: 10,000 Services, first programming, 5 minutes of endpoint churn (root)
 	go test ./e2e/fwbench -run '^$$' -bench ForwardVsKubeProxy -benchtime 1x -timeout 60m -v
-bench-scale: deps ## 50 speaker binaries on simulated nodes, BGP mode, 5,000 Services, against a real API server (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES)
-	go test ./speaker -run '^$$' -bench Scale -benchtime 1x -timeout 45m
+bench-scale: deps ## 50 speaker binaries on simulated nodes, BGP mode, 5,000 Services, against a real API server, then 10 endpoint changes/s (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES, IRONLB_SCALE_CHURN_SECONDS)
+	go test ./speaker -run '^$$' -bench Scale -benchtime 1x -timeout 45m -v
 
 bench-lab: ## the lab measurements: failover, assign-to-answer, throughput, 10-minute steady state (root)
 	go test ./e2e -run '^$$' -bench 'L2|Forwarding' -benchtime 1x -timeout 60m

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,24 +22,38 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 )
 
 // BenchmarkScale runs many ironlb-speaker processes (the binary, with the chart's defaults
 // except what a process outside a Pod needs) on simulated nodes against a real kube-apiserver,
-// in BGP mode, and measures what the status shape and the event filters cost: the API writes
-// of the initial sync and of one new Service, the time from that Service to every speaker
-// announcing it, and each speaker's CPU and RSS. Run with `make bench-scale`
-// (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES: default 50 and 5,000).
+// in BGP mode, and measures what the status shape and the event filters cost: the API objects
+// and writes of the initial sync and of one new Service, the time from that Service to every
+// speaker announcing it, each speaker's CPU and RSS at rest and under 10 endpoint changes/s
+// (IRONLB_SCALE_CHURN_SECONDS each, default 60: first pods replaced on the same node, which the
+// planner's filter drops, then pods moved to another node, which re-plan). Run with
+// `make bench-scale` (IRONLB_SCALE_NODES, IRONLB_SCALE_SERVICES: default 50 and 5,000).
 //
 // Simulated nodes: Node objects whose InternalIP is a loopback address (127.0.1.N) where that
 // node's speaker runs its memberlist, so the speakers elect and gossip for real; no kubelet.
-// Each Service has ready endpoints (an EndpointSlice) and an ingress IP set as the controller
-// would. The one BGPPeer is 127.0.0.1 on a port nothing listens on: GoBGP runs and keeps its
-// paths, the sessions stay down, and no packet leaves the host.
+// Each speaker renews its Lease in ironlb-system, as the chart's do. Each Service has ready
+// endpoints (an EndpointSlice) and an ingress IP set as the controller would. The one BGPPeer
+// is 127.0.0.1 on a port nothing listens on: GoBGP runs and keeps its paths, the sessions stay
+// down, and no packet leaves the host. Forwarding is off (no nftables: BenchmarkOneChange
+// measures its per-change cost).
+//
+// What the benchmark itself asks of the API server is kept small, so that it measures the
+// speakers: Services are created by 16 workers; the status objects are counted from a watch
+// (one LIST from the watch cache, then events), never by polling LISTs; a speaker's metrics
+// are scraped until it reached what a phase waits for, 8 at a time, once a second.
 func BenchmarkScale(b *testing.B) {
 	nodes, services := envInt("IRONLB_SCALE_NODES", 50), envInt("IRONLB_SCALE_SERVICES", 5000)
+	churn := time.Duration(envInt("IRONLB_SCALE_CHURN_SECONDS", 60)) * time.Second
 	for range b.N {
-		benchScale(b, nodes, services)
+		benchScale(b, nodes, services, churn)
 	}
 }
 
@@ -49,7 +64,13 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func benchScale(b *testing.B, nodes, services int) {
+// speakerProc is one speaker process.
+type speakerProc struct {
+	cmd     *exec.Cmd
+	metrics string
+}
+
+func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	dir := b.TempDir()
@@ -66,9 +87,11 @@ func benchScale(b *testing.B, nodes, services int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const ns = "scale"
-	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
+	const ns, system = "scale", "ironlb-system"
+	for _, name := range []string{ns, system} {
+		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	post := func(resource string, obj any) {
 		b.Helper()
@@ -79,29 +102,42 @@ func benchScale(b *testing.B, nodes, services int) {
 	post("bgppeers", &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPPeerSpec{PeerAddress: "127.0.0.1", PeerPort: 1, PeerASN: 64496, MyASN: 64497}})
 	post("ippools", &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: v1alpha1.IPPoolSpec{Addresses: []string{"198.19.0.0/16"}}})
 	post("bgpadvertisements", &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "routed"}, Spec: v1alpha1.BGPAdvertisementSpec{IPPools: []string{"routed"}}})
-	for i := 1; i <= nodes; i++ {
-		n, err := c.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName(i)}}, metav1.CreateOptions{})
+	parallel(b, nodes, 16, func(i int) error {
+		n, err := c.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName(i + 1)}}, metav1.CreateOptions{})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.1.%d", i)}}
-		if _, err := c.Kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.1.%d", i+1)}}
+		_, err = c.Kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 	start := time.Now()
 	parallel(b, services, 16, func(i int) error { return createService(ctx, c, ns, i) })
 	b.Logf("%d Services with endpoints and ingress IPs created in %s", services, time.Since(start).Round(time.Second))
 
-	// The speakers.
-	type proc struct {
-		cmd     *exec.Cmd
-		metrics string
+	// The status objects, from a watch.
+	count := map[string]func() int{}
+	for _, resource := range []string{"serviceannouncements", "bgpsessionstates"} {
+		obj := runtime.Object(&v1alpha1.ServiceAnnouncement{})
+		if resource == "bgpsessionstates" {
+			obj = &v1alpha1.BGPSessionState{}
+		}
+		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(c.CRD, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
+		go inf.Run(ctx.Done())
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			b.Fatalf("watching %s", resource)
+		}
+		count[resource] = func() int { return len(inf.GetStore().ListKeys()) }
 	}
-	var procs []proc
+	objects := func() string {
+		return fmt.Sprintf("%d ServiceAnnouncements, %d BGPSessionStates", count["serviceannouncements"](), count["bgpsessionstates"]())
+	}
+
+	// The speakers.
+	var procs []speakerProc
 	for i := 1; i <= nodes; i++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", 19000+i)
-		cmd := exec.Command(bin, "--kubeconfig="+srv.Kubeconfig, "--node-name="+nodeName(i), "--forwarding=off",
+		cmd := exec.Command(bin, "--kubeconfig="+srv.Kubeconfig, "--node-name="+nodeName(i), "--namespace="+system, "--forwarding=off",
 			"--metrics-addr="+addr, "--memberlist-port=17946", "--log-level=warn")
 		logf, err := os.Create(filepath.Join(dir, nodeName(i)+".log"))
 		if err != nil {
@@ -112,7 +148,7 @@ func benchScale(b *testing.B, nodes, services int) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		procs = append(procs, proc{cmd, "http://" + addr + "/metrics"})
+		procs = append(procs, speakerProc{cmd, "http://" + addr + "/metrics"})
 	}
 	defer func() {
 		for _, p := range procs {
@@ -122,49 +158,39 @@ func benchScale(b *testing.B, nodes, services int) {
 			_ = p.cmd.Wait()
 		}
 	}()
-	allPaths := func(want int) (bool, string) {
-		short := 0
-		for _, p := range procs {
-			if scrape(p.metrics, "ironlb_speaker_bgp_paths") != float64(want) {
-				short++
-			}
-		}
-		return short == 0, fmt.Sprintf("%d of %d speakers without %d paths", short, len(procs), want)
-	}
-	announcements := func() int {
-		var list v1alpha1.ServiceAnnouncementList
-		if err := c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Do(ctx).Into(&list); err != nil {
-			return -1
-		}
-		return len(list.Items)
-	}
 	writes := func() map[string]float64 { return apiWrites(ctx, c) }
+	cpu := func() []float64 { return cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid }) }
+	rss := func() []float64 {
+		var out []float64
+		for _, p := range procs {
+			out = append(out, rssMiB(p.cmd.Process.Pid))
+		}
+		return out
+	}
 
 	start = time.Now()
-	eventually(b, ctx, 15*time.Minute, "every speaker announcing every Service", func() (bool, string) {
-		if ok, msg := allPaths(services); !ok {
+	allPaths := everySpeaker(procs, "ironlb_speaker_bgp_paths", float64(services))
+	eventually(b, ctx, 20*time.Minute, time.Second, "every speaker announcing every Service", func() (bool, string) {
+		if ok, msg := allPaths(); !ok {
 			return false, msg
 		}
-		n := announcements()
+		n := count["serviceannouncements"]()
 		return n == services, fmt.Sprintf("%d ServiceAnnouncements", n)
 	})
 	synced := time.Since(start)
 	time.Sleep(10 * time.Second) // the last status writes
 	initial := writes()
-	b.Logf("initial sync: every speaker announced %d Services and %d ServiceAnnouncements existed %s after the speakers started; API writes: %v",
-		services, services, synced.Round(time.Second), initial)
+	b.Logf("initial sync: every speaker announced %d Services %s after the speakers started; API objects: %s; API writes: %v",
+		services, synced.Round(time.Second), objects(), initial)
 
 	// At rest.
-	cpu0 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
 	const rest = 30 * time.Second
+	cpu0 := cpu()
 	time.Sleep(rest)
-	cpu1 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
+	cpu1 := cpu()
 	atRest := diff(writes(), initial)
-	var rss []float64
-	for _, p := range procs {
-		rss = append(rss, rssMiB(p.cmd.Process.Pid))
-	}
-	b.Logf("at rest for %s: API writes %v; speaker CPU %s; RSS MiB %s", rest, atRest, stats(sub(cpu1, cpu0)), stats(rss))
+	rssRest := rss()
+	b.Logf("at rest for %s: API writes %v; speaker CPU-s/s %s; RSS MiB %s", rest, atRest, stats(perSecond(sub(cpu1, cpu0), rest)), stats(rssRest))
 
 	// One new Service.
 	before := writes()
@@ -172,22 +198,106 @@ func benchScale(b *testing.B, nodes, services int) {
 	if err := createService(ctx, c, ns, services); err != nil {
 		b.Fatal(err)
 	}
-	eventually(b, ctx, 2*time.Minute, "every speaker announcing the new Service", func() (bool, string) { return allPaths(services + 1) })
+	allPaths = everySpeaker(procs, "ironlb_speaker_bgp_paths", float64(services+1))
+	eventually(b, ctx, 2*time.Minute, 100*time.Millisecond, "every speaker announcing the new Service", allPaths)
 	applied := time.Since(t0)
-	eventually(b, ctx, time.Minute, "its ServiceAnnouncement", func() (bool, string) {
-		n := announcements()
+	eventually(b, ctx, time.Minute, 100*time.Millisecond, "its ServiceAnnouncement", func() (bool, string) {
+		n := count["serviceannouncements"]()
 		return n == services+1, fmt.Sprint(n)
 	})
 	time.Sleep(10 * time.Second)
 	change := diff(writes(), before)
-	cpu2 := cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid })
-	b.Logf("one new Service: every speaker announced it %s after its create; API writes %v; speaker CPU since the rest window %s",
-		applied.Round(time.Millisecond), change, stats(sub(cpu2, cpu1)))
+	b.Logf("one new Service: every speaker announced it %s after its create; API objects: %s; API writes %v",
+		applied.Round(time.Millisecond), objects(), change)
+
+	// 10 endpoint changes/s: pods replaced on the same node, then moved to another node.
+	var churnCPU [2][]float64
+	var churnRSS []float64
+	for phase, move := range []bool{false, true} {
+		what := map[bool]string{false: "pods replaced on the same node", true: "pods moved to another node"}[move]
+		before, c0 := writes(), cpu()
+		n := churnEndpoints(ctx, b, c, ns, services, churn, move)
+		c1 := cpu()
+		churnCPU[phase] = perSecond(sub(c1, c0), churn)
+		churnRSS = rss()
+		b.Logf("10 endpoint changes/s for %s (%s, %d changes): API writes %v; speaker CPU-s/s %s; RSS MiB %s",
+			churn, what, n, diff(writes(), before), stats(churnCPU[phase]), stats(churnRSS))
+	}
+
 	b.ReportMetric(synced.Seconds(), "initial-sync-s")
 	b.ReportMetric(initial["serviceannouncements"], "initial-svcann-writes")
 	b.ReportMetric(applied.Seconds(), "change-to-all-applied-s")
 	b.ReportMetric(change["serviceannouncements"], "change-svcann-writes")
-	b.ReportMetric(maxOf(rss), "max-rss-MiB")
+	b.ReportMetric(meanOf(perSecond(sub(cpu1, cpu0), rest)), "rest-cpu-s/s")
+	b.ReportMetric(meanOf(churnCPU[0]), "churn-same-node-cpu-s/s")
+	b.ReportMetric(meanOf(churnCPU[1]), "churn-other-node-cpu-s/s")
+	b.ReportMetric(maxOf(rssRest), "rest-max-rss-MiB")
+	b.ReportMetric(maxOf(churnRSS), "churn-max-rss-MiB")
+}
+
+// churnEndpoints changes one Service's EndpointSlice every 100 ms for d, round robin: its
+// endpoint gets a new address (a pod replaced), on the other of node-001 and node-002 when
+// move is set. Each change is one merge patch, sent on its tick whatever the latency of the
+// ones before. It returns the number of changes made.
+func churnEndpoints(ctx context.Context, b *testing.B, c *kubeclient.Clients, ns string, services int, d time.Duration, move bool) int {
+	b.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	end := time.Now().Add(d)
+	n := 0
+	for ; time.Now().Before(end); n++ {
+		i, round := n%services, n/services
+		node := nodeName(1)
+		if move && round%2 == 0 {
+			node = nodeName(2)
+		}
+		patch := fmt.Sprintf(`{"endpoints":[{"addresses":["192.0.2.%d"],"nodeName":%q,"conditions":{"ready":true}}]}`, 11+round%200, node)
+		wg.Go(func() {
+			if _, err := c.Kube.DiscoveryV1().EndpointSlices(ns).Patch(ctx, fmt.Sprintf("svc-%05d-1", i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				failed.Add(1)
+			}
+		})
+		select {
+		case <-ctx.Done():
+			b.Fatal(ctx.Err())
+		case <-tick.C:
+		}
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d endpoint changes failed", f, n)
+	}
+	return n
+}
+
+// everySpeaker returns a check that every speaker's metric name has value want. It scrapes, 8
+// at a time, the speakers that have not had it yet: once one has, it is not asked again.
+func everySpeaker(procs []speakerProc, name string, want float64) func() (bool, string) {
+	done := make([]bool, len(procs))
+	return func() (bool, string) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for i, p := range procs {
+			if done[i] {
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				done[i] = scrape(p.metrics, name) == want
+			})
+		}
+		wg.Wait()
+		short := 0
+		for _, d := range done {
+			if !d {
+				short++
+			}
+		}
+		return short == 0, fmt.Sprintf("%d of %d speakers without %s %v", short, len(procs), name, want)
+	}
 }
 
 func nodeName(i int) string { return fmt.Sprintf("node-%03d", i) }
@@ -246,7 +356,7 @@ func parallel(b *testing.B, n, workers int, f func(int) error) {
 	}
 }
 
-func eventually(b *testing.B, ctx context.Context, timeout time.Duration, what string, f func() (bool, string)) {
+func eventually(b *testing.B, ctx context.Context, timeout, every time.Duration, what string, f func() (bool, string)) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	msg := ""
@@ -255,7 +365,7 @@ func eventually(b *testing.B, ctx context.Context, timeout time.Duration, what s
 		if ok, msg = f(); ok {
 			return
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(every)
 	}
 	b.Fatalf("%s: not within %s: %s", what, timeout, msg)
 }
@@ -279,7 +389,8 @@ func scrape(url, name string) float64 {
 }
 
 // apiWrites returns the API server's count of write requests (create, update, patch, delete)
-// per resource of ironlb's status kinds, from its own metrics.
+// per resource of ironlb's status kinds and of Leases (the speakers' renewals), and per
+// resource and verb ("serviceannouncements/DELETE"), from its own metrics.
 func apiWrites(ctx context.Context, c *kubeclient.Clients) map[string]float64 {
 	raw, err := c.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	out := map[string]float64{}
@@ -291,7 +402,7 @@ func apiWrites(ctx context.Context, c *kubeclient.Clients) map[string]float64 {
 		if !strings.HasPrefix(s, "apiserver_request_total{") {
 			continue
 		}
-		for _, res := range []string{"serviceannouncements", "bgpsessionstates"} {
+		for _, res := range []string{"serviceannouncements", "bgpsessionstates", "leases"} {
 			if !strings.Contains(s, `resource="`+res+`"`) {
 				continue
 			}
@@ -299,6 +410,7 @@ func apiWrites(ctx context.Context, c *kubeclient.Clients) map[string]float64 {
 				if strings.Contains(s, `verb="`+verb+`"`) {
 					f, _ := strconv.ParseFloat(s[strings.LastIndexByte(s, ' ')+1:], 64)
 					out[res] += f
+					out[res+"/"+verb] += f
 				}
 			}
 		}
@@ -352,6 +464,25 @@ func sub(a, b []float64) []float64 {
 	return out
 }
 
+func perSecond(v []float64, d time.Duration) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x / d.Seconds()
+	}
+	return out
+}
+
+func meanOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
+}
+
 func maxOf(v []float64) float64 {
 	m := 0.0
 	for _, x := range v {
@@ -361,9 +492,5 @@ func maxOf(v []float64) float64 {
 }
 
 func stats(v []float64) string {
-	sum := 0.0
-	for _, x := range v {
-		sum += x
-	}
-	return fmt.Sprintf("mean %.2f max %.2f (n=%d)", sum/float64(len(v)), maxOf(v), len(v))
+	return fmt.Sprintf("mean %.3f max %.3f (n=%d)", meanOf(v), maxOf(v), len(v))
 }
