@@ -1,8 +1,10 @@
 package speaker
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/internal/owned"
@@ -51,6 +53,42 @@ func (s *Speaker) watch() error {
 		s.crdInfs[resource] = inf
 	}
 	return nil
+}
+
+// startInformers starts the informers (and the removal watch) and returns what tells they have
+// synced, and a stop that stops them and waits for them. Stopping cancels first: a factory's
+// Shutdown waits for informers whose stop channel is closed, so waiting before cancelling
+// would never return (a speaker that never exits on SIGTERM).
+func (s *Speaker) startInformers(ctx context.Context) ([]cache.InformerSynced, func()) {
+	infCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.factory.Start(infCtx.Done())
+	synced := []cache.InformerSynced{
+		s.factory.Core().V1().Services().Informer().HasSynced,
+		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
+		s.factory.Core().V1().Nodes().Informer().HasSynced,
+	}
+	var wg sync.WaitGroup
+	for _, inf := range s.crdInfs {
+		wg.Go(func() { inf.Run(infCtx.Done()) })
+		synced = append(synced, inf.HasSynced)
+	}
+	if s.removal != nil {
+		go s.removal.run(infCtx.Done())
+	}
+	if s.leases != nil {
+		s.leases.Start(infCtx.Done())
+		synced = append(synced, s.leases.Coordination().V1().Leases().Informer().HasSynced)
+	} else {
+		s.log.Warn("no namespace for this speaker's Lease: liveness from memberlist alone, a node cut off from the others' gossip claims their IPs")
+	}
+	return synced, func() {
+		cancel()
+		s.factory.Shutdown()
+		if s.leases != nil {
+			s.leases.Shutdown()
+		}
+		wg.Wait()
+	}
 }
 
 // nodesOnly is a snapshot with the nodes only, for forwardNode.

@@ -23,28 +23,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.events.CoreV1().Events("")})
 	defer s.broadcast.Shutdown()
 	defer endpoint.Serve(s.cfg.MetricsAddr, s.gatherer, &s.ready, s.log)()
-	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
-	s.factory.Start(infCtx.Done())
-	defer func() { stopInformers(); s.factory.Shutdown() }()
-	synced := []cache.InformerSynced{
-		s.factory.Core().V1().Services().Informer().HasSynced,
-		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
-		s.factory.Core().V1().Nodes().Informer().HasSynced,
-	}
-	for _, inf := range s.crdInfs {
-		go inf.Run(infCtx.Done())
-		synced = append(synced, inf.HasSynced)
-	}
-	if s.removal != nil {
-		go s.removal.run(infCtx.Done())
-	}
-	if s.leases != nil {
-		s.leases.Start(infCtx.Done())
-		defer s.leases.Shutdown()
-		synced = append(synced, s.leases.Coordination().V1().Leases().Informer().HasSynced)
-	} else {
-		s.log.Warn("no namespace for this speaker's Lease: liveness from memberlist alone, a node cut off from the others' gossip claims their IPs")
-	}
+	synced, stopInformers := s.startInformers(ctx)
+	defer stopInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
 	}
