@@ -36,7 +36,8 @@ type MembersConfig struct {
 	SecretKey []byte
 	// ExtraKeys are accepted besides SecretKey for what other members send, so the key can be
 	// rotated with no split: first every node accepts the new key, then every node encrypts
-	// with it and accepts the old one, then the old one goes (one rollout each).
+	// with it and accepts the old one, then the old one goes (Members.SetKeys applies each
+	// step while memberlist runs).
 	ExtraKeys [][]byte
 	// ProbeInterval is how often a member probes one other member.
 	ProbeInterval time.Duration
@@ -80,7 +81,8 @@ type Members struct {
 	cfg     MembersConfig
 	mu      sync.Mutex
 	ml      *memberlist.Memberlist
-	meta    []byte // this member's metadata, gossiped with its liveness
+	meta    []byte              // this member's metadata, gossiped with its liveness
+	keyring *memberlist.Keyring // nil without encryption
 	changed chan struct{}
 }
 
@@ -101,14 +103,12 @@ func (m *Members) Start() error {
 	c.GossipInterval = m.cfg.GossipInterval
 	c.TCPTimeout = 2 * time.Second
 	if len(m.cfg.SecretKey) > 0 {
-		c.SecretKey = m.cfg.SecretKey
-		if len(m.cfg.ExtraKeys) > 0 {
-			kr, err := memberlist.NewKeyring(m.cfg.ExtraKeys, m.cfg.SecretKey)
-			if err != nil {
-				return fmt.Errorf("memberlist keyring: %w", err)
-			}
-			c.Keyring = kr
+		// Our own keyring, so SetKeys can change it while memberlist runs.
+		kr, err := memberlist.NewKeyring(m.cfg.ExtraKeys, m.cfg.SecretKey)
+		if err != nil {
+			return fmt.Errorf("memberlist keyring: %w", err)
 		}
+		c.Keyring = kr
 	}
 	c.Events = eventNotifier{m.notify}
 	c.Delegate = metaDelegate{m}
@@ -121,7 +121,7 @@ func (m *Members) Start() error {
 		return fmt.Errorf("starting memberlist on %s:%d: %w", c.BindAddr, c.BindPort, err)
 	}
 	m.mu.Lock()
-	m.ml = ml
+	m.ml, m.keyring = ml, c.Keyring
 	m.mu.Unlock()
 	return nil
 }
