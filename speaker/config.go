@@ -24,6 +24,13 @@ type Config struct {
 	// Members tunes memberlist liveness. Members.BindAddr defaults to the node's first
 	// InternalIP (IPv4 preferred).
 	Members l2.MembersConfig
+	// MembersKeyFile holds the gossip keys, one per line (the first encrypts; l2.KeysFromString),
+	// e.g. a mounted Secret: read at start into Members' keys, then every KeyFilePoll, and a
+	// change is applied live (keys.go). Empty: Members' keys as given, never reloaded.
+	MembersKeyFile string
+	// KeyFilePoll is how often MembersKeyFile is read: a few seconds, small next to the kubelet's
+	// delay in updating a Secret volume (its sync period, a minute by default).
+	KeyFilePoll time.Duration
 	// Announcer tunes gratuitous ARP / unsolicited NA.
 	Announcer l2.AnnouncerConfig
 	// Forwarding is auto, on or off: whether this node's nftables rules forward LoadBalancer,
@@ -68,6 +75,7 @@ func DefaultConfig() Config {
 		JoinTimeout:    3 * time.Second,
 		Resync:         10 * time.Second,
 		RejoinInterval: time.Second,
+		KeyFilePoll:    2 * time.Second,
 		API:            kubeclient.Limits{QPS: 100, Burst: 200},
 		Events:         kubeclient.Limits{QPS: 20, Burst: 50},
 		MetricsAddr:    ":7473",

@@ -53,6 +53,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	statusDone.Go(func() { s.bgp.states.Run(statusCtx) })
 	stopWriters := func() { stopStatus(); statusDone.Wait() }
 	go s.rejoin(ctx)
+	go s.keys.run(ctx, s.members)
 	go s.bgp.secrets.run(ctx)
 	if s.leases != nil {
 		go s.renewLease(ctx)

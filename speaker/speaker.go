@@ -39,6 +39,7 @@ type Speaker struct {
 	ready     atomic.Bool
 
 	members   *l2.Members // created by Run, once the node's address is known
+	keys      *keyWatcher // reloads members' keys from Config.MembersKeyFile
 	liveness  *l2.Liveness
 	leases    informers.SharedInformerFactory // the speakers' Leases; nil without a namespace
 	byLease   []string                        // nodes alive by their Lease only, last logged
@@ -86,6 +87,9 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		liveness: l2.NewLiveness(cfg.Lease, time.Now()),
 		reaped:   map[string]bool{},
 		serving:  newServingFilter(),
+	}
+	if s.keys, err = newKeyWatcher(&s.cfg, reg); err != nil {
+		return nil, err
 	}
 	if cfg.Namespace != "" {
 		if s.leases, err = s.newLeaseInformer(cfg.Namespace); err != nil {

@@ -10,7 +10,6 @@ import (
 	"os"
 
 	"github.com/ironlb/ironlb/internal/cmdutil"
-	"github.com/ironlb/ironlb/l2"
 	"github.com/ironlb/ironlb/speaker"
 )
 
@@ -25,7 +24,8 @@ func main() {
 	flag.DurationVar(&cfg.Lease.Duration, "lease-duration", cfg.Lease.Duration, "how long a Lease renewal keeps a node that memberlist lost alive")
 	bind := flag.String("memberlist-bind", "", "memberlist address (default: the node's first InternalIP)")
 	flag.IntVar(&cfg.Members.BindPort, "memberlist-port", cfg.Members.BindPort, "memberlist TCP and UDP port")
-	keyFile := flag.String("memberlist-key-file", "", "file holding the gossip encryption key (16/24/32 bytes, raw, hex or base64), e.g. a mounted Secret; more lines: keys also accepted, for a rotation")
+	flag.StringVar(&cfg.MembersKeyFile, "memberlist-key-file", "", "file holding the gossip encryption key (16/24/32 bytes, raw, hex or base64), e.g. a mounted Secret; more lines: keys also accepted, for a rotation; re-read every -memberlist-key-file-poll and applied live")
+	flag.DurationVar(&cfg.KeyFilePoll, "memberlist-key-file-poll", cfg.KeyFilePoll, "how often the memberlist key file is read for changes")
 	flag.DurationVar(&cfg.Members.ProbeInterval, "memberlist-probe-interval", cfg.Members.ProbeInterval, "how often each node probes another")
 	flag.DurationVar(&cfg.Members.ProbeTimeout, "memberlist-probe-timeout", cfg.Members.ProbeTimeout, "how long a probe waits for its ack")
 	flag.IntVar(&cfg.Members.SuspicionMult, "memberlist-suspicion-mult", cfg.Members.SuspicionMult, "suspicion timeout multiplier")
@@ -55,17 +55,6 @@ func main() {
 			fail(fmt.Errorf("-memberlist-bind: %w", err))
 		}
 		cfg.Members.BindAddr = addr
-	}
-	if *keyFile != "" {
-		raw, err := os.ReadFile(*keyFile)
-		if err != nil {
-			fail(fmt.Errorf("-memberlist-key-file: %w", err))
-		}
-		keys, err := l2.KeysFromString(string(raw))
-		if err != nil {
-			fail(fmt.Errorf("-memberlist-key-file %s: %w", *keyFile, err))
-		}
-		cfg.Members.SecretKey, cfg.Members.ExtraKeys = keys[0], keys[1:]
 	}
 	s, err := speaker.New(cfg, restCfg, reg, reg)
 	if err != nil {
