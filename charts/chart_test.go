@@ -370,8 +370,11 @@ func TestRenderAllValues(t *testing.T) {
 	if diff := cmp.Diff(wantTolerations, ds.Spec.Template.Spec.Tolerations); diff != "" {
 		t.Errorf("speaker tolerations (-want +got):\n%s", diff)
 	}
-	if _, ok := ds.Spec.Template.Annotations["checksum/memberlist-key"]; !ok {
-		t.Error("a key from the values must restart the speakers when it changes: no checksum annotation")
+	// The speakers apply a key change live; a restart would move their L2 addresses.
+	for k := range ds.Spec.Template.Annotations {
+		if strings.Contains(k, "memberlist") {
+			t.Errorf("speaker pod annotation %s: a key change must not restart the speakers", k)
+		}
 	}
 	var s corev1.Secret
 	find(t, objs, "Secret", "edge-lb-memberlist", &s)
@@ -784,10 +787,11 @@ var notExposed = map[string]map[string]string{
 		"identity":   "from $POD_NAME (downward API)",
 	},
 	"ironlb-speaker": {
-		"kubeconfig":      "in-cluster configuration from the ServiceAccount (apiServer sets the address)",
-		"node-name":       "from $NODE_NAME (spec.nodeName, downward API)",
-		"memberlist-bind": "per node; the default, the node's first InternalIP, is what a DaemonSet can give",
-		"namespace":       "from $POD_NAMESPACE (downward API)",
+		"kubeconfig":               "in-cluster configuration from the ServiceAccount (apiServer sets the address)",
+		"node-name":                "from $NODE_NAME (spec.nodeName, downward API)",
+		"memberlist-bind":          "per node; the default, the node's first InternalIP, is what a DaemonSet can give",
+		"namespace":                "from $POD_NAMESPACE (downward API)",
+		"memberlist-key-file-poll": "the default (2s) is small next to the kubelet's delay in updating the mounted Secret; extraArgs can set it",
 	},
 }
 
