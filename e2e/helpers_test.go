@@ -119,6 +119,16 @@ func (s *scenario) eventually(what string, timeout time.Duration, cond func() (b
 	}
 }
 
+// holds polls cond every 200 ms for d and fails at the first time it does not hold.
+func (s *scenario) holds(what string, d time.Duration, cond func() (bool, string)) {
+	s.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if ok, seen := cond(); !ok {
+			s.t.Fatalf("%s stopped holding after %v: %s", what, d-time.Until(end), seen)
+		}
+	}
+}
+
 // ingress waits for the Service's external IPs.
 func (s *scenario) ingress(name string) []string {
 	s.t.Helper()

@@ -149,6 +149,16 @@ func TestL2Failover(t *testing.T) {
 					mac, state := neighbour(s.ctx, ip)
 					return mac == next.MAC.String(), mac + " " + state
 				})
+				if f.name == "link down" {
+					// The node still renews its Lease over its other link: the others must
+					// not give the IP back to it (it cannot answer on the LAN), past its next
+					// renewals (every 5 s).
+					s.holds(next.Name+" alone announcing and answering", 12*time.Second, func() (bool, string) {
+						a := s.announcers("fo")
+						_, err := lab.HTTPGet(s.ctx, lab.NSLANClient, "http://"+ip+"/", time.Second)
+						return len(a) == 1 && a[0] == next.Name && err == nil, fmt.Sprint(a, err)
+					})
+				}
 				if f.name == "SIGKILL" {
 					// The killed speaker could not remove its ServiceAnnouncement; the new
 					// owner removes a dead node's, so kubectl names the one node that answers.
