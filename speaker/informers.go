@@ -120,7 +120,13 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 	for _, m := range nodeMACs(ifaces) {
 		macs[[6]byte(m)] = true
 	}
-	for node, meta := range s.members.Metas() {
+	metas := s.members.Metas()
+	for node := range snap.Alive {
+		if _, ok := metas[node]; !ok { // alive by its Lease only
+			metas[node], _ = s.leaseMetas.get(node)
+		}
+	}
+	for node, meta := range metas {
 		var theirs []net.HardwareAddr
 		snap.Reach[node], theirs = DecodeMeta(meta)
 		for _, m := range theirs {

@@ -1,9 +1,12 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -24,6 +27,55 @@ import (
 // the node name.
 const LabelSpeakerLease = "ironlb.io/speaker-lease"
 
+// AnnotationL2Meta on a speaker's Lease carries what the node publishes in its memberlist
+// metadata (its L2 reach and MACs, base64): a node the others keep alive by its Lease alone
+// is elected by what it can still do. Without it, a node whose LAN link is down (out of
+// memberlist, but renewing its Lease over another link) would keep its IPs, which it cannot
+// answer for, and nobody would announce them.
+const AnnotationL2Meta = "ironlb.io/l2-meta"
+
+// leaseMetas holds the metadata each speaker last wrote on its Lease, by node.
+type leaseMetas struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// set records node's metadata (nil: none) and reports whether it changed.
+func (l *leaseMetas) set(node string, meta []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string][]byte{}
+	}
+	old, ok := l.m[node]
+	if meta == nil {
+		delete(l.m, node)
+		return ok
+	}
+	l.m[node] = meta
+	return !ok || !bytes.Equal(old, meta)
+}
+
+func (l *leaseMetas) get(node string) ([]byte, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.m[node]
+	return m, ok
+}
+
+// metaOf reads AnnotationL2Meta; nil when absent or unreadable.
+func metaOf(l *coordinationv1.Lease) []byte {
+	v, ok := l.Annotations[AnnotationL2Meta]
+	if !ok {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
 // leaseName names node's Lease.
 func leaseName(node string) string { return truncateName("speaker." + node) }
 
@@ -35,6 +87,7 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 		}))
 	renewed := func(l *coordinationv1.Lease, at time.Time) {
 		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != s.cfg.NodeName {
+			s.leaseMetas.set(*l.Spec.HolderIdentity, metaOf(l))
 			s.liveness.Renewed(*l.Spec.HolderIdentity, at)
 			s.kick()
 		}
@@ -50,8 +103,11 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 		},
 		UpdateFunc: func(old, cur any) {
 			o, c := old.(*coordinationv1.Lease), cur.(*coordinationv1.Lease)
-			if c.Spec.RenewTime != nil && (o.Spec.RenewTime == nil || !o.Spec.RenewTime.Equal(c.Spec.RenewTime)) {
+			switch {
+			case c.Spec.RenewTime != nil && (o.Spec.RenewTime == nil || !o.Spec.RenewTime.Equal(c.Spec.RenewTime)):
 				renewed(c, time.Now()) // seen now: clocks of other nodes are not compared
+			case c.Spec.HolderIdentity != nil && *c.Spec.HolderIdentity != s.cfg.NodeName && s.leaseMetas.set(*c.Spec.HolderIdentity, metaOf(c)):
+				s.kick()
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -60,6 +116,7 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 			}
 			if l, ok := obj.(*coordinationv1.Lease); ok && l.Spec.HolderIdentity != nil {
 				s.liveness.Forget(*l.Spec.HolderIdentity)
+				s.leaseMetas.set(*l.Spec.HolderIdentity, nil)
 				s.kick()
 			}
 		},
@@ -74,8 +131,9 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// renewLease renews this node's Lease every Lease.Renew until ctx ends, each attempt bounded
-// by that interval: an unreachable API server costs failed renewals, nothing else.
+// renewLease renews this node's Lease every Lease.Renew, and at once when this node publishes
+// new metadata (publishReach), until ctx ends, each attempt bounded by that interval: an
+// unreachable API server costs failed renewals, nothing else.
 func (s *Speaker) renewLease(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Lease.Renew)
 	defer t.Stop()
@@ -94,6 +152,8 @@ func (s *Speaker) renewLease(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.metaChanged:
+			t.Reset(s.cfg.Lease.Renew)
 		}
 	}
 }
@@ -122,6 +182,7 @@ func (s *Speaker) renewOnce(ctx context.Context, cur *coordinationv1.Lease) (*co
 	upd := cur.DeepCopy()
 	upd.Spec.HolderIdentity = &s.cfg.NodeName
 	upd.Spec.RenewTime = &now
+	s.annotateMeta(&upd.ObjectMeta)
 	res, err := leases.Update(ctx, upd, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, err
@@ -137,10 +198,23 @@ func (s *Speaker) newLease(now metav1.MicroTime) *coordinationv1.Lease {
 			Labels: map[string]string{LabelSpeakerLease: "true"}},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &s.cfg.NodeName, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
 	}
+	s.annotateMeta(&l.ObjectMeta)
 	if n, err := s.factory.Core().V1().Nodes().Lister().Get(s.cfg.NodeName); err == nil {
 		l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID}}
 	}
 	return l
+}
+
+// annotateMeta writes this node's published metadata (AnnotationL2Meta) on its Lease.
+func (s *Speaker) annotateMeta(m *metav1.ObjectMeta) {
+	meta := s.published.Load()
+	if meta == nil {
+		return
+	}
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations[AnnotationL2Meta] = base64.StdEncoding.EncodeToString(*meta)
 }
 
 // deleteLease removes this node's Lease on a graceful shutdown (best effort, within ctx), so

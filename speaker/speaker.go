@@ -54,7 +54,9 @@ type Speaker struct {
 	removal       *removal // nil without Config.DaemonSet
 	bgp           *bgpRunner
 	drivers       map[v1alpha1.AnnouncementMode]driver // per mode, what applies its target
-	published     []byte                               // the L2 reach and MACs last published (memberlist metadata)
+	published     atomic.Pointer[[]byte]               // the L2 reach and MACs last published (memberlist metadata, and the Lease)
+	metaChanged   chan struct{}                        // published changed: renew the Lease now
+	leaseMetas    leaseMetas                           // what the other speakers' Leases say of their reach
 	clusterMACs   atomic.Pointer[macSet]
 }
 
@@ -81,12 +83,13 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	}
 	s := &Speaker{
 		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, gatherer: gatherer, metrics: m,
-		factory:  informers.NewSharedInformerFactory(kube, 0),
-		crdInfs:  map[string]cache.SharedIndexInformer{},
-		trigger:  make(chan struct{}, 1),
-		liveness: l2.NewLiveness(cfg.Lease, time.Now()),
-		reaped:   map[string]bool{},
-		serving:  newServingFilter(),
+		factory:     informers.NewSharedInformerFactory(kube, 0),
+		crdInfs:     map[string]cache.SharedIndexInformer{},
+		trigger:     make(chan struct{}, 1),
+		metaChanged: make(chan struct{}, 1),
+		liveness:    l2.NewLiveness(cfg.Lease, time.Now()),
+		reaped:      map[string]bool{},
+		serving:     newServingFilter(),
 	}
 	if s.keys, err = newKeyWatcher(&s.cfg, reg); err != nil {
 		return nil, err

@@ -69,11 +69,11 @@ func (seen warnings) fresh(ws []Warning) []Warning {
 	return out
 }
 
-// publishReach gives the other nodes this node's L2 reach and MACs (memberlist metadata), when
-// they changed.
+// publishReach gives the other nodes this node's L2 reach and MACs (memberlist metadata, and
+// the Lease for the nodes that have lost this one from memberlist), when they changed.
 func (s *Speaker) publishReach(r Reach, macs []net.HardwareAddr) {
 	meta, all := EncodeMeta(r, macs)
-	if bytes.Equal(meta, s.published) {
+	if old := s.published.Load(); old != nil && bytes.Equal(meta, *old) {
 		return
 	}
 	if !all {
@@ -83,7 +83,11 @@ func (s *Speaker) publishReach(r Reach, macs []net.HardwareAddr) {
 		s.log.Warn("publishing this node's L2 reach", "err", err)
 		return
 	}
-	s.published = meta
+	s.published.Store(&meta)
+	select {
+	case s.metaChanged <- struct{}{}:
+	default:
+	}
 	s.log.Info("published this node's L2 reach", "limited", len(r))
 }
 
