@@ -166,12 +166,6 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
-	if l.Config.KubeProxy {
-		conf := filepath.Join(rt.dir, "kube-proxy.yaml")
-		if err := writeTemplate(conf, kubeProxyConf, map[string]any{"Kubeconfig": l.NodeKubeconfig, "Node": n.Name}); err != nil {
-			return err
-		}
-	}
 	return l.startNodeDaemons(ctx, n, false)
 }
 
@@ -207,8 +201,38 @@ func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, boot bool) error {
 		return err
 	}
 	if l.Config.KubeProxy {
-		conf := filepath.Join(rt.dir, "kube-proxy.yaml")
-		if _, err := l.Start(ctx, "kube-proxy-"+n.Name, n.NetNS, filepath.Join(l.binDir(), "kube-proxy"), "--config="+conf, "--v=1"); err != nil {
+		if _, err := l.StartKubeProxy(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartKubeProxy runs kube-proxy (nftables mode, kubeProxyConf) on n. Config.KubeProxy starts
+// it on every node with the lab; a test that compares ironlb's forwarding with kube-proxy's
+// starts it on a running lab. Stopping the process leaves its rules, as kube-proxy does:
+// DeleteKubeProxyRules removes them.
+func (l *Lab) StartKubeProxy(ctx context.Context, n *Node) (*Process, error) {
+	if n.runtime == nil {
+		return nil, fmt.Errorf("lab: %s was never started", n.Name)
+	}
+	conf := filepath.Join(n.runtime.dir, "kube-proxy.yaml")
+	if err := writeTemplate(conf, kubeProxyConf, map[string]any{"Kubeconfig": l.NodeKubeconfig, "Node": n.Name}); err != nil {
+		return nil, err
+	}
+	return l.Start(ctx, "kube-proxy-"+n.Name, n.NetNS, filepath.Join(l.binDir(), "kube-proxy"), "--config="+conf, "--v=1")
+}
+
+// DeleteKubeProxyRules deletes kube-proxy's nftables tables (ip and ip6 "kube-proxy") on n, if
+// present.
+func DeleteKubeProxyRules(ctx context.Context, n *Node) error {
+	for _, family := range []string{"ip", "ip6"} {
+		if out, err := Exec(ctx, n.NetNS, "nft", "list", "tables", family); err != nil {
+			return err
+		} else if !strings.Contains(string(out), "table "+family+" kube-proxy") {
+			continue
+		}
+		if _, err := Exec(ctx, n.NetNS, "nft", "delete", "table", family, "kube-proxy"); err != nil {
 			return err
 		}
 	}
