@@ -111,6 +111,7 @@ func diffCases() []diffCase {
 		{"local/nodeport4/outside-via-node3", fromOutside, httpSpread, nodePort("local", "node3", 4)},
 		{"local/nodeport6/outside-via-node3", fromOutside, httpSpread, nodePort("local", "node3", 6)},
 		{"local/lb4/node3", "node3", httpSpread, lb("local", 4, 80)},
+		{"local/lb4/node2", "node2", httpSpread, lb("local", 4, 80)},
 		{"local/lb4/pod", fromPod, httpSpread, lb("local", 4, 80)},
 		{"local/health4/node1", fromOutside, healthGet, healthPort("local", "node1", 4)},
 		{"local/health6/node1", fromOutside, healthGet, healthPort("local", "node1", 6)},

@@ -29,13 +29,13 @@ type probeKind int
 
 const (
 	httpSpread probeKind = iota // spreadRequests HTTP requests, each on a new connection: which pods answer, from which source
-	httpSticky                  // the same, expecting ClientIP affinity: "one pod" when a single pod answered them all
+	httpSticky                  // the same, expecting ClientIP affinity: "one pod" when a single pod answered them all (from any source)
 	udpSpread                   // spreadRequests datagrams, each from a new socket
 	healthGet                   // one HTTP GET of a healthCheckNodePort: status, headers, body
 )
 
-// spreadRequests per probe: with two endpoints, both answer unless a chance of 2^-15.
-const spreadRequests = 16
+// spreadRequests per probe: with two endpoints, both answer but for a chance of 2^-23.
+const spreadRequests = 24
 
 // probeTimeout bounds one request: a dropped SYN is retransmitted after 1 s, so 2 s tells a
 // drop from a lost first packet.
@@ -95,9 +95,8 @@ func (p *prober) spread(ctx context.Context, ns, addr string, sticky bool, ask f
 	}
 	var parts []string
 	if sticky && len(seen) == 1 {
-		for _, sources := range seen {
-			parts = append(parts, "one pod from "+strings.Join(sortedKeys(sources), "/"))
-		}
+		// Which pod, and so which source it saw, is chance.
+		parts = append(parts, "one pod")
 	} else {
 		for _, pod := range sortedKeys(seen) {
 			parts = append(parts, pod+" from "+strings.Join(sortedKeys(seen[pod]), "/"))
