@@ -367,9 +367,13 @@ func (d *diffEnv) createServices(t *testing.T, pool string) {
 			sp.Selector = map[string]string{"app": "nobody"}
 			sp.Ports = append(sp.Ports, corev1.ServicePort{Name: "dns", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolUDP})
 		},
-		"term":  func(sp *corev1.ServiceSpec) { sp.Selector = nil; sp.IPFamilyPolicy = nil },
-		"allow": func(sp *corev1.ServiceSpec) { sp.LoadBalancerSourceRanges = []string{"198.51.100.2/32", "2001:db8:100::2/128"} },
-		"deny":  func(sp *corev1.ServiceSpec) { sp.LoadBalancerSourceRanges = []string{"192.0.2.128/25", "2001:db8:200::/64"} },
+		"term": func(sp *corev1.ServiceSpec) { sp.Selector = nil; sp.IPFamilyPolicy = nil },
+		"allow": func(sp *corev1.ServiceSpec) {
+			sp.LoadBalancerSourceRanges = []string{"198.51.100.2/32", "2001:db8:100::2/128"}
+		},
+		"deny": func(sp *corev1.ServiceSpec) {
+			sp.LoadBalancerSourceRanges = []string{"192.0.2.128/25", "2001:db8:200::/64"}
+		},
 	}
 	for name, mutate := range specs {
 		spec := base(corev1.ServiceTypeLoadBalancer, "web")
