@@ -177,15 +177,18 @@ const udpGoneCase = "web/udp-lb4/outside-endpoint-not-ready"
 // The test's addresses: a pool no advertisement announces (the LAN client routes it to
 // node1), externalIPs next to it, and the ipMode Proxy address the LAN client holds.
 var (
-	diffPool    = []string{"203.0.113.176-203.0.113.187", "2001:db8:113:1::-2001:db8:113:1::b"}
-	diffRoutes  = []string{"203.0.113.176/28", "2001:db8:113:1::/124"}
-	diffExtIPs  = []string{"203.0.113.190", "2001:db8:113:1::f"}
-	proxyIP     = netip.MustParseAddr("198.51.100.199")
+	diffPool   = []string{"203.0.113.176-203.0.113.187", "2001:db8:113:1::-2001:db8:113:1::b"}
+	diffRoutes = []string{"203.0.113.176/28", "2001:db8:113:1::/124"}
+	diffExtIPs = []string{"203.0.113.190", "2001:db8:113:1::f"}
+	proxyIP    = netip.MustParseAddr("198.51.100.199")
+)
+
+const (
 	manyPorts   = 51 // EndpointSlices of "many", one port each, web-a and web-b in each
 	manyPort0   = 9000
 	zoneLabel   = "topology.kubernetes.io/zone"
 	managedBy   = "e2e.ironlb.io"
-	otherLBName = "example.com/proxying-lb"
+	otherLBName = "example.com/proxying-lb" // the class of "proxy", a load balancer that is not ironlb
 )
 
 // diffEnv is the test's cluster state.
