@@ -81,6 +81,16 @@ func (p *prober) spread(ctx context.Context, ns, addr string, sticky bool, ask f
 	var failures []string
 	for i := range spreadRequests {
 		pod, client, err := ask()
+		var ne net.Error
+		if err != nil && (len(seen) > 0 || errors.As(err, &ne) && ne.Timeout()) {
+			// Tried once more: a request that failed where others passed, or a first one
+			// that timed out. On a loaded machine an answer can come late; a frontend that
+			// drops or refuses does so again.
+			if err := resetProbeCounters(ctx, ns); err != nil {
+				return err.Error()
+			}
+			pod, client, err = ask()
+		}
 		if err != nil {
 			failures = append(failures, p.failure(ctx, ns, err))
 			if i == 0 {
