@@ -472,7 +472,9 @@ func (d *diffEnv) slice(t *testing.T, svc, name string, port int32, eps ...disco
 // and returns each scenario's outcome.
 func (d *diffEnv) runPhase(t *testing.T, phase string) map[string]string {
 	s := d.s
+	start := time.Now()
 	d.waitProgrammed(t, phase)
+	t.Logf("%s: every node programmed after %v", phase, time.Since(start).Round(100*time.Millisecond))
 	d.udpPort++
 	out := map[string]string{}
 	ns := d.probeNamespaces()
