@@ -29,9 +29,13 @@ func (s *Speaker) watch() error {
 		s.factory.Discovery().V1().EndpointSlices().Informer(): s.eventHandler("endpointslices", s.serving.changed),
 		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
 	} {
-		if _, err := inf.AddEventHandler(h); err != nil {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
 			return fmt.Errorf("event handler: %w", err)
 		}
+		// The first sync waits for the handlers too: the EndpointSlice filter holds the serving
+		// nodes the planner reads (Snapshot.Serving).
+		s.handlersSynced = append(s.handlersSynced, reg.HasSynced)
 	}
 	for resource, obj := range map[string]runtime.Object{
 		"ippools":              &v1alpha1.IPPool{},
@@ -67,6 +71,7 @@ func (s *Speaker) startInformers(ctx context.Context) ([]cache.InformerSynced, f
 		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
 		s.factory.Core().V1().Nodes().Informer().HasSynced,
 	}
+	synced = append(synced, s.handlersSynced...)
 	var wg sync.WaitGroup
 	for _, inf := range s.crdInfs {
 		wg.Go(func() { inf.Run(infCtx.Done()) })

@@ -36,7 +36,10 @@ type Speaker struct {
 	recorder  record.EventRecorder
 	trigger   chan struct{}
 	serving   *servingFilter // the planner's EndpointSlice filter, which keeps Snapshot.Serving
-	ready     atomic.Bool
+	// handlersSynced tell when the Service, EndpointSlice and Node handlers have seen every
+	// object their informer listed.
+	handlersSynced []cache.InformerSynced
+	ready          atomic.Bool
 
 	members   *l2.Members // created by Run, once the node's address is known
 	keys      *keyWatcher // reloads members' keys from Config.MembersKeyFile
