@@ -185,12 +185,13 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 
 	// At rest.
 	const rest = 30 * time.Second
-	cpu0 := cpu()
+	cpu0, plans0 := cpu(), planTimes(procs)
 	time.Sleep(rest)
 	cpu1 := cpu()
 	atRest := diff(writes(), initial)
 	rssRest := rss()
-	b.Logf("at rest for %s: API writes %v; speaker CPU-s/s %s; RSS MiB %s", rest, atRest, stats(perSecond(sub(cpu1, cpu0), rest)), stats(rssRest))
+	b.Logf("at rest for %s: API writes %v; speaker CPU-s/s %s; %s; RSS MiB %s", rest, atRest, stats(perSecond(sub(cpu1, cpu0), rest)),
+		planTimes(procs).since(plans0), stats(rssRest))
 
 	// One new Service.
 	before := writes()
@@ -215,13 +216,13 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 	var churnRSS []float64
 	for phase, move := range []bool{false, true} {
 		what := map[bool]string{false: "pods replaced on the same node", true: "pods moved to another node"}[move]
-		before, c0 := writes(), cpu()
+		before, c0, p0 := writes(), cpu(), planTimes(procs)
 		n := churnEndpoints(ctx, b, c, ns, services, churn, move)
 		c1 := cpu()
 		churnCPU[phase] = perSecond(sub(c1, c0), churn)
 		churnRSS = rss()
-		b.Logf("10 endpoint changes/s for %s (%s, %d changes): API writes %v; speaker CPU-s/s %s; RSS MiB %s",
-			churn, what, n, diff(writes(), before), stats(churnCPU[phase]), stats(churnRSS))
+		b.Logf("10 endpoint changes/s for %s (%s, %d changes): API writes %v; speaker CPU-s/s %s; %s; RSS MiB %s",
+			churn, what, n, diff(writes(), before), stats(churnCPU[phase]), planTimes(procs).since(p0), stats(churnRSS))
 	}
 
 	b.ReportMetric(synced.Seconds(), "initial-sync-s")
@@ -270,6 +271,38 @@ func churnEndpoints(ctx context.Context, b *testing.B, c *kubeclient.Clients, ns
 		b.Fatalf("%d of %d endpoint changes failed", f, n)
 	}
 	return n
+}
+
+// plans is each speaker's count and total time of syncs (ironlb_speaker_plan_duration_seconds).
+type plans struct{ count, sum []float64 }
+
+// planTimes scrapes every speaker's sync count and time, 8 at a time.
+func planTimes(procs []speakerProc) plans {
+	p := plans{make([]float64, len(procs)), make([]float64, len(procs))}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, proc := range procs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p.count[i] = scrape(proc.metrics, "ironlb_speaker_plan_duration_seconds_count")
+			p.sum[i] = scrape(proc.metrics, "ironlb_speaker_plan_duration_seconds_sum")
+		})
+	}
+	wg.Wait()
+	return p
+}
+
+// since says how many syncs each speaker ran since before, and their mean time.
+func (p plans) since(before plans) string {
+	n, t := sub(p.count, before.count), sub(p.sum, before.sum)
+	mean := make([]float64, len(n))
+	for i := range n {
+		if n[i] > 0 {
+			mean[i] = t[i] / n[i] * 1000
+		}
+	}
+	return fmt.Sprintf("syncs per speaker %s, mean sync ms %s", stats(n), stats(mean))
 }
 
 // everySpeaker returns a check that every speaker's metric name has value want. It scrapes, 8
