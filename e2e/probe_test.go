@@ -72,31 +72,23 @@ func (p *prober) probe(ctx context.Context, ns string, kind probeKind, addr stri
 
 // spread sends spreadRequests requests with ask and describes the answers: "web-a from
 // lan-client, web-b from node1", or how the first request failed ("refused (TCP reset)",
-// "timeout"), or both when some failed.
+// "timeout"), or both when some failed. A failed request is tried once more (on a loaded
+// machine an answer can come late; a frontend that drops or refuses does so again), and the
+// second try's failure is the one described.
 func (p *prober) spread(ctx context.Context, ns, addr string, sticky bool, ask func() (pod, client string, err error)) string {
-	if err := resetProbeCounters(ctx, ns); err != nil {
-		return err.Error()
-	}
 	seen := map[string]map[string]bool{} // pod -> sources
 	var failures []string
 	for i := range spreadRequests {
 		pod, client, err := ask()
-		var ne net.Error
-		if err != nil && (len(seen) > 0 || errors.As(err, &ne) && ne.Timeout()) {
-			// Tried once more: a request that failed where others passed, or a first one
-			// that timed out. On a loaded machine an answer can come late; a frontend that
-			// drops or refuses does so again.
-			if err := resetProbeCounters(ctx, ns); err != nil {
-				return err.Error()
-			}
-			pod, client, err = ask()
-		}
 		if err != nil {
-			failures = append(failures, p.failure(ctx, ns, err))
-			if i == 0 {
-				break // the first failed: what the frontend does, not a flake to count
+			var failed string
+			if pod, client, failed = p.again(ctx, ns, ask); failed != "" {
+				failures = append(failures, failed)
+				if i == 0 {
+					break // the first failed twice: what the frontend does
+				}
+				continue
 			}
-			continue
 		}
 		if seen[pod] == nil {
 			seen[pod] = map[string]bool{}
@@ -120,6 +112,20 @@ func (p *prober) spread(ctx context.Context, ns, addr string, sticky bool, ask f
 	return strings.Join(parts, ", ")
 }
 
+// again tries a failed request once more, between two readings of ns's probe counters, and
+// returns its answer or how it failed.
+func (p *prober) again(ctx context.Context, ns string, ask func() (pod, client string, err error)) (pod, client, failed string) {
+	before, err := probeCounters(ctx, ns)
+	if err != nil {
+		return "", "", err.Error()
+	}
+	pod, client, err = ask()
+	if err != nil {
+		return "", "", p.failure(ctx, ns, err, before)
+	}
+	return pod, client, ""
+}
+
 // name returns the name of a host:port's address for outcomes.
 func (p *prober) name(hostport string) string {
 	host, _, err := net.SplitHostPort(hostport)
@@ -137,12 +143,16 @@ func (p *prober) name(hostport string) string {
 }
 
 // failure names how a request failed. Connection refused is the same errno for a TCP reset
-// and an ICMP port unreachable: the namespace's probe counters tell them apart.
-func (p *prober) failure(ctx context.Context, ns string, err error) string {
+// and an ICMP port unreachable: ns's probe counters, read before the request and now, tell
+// them apart.
+func (p *prober) failure(ctx context.Context, ns string, err error, before map[string]int) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		c, cerr := probeCounters(ctx, ns)
+		for k := range c {
+			c[k] -= before[k]
+		}
 		switch {
 		case cerr != nil:
 			return "refused (" + cerr.Error() + ")"
@@ -164,9 +174,6 @@ func (p *prober) failure(ctx context.Context, ns string, err error) string {
 // health GETs a healthCheckNodePort and describes the answer: status, the weight and content
 // type headers, and the JSON body with its keys sorted.
 func (p *prober) health(ctx context.Context, ns, addr string) string {
-	if err := resetProbeCounters(ctx, ns); err != nil {
-		return err.Error()
-	}
 	client := &http.Client{Timeout: probeTimeout, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -179,7 +186,13 @@ func (p *prober) health(ctx context.Context, ns, addr string) string {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return p.failure(ctx, ns, err)
+		before, cerr := probeCounters(ctx, ns)
+		if cerr != nil {
+			return cerr.Error()
+		}
+		if resp, err = client.Do(req); err != nil {
+			return p.failure(ctx, ns, err, before)
+		}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -225,11 +238,6 @@ func addProbeTable(ctx context.Context, ns string) error {
 
 func deleteProbeTable(ctx context.Context, ns string) {
 	_, _ = lab.Exec(ctx, ns, "nft", "delete", "table", "inet", "ilb-diff-probe")
-}
-
-func resetProbeCounters(ctx context.Context, ns string) error {
-	_, err := lab.Exec(ctx, ns, "nft", "reset", "counters", "table", "inet", "ilb-diff-probe")
-	return err
 }
 
 var counterLine = regexp.MustCompile(`counter (\S+) \{\s*packets (\d+)`)
