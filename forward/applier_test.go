@@ -70,7 +70,7 @@ func manyServices(n, eps, nodes int) ([]*corev1.Service, []*discoveryv1.Endpoint
 	for i := range n {
 		name := fmt.Sprintf("svc-%05d", i)
 		svcs = append(svcs, service(name, lb, nthAddr("198.18.0.0", i),
-			[]corev1.ServicePort{tcpPort("http", 80, int32(30000+i))}, ingress(nthAddr("203.0.112.0", i))))
+			[]corev1.ServicePort{tcpPort("http", 80, int32(30000+i))}, ingress(nthAddr("198.19.128.0", i))))
 		var endpoints []discoveryv1.Endpoint
 		for j := range eps {
 			k := i*eps + j
