@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 )
 
 // Forwarding modes (--forwarding).
@@ -84,8 +83,9 @@ type forwarder struct {
 
 // newForwarder checks the mode and returns nil for off, after removing a table an earlier run
 // left. For auto it looks for kube-proxy's rules once now: an error there is fatal, as at start
-// nothing else tells whether this node may forward.
-func newForwarder(ctx context.Context, mode string, opts forward.Options, log *slog.Logger, m *forwardMetrics, factory informers.SharedInformerFactory) (*forwarder, error) {
+// nothing else tells whether this node may forward. tracker follows the Services and
+// EndpointSlices (newChangeTracker; nil only for off); nothing waits here for it to sync.
+func newForwarder(ctx context.Context, mode string, opts forward.Options, log *slog.Logger, m *forwardMetrics, tracker *changeTracker) (*forwarder, error) {
 	switch mode {
 	case ForwardingOff, ForwardingAuto, ForwardingOn:
 	default:
@@ -99,12 +99,9 @@ func newForwarder(ctx context.Context, mode string, opts forward.Options, log *s
 		}
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	f, err := startForwarder(ctx, &forwarder{mode: mode, applier: forward.NewApplier(nft), opts: opts, log: log, metrics: m, detect: forward.Detect, now: time.Now})
+	f, err := startForwarder(ctx, &forwarder{mode: mode, applier: forward.NewApplier(nft), tracker: tracker, opts: opts, log: log, metrics: m, detect: forward.Detect, now: time.Now})
 	if f == nil || err != nil {
 		return f, err
-	}
-	if f.tracker, err = newChangeTracker(ctx, factory); err != nil {
-		return nil, err
 	}
 	go f.run(ctx)
 	return f, nil
@@ -295,6 +292,10 @@ func (f *forwarder) apply(ctx context.Context, changed []*discoveryv1.EndpointSl
 		f.nextFull = now.Add(fullSyncInterval)
 	}
 	f.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	if !f.synced {
+		f.log.Info("nftables table written", "services", len(f.renderer.Services()), "elements", res.Stats.Elements,
+			"elapsed", res.Duration.Round(time.Millisecond))
+	}
 	if f.synced {
 		f.observeProgramming(changed, now)
 	}

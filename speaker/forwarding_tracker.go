@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -20,7 +19,8 @@ import (
 // mark the Services that changed, so that a sync renders those alone.
 type changeTracker struct {
 	services corelisters.ServiceLister
-	changed  chan struct{} // signalled when a Service is marked
+	changed  chan struct{}       // signalled when a Service is marked
+	synced   []cache.DoneChecker // done when the handlers have seen the informers' initial lists
 
 	mu       sync.Mutex
 	slices   map[string]map[string]*discoveryv1.EndpointSlice // Service key -> slice name -> slice
@@ -28,9 +28,11 @@ type changeTracker struct {
 	triggers []time.Time // trigger times of the slice changes marked
 }
 
-// newChangeTracker registers the tracker's handlers and waits until they have seen every
-// object the informers hold.
-func newChangeTracker(ctx context.Context, factory informers.SharedInformerFactory) (*changeTracker, error) {
+// newChangeTracker registers the tracker's handlers on the factory's Service and
+// EndpointSlice informers. Registered before the factory starts, the tracker indexes each
+// object as the informers list it; its synced channels close once its handlers have seen every
+// object of the initial lists.
+func newChangeTracker(factory informers.SharedInformerFactory) (*changeTracker, error) {
 	t := newTracker(factory.Core().V1().Services().Lister())
 	svcReg, err := factory.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { t.serviceEvent(nil, o) },
@@ -48,9 +50,7 @@ func newChangeTracker(ctx context.Context, factory informers.SharedInformerFacto
 	if err != nil {
 		return nil, fmt.Errorf("forwarding: EndpointSlice event handler: %w", err)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), svcReg.HasSynced, sliceReg.HasSynced) {
-		return nil, ctx.Err()
-	}
+	t.synced = []cache.DoneChecker{svcReg.HasSyncedChecker(), sliceReg.HasSyncedChecker()}
 	return t, nil
 }
 

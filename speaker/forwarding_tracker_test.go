@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/knftables"
 )
 
@@ -39,20 +40,24 @@ func TestForwarderSyncsChangedServicesOnly(t *testing.T) {
 	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	svcLister, sliceLister := factory.Core().V1().Services().Lister(), factory.Discovery().V1().EndpointSlices().Lister()
+	tracker, err := newChangeTracker(factory) // before the start, as the speaker does
+	if err != nil {
+		t.Fatal(err)
+	}
 	factory.Start(ctx.Done())
 	factory.WaitForCacheSync(ctx.Done())
+	if !cache.WaitFor(ctx, "", tracker.synced...) {
+		t.Fatal("the tracker did not sync")
+	}
 
 	m, err := newForwardMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	nft := knftables.NewFake(forward.TableFamily, forward.TableName)
-	f, err := startForwarder(ctx, &forwarder{mode: ForwardingOn, applier: forward.NewApplier(nft), opts: forward.DefaultOptions(),
+	f, err := startForwarder(ctx, &forwarder{mode: ForwardingOn, applier: forward.NewApplier(nft), tracker: tracker, opts: forward.DefaultOptions(),
 		log: slog.New(slog.DiscardHandler), metrics: m, now: time.Now})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if f.tracker, err = newChangeTracker(ctx, factory); err != nil {
 		t.Fatal(err)
 	}
 	go f.run(ctx)

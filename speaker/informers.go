@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/internal/owned"
 	"github.com/ironlb/ironlb/l2"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -35,7 +35,7 @@ func (s *Speaker) watch() error {
 		}
 		// The first sync waits for the handlers too: the EndpointSlice filter holds the serving
 		// nodes the planner reads (Snapshot.Serving).
-		s.handlersSynced = append(s.handlersSynced, reg.HasSynced)
+		s.handlersSynced = append(s.handlersSynced, reg.HasSyncedChecker())
 	}
 	for resource, obj := range map[string]runtime.Object{
 		"ippools":              &v1alpha1.IPPool{},
@@ -60,33 +60,35 @@ func (s *Speaker) watch() error {
 }
 
 // startInformers starts the informers (and the removal watch) and returns what tells they have
-// synced, and a stop that stops them and waits for them. Stopping cancels first: a factory's
-// Shutdown waits for informers whose stop channel is closed, so waiting before cancelling
-// would never return (a speaker that never exits on SIGTERM).
-func (s *Speaker) startInformers(ctx context.Context) ([]cache.InformerSynced, func()) {
+// synced: the Services, EndpointSlices and Nodes forwarding reads, and everything (those, the
+// planner's handlers, ironlb's configuration, the Leases); and a stop that stops them and waits
+// for them. Stopping cancels first: a factory's Shutdown waits for informers whose stop channel
+// is closed, so waiting before cancelling would never return (a speaker that never exits on
+// SIGTERM).
+func (s *Speaker) startInformers(ctx context.Context) (forwarding, all []cache.DoneChecker, stop func()) {
 	infCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.factory.Start(infCtx.Done())
-	synced := []cache.InformerSynced{
-		s.factory.Core().V1().Services().Informer().HasSynced,
-		s.factory.Discovery().V1().EndpointSlices().Informer().HasSynced,
-		s.factory.Core().V1().Nodes().Informer().HasSynced,
+	forwarding = []cache.DoneChecker{
+		s.factory.Core().V1().Services().Informer().HasSyncedChecker(),
+		s.factory.Discovery().V1().EndpointSlices().Informer().HasSyncedChecker(),
+		s.factory.Core().V1().Nodes().Informer().HasSyncedChecker(),
 	}
-	synced = append(synced, s.handlersSynced...)
+	synced := slices.Concat(forwarding, s.handlersSynced)
 	var wg sync.WaitGroup
 	for _, inf := range s.crdInfs {
 		wg.Go(func() { inf.Run(infCtx.Done()) })
-		synced = append(synced, inf.HasSynced)
+		synced = append(synced, inf.HasSyncedChecker())
 	}
 	if s.removal != nil {
 		go s.removal.run(infCtx.Done())
 	}
 	if s.leases != nil {
 		s.leases.Start(infCtx.Done())
-		synced = append(synced, s.leases.Coordination().V1().Leases().Informer().HasSynced)
+		synced = append(synced, s.leases.Coordination().V1().Leases().Informer().HasSyncedChecker())
 	} else {
 		s.log.Warn("no namespace for this speaker's Lease: liveness from memberlist alone, a node cut off from the others' gossip claims their IPs")
 	}
-	return synced, func() {
+	return forwarding, synced, func() {
 		cancel()
 		s.factory.Shutdown()
 		if s.leases != nil {
@@ -105,11 +107,6 @@ func (s *Speaker) nodesOnly() *Snapshot {
 func (s *Speaker) listServices() []*corev1.Service {
 	svcs, _ := s.factory.Core().V1().Services().Lister().List(labels.Everything())
 	return svcs
-}
-
-func (s *Speaker) listSlices() []*discoveryv1.EndpointSlice {
-	slices, _ := s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
-	return slices
 }
 
 func (s *Speaker) snapshot() (*Snapshot, error) {

@@ -23,8 +23,8 @@ func TestInformersStop(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	synced, stop := s.startInformers(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	_, synced, stop := s.startInformers(ctx)
+	if !cache.WaitFor(ctx, "", synced...) {
 		t.Fatal("informers not synced within a minute")
 	}
 	stopped := make(chan struct{})

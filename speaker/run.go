@@ -20,25 +20,40 @@ import (
 // Run starts the informers, joins memberlist, and announces until ctx ends. On the way out it
 // leaves memberlist first, so another node takes over at once.
 func (s *Speaker) Run(ctx context.Context) error {
+	start := time.Now()
 	s.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.events.CoreV1().Events("")})
 	defer s.broadcast.Shutdown()
 	defer endpoint.Serve(s.cfg.MetricsAddr, s.gatherer, &s.ready, s.log)()
-	synced, stopInformers := s.startInformers(ctx)
-	defer stopInformers()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return nil // ctx ended
-	}
+	// Forwarding's change tracker registers before the informers start, so it indexes each
+	// Service and EndpointSlice as they are listed rather than being handed them all again
+	// once they are.
+	var tracker *changeTracker
 	var err error
-
-	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric, s.factory); err != nil {
+	if s.cfg.Forwarding != ForwardingOff {
+		if tracker, err = newChangeTracker(s.factory); err != nil {
+			return err
+		}
+	}
+	forwarding, synced, stopInformers := s.startInformers(ctx)
+	defer stopInformers()
+	// kube-proxy's rules are looked for while the informers list.
+	if s.fwd, err = newForwarder(ctx, s.cfg.Forwarding, s.cfg.ForwardOptions, s.log, s.fwdMetric, tracker); err != nil {
 		return err
 	}
 	if s.fwd != nil {
-		// Services work on this node as soon as the caches hold them, without waiting for
-		// memberlist (which waits for peers up to JoinTimeout).
-		if err := s.fwd.sync(ctx, s.forwardNode(s.nodesOnly()), s.listServices(), s.listSlices()); err != nil {
+		// Services work on this node as soon as the caches the rules read hold them, without
+		// waiting for ironlb's configuration, the Leases or memberlist (which waits for peers
+		// up to JoinTimeout).
+		if !cache.WaitFor(ctx, "", slices.Concat(forwarding, tracker.synced)...) {
+			return nil // ctx ended
+		}
+		s.log.Info("Services, EndpointSlices and Nodes listed", "elapsed", time.Since(start).Round(time.Millisecond))
+		if err := s.fwd.sync(ctx, s.forwardNode(s.nodesOnly()), s.listServices(), nil); err != nil {
 			s.log.Warn("forwarding", "err", err)
 		}
+	}
+	if !cache.WaitFor(ctx, "", synced...) {
+		return nil // ctx ended
 	}
 	if err := s.startMembers(ctx); err != nil {
 		return err

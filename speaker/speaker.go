@@ -38,7 +38,7 @@ type Speaker struct {
 	serving   *servingFilter // the planner's EndpointSlice filter, which keeps Snapshot.Serving
 	// handlersSynced tell when the Service, EndpointSlice and Node handlers have seen every
 	// object their informer listed.
-	handlersSynced []cache.InformerSynced
+	handlersSynced []cache.DoneChecker
 	ready          atomic.Bool
 
 	members   *l2.Members // created by Run, once the node's address is known
