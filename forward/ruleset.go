@@ -384,7 +384,9 @@ func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int, map[elemKey]
 	fc := r.full()
 	fc.writeStructure(tx)
 	var b strings.Builder
-	b.WriteString(tx.String())
+	structure := tx.String()
+	b.Grow(len(structure) + fc.textSize())
+	b.WriteString(structure)
 	ops := tx.NumOperations()
 	for _, st := range fc.sets {
 		elems := fc.elems[st]
@@ -410,6 +412,23 @@ func (r *Ruleset) fullText(tx *knftables.Transaction) (string, int, map[elemKey]
 		ops += len(elems)
 	}
 	return b.String(), ops, fc.shared
+}
+
+// textSize is about the length of the element commands fullText writes (a little more), so
+// that its buffer is allocated once: growing it from nothing copies a full sync's megabytes
+// again and again.
+func (fc *fullContent) textSize() int {
+	n := 0
+	for st, elems := range fc.elems {
+		n += len("add element  {  }\n") + len(TableFamily) + len(TableName) + len(st.name())
+		for _, e := range elems {
+			n += len(e.k) + len(e.v) + len(", ") + len(" : ")
+			if e.comment != "" {
+				n += len(" comment ") + len(e.comment) + 2 + len(e.comment)/8 // quotes, some escapes
+			}
+		}
+	}
+	return n
 }
 
 func writeRules(tx *knftables.Transaction, c *chain) {
