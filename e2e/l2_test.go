@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,10 +155,15 @@ func TestL2Failover(t *testing.T) {
 					// not give the IP back to it (it cannot answer on the LAN), past its next
 					// renewals (every 5 s). (HTTP is not checked: the cut-off node's pod is
 					// still a ready endpoint, as its kubelet reports it, and unreachable.)
+					s.eventually("only "+next.Name+" announces", 10*time.Second, func() (bool, string) {
+						a := s.announcers("fo")
+						return len(a) == 1 && a[0] == next.Name, fmt.Sprint(a)
+					})
 					s.holds(next.Name+" alone announcing and answering ARP", 12*time.Second, func() (bool, string) {
 						a := s.announcers("fo")
-						macs, err := arping(s.ctx, ip, 1)
-						return len(a) == 1 && a[0] == next.Name && len(macs) == 1 && macs[0] == next.MAC.String(), fmt.Sprint(a, macs, err)
+						macs, err := arping(s.ctx, ip, 2) // a reply late under load is no failure; another MAC is
+						return len(a) == 1 && a[0] == next.Name && !slices.ContainsFunc(macs, func(m string) bool { return m != next.MAC.String() }),
+							fmt.Sprint(a, macs, err)
 					})
 				}
 				if f.name == "SIGKILL" {

@@ -148,11 +148,19 @@ func (s *Speaker) renewLease(ctx context.Context) {
 			s.log.Info("renewing this speaker's Lease again")
 		}
 		cur, failing = next, err != nil
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-s.metaChanged:
+			// At once, but at most one early renewal a second: a flapping link costs
+			// bounded writes.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(last.Add(time.Second))):
+			}
 			t.Reset(s.cfg.Lease.Renew)
 		}
 	}
@@ -205,10 +213,13 @@ func (s *Speaker) newLease(now metav1.MicroTime) *coordinationv1.Lease {
 	return l
 }
 
-// annotateMeta writes this node's published metadata (AnnotationL2Meta) on its Lease.
+// annotateMeta writes this node's published metadata (AnnotationL2Meta) on its Lease; before
+// this process published any, it removes what an earlier run wrote (absent reads as full
+// reach, as empty memberlist metadata does).
 func (s *Speaker) annotateMeta(m *metav1.ObjectMeta) {
 	meta := s.published.Load()
 	if meta == nil {
+		delete(m.Annotations, AnnotationL2Meta)
 		return
 	}
 	if m.Annotations == nil {
