@@ -55,6 +55,10 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 		t.Fatalf("the 6 IPs are owned by %v: want IPs on at least 2 nodes", byNode)
 	}
 	pods := speakerPods(t, s.ctx)
+	ownedBefore := map[string]int{}
+	for _, name := range names {
+		ownedBefore[owners[name].Name]++
+	}
 
 	// The key in use: the first line of the chart's Secret (generated at install).
 	secret, err := env.lab.Client.CoreV1().Secrets(lab.SystemNamespace).Get(s.ctx, lab.ChartRelease+"-memberlist", metav1.GetOptions{})
@@ -69,7 +73,8 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 	arps := startARPLog(t)
 	watchCtx, stopWatch := context.WithCancel(s.ctx)
 	var watched sync.WaitGroup
-	// ARP requests for every IP every 500 ms; tcpdump sees every answer.
+	// ARP requests for every IP about every second; tcpdump sees every answer (and any
+	// gratuitous ARP a node taking an IP over would send).
 	watched.Go(func() {
 		for watchCtx.Err() == nil {
 			var wg sync.WaitGroup
@@ -77,9 +82,14 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 				wg.Go(func() { _, _ = lab.Exec(watchCtx, lab.NSLANClient, "arping", "-c", "1", "-w", "0.5", "-i", "eth0", ip) })
 			}
 			wg.Wait()
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 	})
-	// Every 250 ms: each speaker's memberlist members, and each Service's announcers.
+	// Every 500 ms: each speaker's memberlist members and owned IPs, and each Service's
+	// announcers.
 	var mon struct {
 		sync.Mutex
 		checks, scrapeErrors int
@@ -91,12 +101,16 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 			errs := 0
 			for _, n := range env.lab.Nodes {
 				m, err := speakerSamples(watchCtx, n, "ironlb_speaker_memberlist_members")
-				if err != nil {
+				o, oerr := speakerSamples(watchCtx, n, "ironlb_speaker_l2_owned_ips")
+				if err != nil || oerr != nil {
 					errs++
 					continue
 				}
 				if m[`{state="alive"}`] != 3 || m[`{state="suspect"}`] != 0 {
 					wrong = append(wrong, fmt.Sprintf("%s holds members %v", n.Name, m))
+				}
+				if o[""] != float64(ownedBefore[n.Name]) {
+					wrong = append(wrong, fmt.Sprintf("%s owns %v IPs, %d before", n.Name, o[""], ownedBefore[n.Name]))
 				}
 			}
 			for _, name := range names {
@@ -113,7 +127,7 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 			mon.Unlock()
 			select {
 			case <-watchCtx.Done():
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(500 * time.Millisecond):
 			}
 		}
 	})
@@ -177,8 +191,17 @@ func TestFaultMemberlistKeyRotation(t *testing.T) {
 		t.Errorf("%d checks, %d scrape errors: the speakers were hardly watched", mon.checks, mon.scrapeErrors)
 	}
 	for i, name := range names {
-		if other := arps.from(ips[i], owners[name].MAC.String(), start); len(other) > 0 {
-			t.Errorf("%s (owner %s) answered by %s %v after the rotation began", ips[i], owners[name].Name, other[0].mac, other[0].at.Sub(start).Round(time.Millisecond))
+		for _, a := range arps.from(ips[i], owners[name].MAC.String(), start) {
+			by := a.mac
+			for _, n := range env.lab.Nodes {
+				if n.MAC.String() == a.mac {
+					by = n.Name
+					if log, err := env.ilb.SpeakerLog(s.ctx, n); err == nil {
+						by += fmt.Sprintf(" (its log on %s: %q)", ips[i], linesWith(log, ips[i]))
+					}
+				}
+			}
+			t.Errorf("%s (owner %s) answered by %s %v after the rotation began", ips[i], owners[name].Name, by, a.at.Sub(start).Round(time.Millisecond))
 		}
 	}
 	if after := speakerPods(t, s.ctx); !maps.Equal(pods, after) {
@@ -242,10 +265,19 @@ func speakerSamples(ctx context.Context, n *lab.Node, name string) (map[string]f
 
 // lineWith returns the first line of s that contains word.
 func lineWith(s, word string) string {
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, word) {
-			return l
-		}
+	if l := linesWith(s, word); len(l) > 0 {
+		return l[0]
 	}
 	return ""
+}
+
+// linesWith returns the lines of s that contain word.
+func linesWith(s, word string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
