@@ -245,6 +245,11 @@ func TestRenderDefaults(t *testing.T) {
 		}
 		checkKeyMount(t, pod, c, secretName, "key")
 		checkProbes(t, c, 7473)
+		// A restarted speaker withdraws its routes: a busy one must not be killed for being
+		// slow (the lab's EndpointSlices-at-scale test lost every speaker at once to 1 s timeouts).
+		if lp := c.LivenessProbe; lp == nil || lp.TimeoutSeconds < 5 || lp.PeriodSeconds*lp.FailureThreshold < 60 {
+			t.Errorf("speaker liveness probe %+v; want a timeout of at least 5 s and a minute of failures before a restart", lp)
+		}
 	})
 
 	t.Run("controller Deployment", func(t *testing.T) {
