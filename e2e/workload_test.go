@@ -51,9 +51,13 @@ func (s *scenario) deployment(name string, replicas, probe int32) {
 							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
 						}}},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+						// A 5 s timeout, not the default 1 s: on the lab's 2 shared cores a
+						// busy kubelet's probes of a serving pod time out, and the pods turn
+						// unready (the Service then has fewer endpoints, or none).
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)}},
-							PeriodSeconds: probe,
+							ProbeHandler:   corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)}},
+							PeriodSeconds:  probe,
+							TimeoutSeconds: 5,
 						},
 					}},
 				},

@@ -11,6 +11,10 @@ import (
 	"github.com/ironlb/ironlb/e2e/apiserver"
 )
 
+// MaxEndpointsPerSlice is the lab's kube-controller-manager --max-endpoints-per-slice: a Service
+// with more ready or terminating pods than this has several EndpointSlices.
+const MaxEndpointsPerSlice = 10
+
 // startControlPlane runs the real kube-controller-manager and kube-scheduler in NSCtl next to
 // the API server. The controller manager signs nothing with the cluster CA but publishes the API server's CA (kube-root-ca.crt), creates default ServiceAccounts, writes
 // EndpointSlices and runs the Deployment, ReplicaSet and DaemonSet controllers.
@@ -35,6 +39,10 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--service-account-private-key-file="+filepath.Join(apiDir, "sa.key"),
 		"--root-ca-file="+rootCA,
 		"--service-cluster-ip-range="+ServiceCIDR,
+		// Fewer endpoints per slice than the default 100, so that a test Service of a few
+		// dozen pods has several EndpointSlices, as one of hundreds of pods has on a cluster,
+		// without starting hundreds of pods on the lab's few cores.
+		fmt.Sprintf("--max-endpoints-per-slice=%d", MaxEndpointsPerSlice),
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--v=1",
