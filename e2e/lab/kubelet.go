@@ -140,9 +140,10 @@ metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 `))
 
-// startRealNode runs containerd and a kubelet for n inside n's network namespace (but in the
-// host's mount namespace), imports the images and returns once the kubelet has registered n.
-func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
+// startRealNode runs containerd for n inside n's network namespace (but in the host's mount
+// namespace) and imports the images once built, and a kubelet once the API server is up; it
+// returns once both are done.
+func (l *Lab) startRealNode(ctx context.Context, n *Node, images, api *step) error {
 	rt := &nodeRuntime{dir: filepath.Join(RuntimeRoot, n.Name)}
 	rt.socket = filepath.Join(rt.dir, "containerd.sock")
 	n.runtime = rt
@@ -166,26 +167,55 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 			return err
 		}
 	}
-	return l.startNodeDaemons(ctx, n, false)
+	return l.startNodeDaemons(ctx, n, images, api)
 }
 
-// startNodeDaemons starts n's containerd, imports the images (unless boot: a node booting again
-// has them), then starts its kubelet (and kube-proxy).
-func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, boot bool) error {
+// startNodeDaemons starts n's containerd, then imports the images once images is done (never
+// when images is nil: a node booting again has them), and meanwhile starts its kubelet (and
+// kube-proxy) once api is done (at once when nil). The kubelet registers the node while the
+// images load; no pod comes before the lab is up.
+func (l *Lab) startNodeDaemons(ctx context.Context, n *Node, images, api *step) error {
 	rt := n.runtime
 	var err error
 	rt.containerd, err = l.StartHostMounts(ctx, "containerd-"+n.Name, n.NetNS, "containerd", "--config", filepath.Join(rt.dir, "containerd.toml"))
 	if err != nil {
 		return err
 	}
-	if err := l.importImages(ctx, n, !boot); err != nil {
+	if err := l.waitContainerd(ctx, n); err != nil {
 		return err
 	}
+	imported := make(chan error, 1)
+	go func() {
+		if images == nil {
+			imported <- nil
+			return
+		}
+		if err := images.after(ctx); err != nil {
+			imported <- err
+			return
+		}
+		imported <- l.importImages(ctx, n)
+	}()
+	if err := l.startKubelet(ctx, n, api); err != nil {
+		<-imported
+		return err
+	}
+	return <-imported
+}
+
+// startKubelet starts n's kubelet (and kube-proxy) once api is done and containerd's CRI
+// answers.
+func (l *Lab) startKubelet(ctx context.Context, n *Node, api *step) error {
+	rt := n.runtime
 	// containerd answers before its CRI plugin has recovered its state (longer on a second
 	// boot); a kubelet started then fails its CRI check and exits.
 	if err := waitCRI(ctx, n, time.Minute); err != nil {
 		return fmt.Errorf("lab: %w (log: %s)", err, l.logPath("containerd-"+n.Name))
 	}
+	if err := api.after(ctx); err != nil {
+		return err
+	}
+	var err error
 	kubelet := filepath.Join(l.binDir(), "kubelet")
 	args := []string{
 		"--config=" + filepath.Join(rt.dir, "kubelet.yaml"),
@@ -288,12 +318,11 @@ func (l *Lab) StartNode(ctx context.Context, n *Node) error {
 	if n.runtime == nil {
 		return fmt.Errorf("lab: %s was never started", n.Name)
 	}
-	return l.startNodeDaemons(ctx, n, true)
+	return l.startNodeDaemons(ctx, n, nil, nil)
 }
 
-// importImages waits for n's containerd to answer and loads the images (docker-archives) into
-// it, if load.
-func (l *Lab) importImages(ctx context.Context, n *Node, load bool) error {
+// waitContainerd waits for n's containerd to answer.
+func (l *Lab) waitContainerd(ctx context.Context, n *Node) error {
 	rt := n.runtime
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "version").CombinedOutput()
@@ -302,9 +331,12 @@ func (l *Lab) importImages(ctx context.Context, n *Node, load bool) error {
 	if err != nil {
 		return fmt.Errorf("lab: containerd of %s did not answer on %s (log: %s): %w", n.Name, rt.socket, l.logPath("containerd-"+n.Name), err)
 	}
-	if !load {
-		return nil
-	}
+	return nil
+}
+
+// importImages loads the images (docker-archives) into n's containerd.
+func (l *Lab) importImages(ctx context.Context, n *Node) error {
+	rt := n.runtime
 	for _, tar := range l.images {
 		if out, err := exec.CommandContext(ctx, "ctr", "-a", rt.socket, "-n", "k8s.io", "images", "import", tar).CombinedOutput(); err != nil {
 			return fmt.Errorf("lab: importing %s into %s: %w: %s", tar, n.Name, err, out)

@@ -158,17 +158,33 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	l.log.Info("lab network up", "nodes", cfg.Nodes, "elapsed", time.Since(start).Round(time.Millisecond))
 
+	// What does not depend on the API server starts next to it: the routers, the images (built
+	// or found up to date) and each node's containerd, which imports them. Each kubelet starts
+	// once the API server and the control plane are up.
 	routerErr := make(chan error, 1)
 	go func() { routerErr <- l.startRouters(ctx) }()
-	if err := l.startAPIServer(ctx); err != nil {
-		<-routerErr
+	imagesBuilt, apiUp := newStep(), newStep()
+	go func() { imagesBuilt.finish(l.buildImages(ctx, start)) }()
+	var nodes errgroup.Group
+	for _, n := range l.Nodes {
+		nodes.Go(func() error { return l.startRealNode(ctx, n, imagesBuilt, apiUp) })
+	}
+	apiErr := l.startAPIServer(ctx)
+	if apiErr == nil {
+		l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
+		apiErr = l.startControlPlane(ctx)
+	}
+	apiUp.finish(apiErr)
+	// Everything started is waited for before an error returns: Down stops it all.
+	nodesErr := nodes.Wait()
+	if errors.Is(nodesErr, errAborted) {
+		nodesErr = nil // the step it waited for failed, and says why
+	}
+	err = errors.Join(apiErr, <-routerErr, nodesErr, imagesBuilt.wait(context.WithoutCancel(ctx)))
+	if err != nil {
 		return nil, err
 	}
-	if err := <-routerErr; err != nil {
-		return nil, err
-	}
-	l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
-	if err := l.startCluster(ctx); err != nil {
+	if err := l.finishCluster(ctx, start); err != nil {
 		return nil, err
 	}
 	l.log.Info("lab up", "dir", cfg.Dir, "elapsed", time.Since(start).Round(time.Millisecond))
@@ -199,12 +215,9 @@ func (l *Lab) Down(ctx context.Context) {
 	}
 }
 
-// startCluster starts the real control plane and nodes and waits until every node is Ready.
-func (l *Lab) startCluster(ctx context.Context) error {
-	start := time.Now()
-	if err := l.startControlPlane(ctx); err != nil {
-		return err
-	}
+// buildImages builds the images (internal/images: what changed in the working tree) for the
+// nodes to import.
+func (l *Lab) buildImages(ctx context.Context, start time.Time) error {
 	built, err := images.Build(ctx, images.Options{Root: l.Config.RepoRoot, Dir: l.Config.ImageDir, Log: l.log})
 	if err != nil {
 		return fmt.Errorf("lab: building the images: %w", err)
@@ -213,13 +226,48 @@ func (l *Lab) startCluster(ctx context.Context) error {
 		l.images = append(l.images, b.Path)
 	}
 	l.log.Info("lab images built", "dir", l.Config.ImageDir, "elapsed", time.Since(start).Round(time.Millisecond))
-	var g errgroup.Group
-	for _, n := range l.Nodes {
-		g.Go(func() error { return l.startRealNode(ctx, n) })
+	return nil
+}
+
+// errAborted is what a goroutine returns when a step it waited for failed.
+var errAborted = errors.New("lab: aborted: a step it waited for failed")
+
+// step is something that goroutines wait for, done once with its error.
+type step struct {
+	done chan struct{}
+	err  error
+}
+
+func newStep() *step { return &step{done: make(chan struct{})} }
+
+func (s *step) finish(err error) {
+	s.err = err
+	close(s.done)
+}
+
+// wait returns the step's error once it is done, or ctx's.
+func (s *step) wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if err := g.Wait(); err != nil {
-		return err
+}
+
+// after waits for s when it is not nil, and returns errAborted if it failed.
+func (s *step) after(ctx context.Context) error {
+	if s == nil {
+		return nil
 	}
+	if err := s.wait(ctx); err != nil {
+		return errAborted
+	}
+	return nil
+}
+
+// finishCluster waits until every node is Ready and sets what a cluster's controllers would.
+func (l *Lab) finishCluster(ctx context.Context, start time.Time) error {
 	if err := l.waitNodesReady(ctx, 2*time.Minute); err != nil {
 		return err
 	}
@@ -233,7 +281,7 @@ func (l *Lab) startCluster(ctx context.Context) error {
 	}
 	// kube-controller-manager's root CA publisher writes this first thing; pods with a
 	// ServiceAccount token wait for it.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := l.Client.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 		return err == nil, nil
 	})
