@@ -95,8 +95,9 @@ func Namespaces() ([]string, error) {
 
 // Cleanup kills every process inside the lab's namespaces (and their descendants: containers
 // of a real node live in pod namespaces under their node's shims), removes the mounts and files
-// of real nodes under RuntimeRoot and deletes the namespaces (and with them all their links). It
-// is what a new lab runs first, so a crashed run leaves nothing behind for long.
+// of real nodes under RuntimeRoot, deletes the namespaces (and with them all their links) and
+// the cgroups of containers that are gone. It is what a new lab runs first, so a crashed run
+// leaves nothing behind for long.
 func Cleanup(ctx context.Context) error {
 	names, err := Namespaces()
 	if err != nil {
@@ -139,6 +140,7 @@ func Cleanup(ctx context.Context) error {
 			return fmt.Errorf("deleting netns %s: %w: %s", ns, err, bytes.TrimSpace(out))
 		}
 	}
+	removeDeadCgroups()
 	return nil
 }
 
