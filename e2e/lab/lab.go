@@ -158,13 +158,14 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	l.log.Info("lab network up", "nodes", cfg.Nodes, "elapsed", time.Since(start).Round(time.Millisecond))
 
-	// What does not depend on the API server starts next to it: the routers, the images (built
-	// or found up to date) and each node's containerd, which imports them. Each kubelet starts
-	// once the API server and the control plane are up.
+	// What does not depend on the API server starts next to it: the routers and each node's
+	// containerd. The images build (or are found up to date) once the API server is ready: a
+	// build after a source change takes both cores for a while, and the API server has a
+	// deadline to be ready. Each node imports them as soon as they are built, and starts its
+	// kubelet once the control plane is up, without waiting for the imports.
 	routerErr := make(chan error, 1)
 	go func() { routerErr <- l.startRouters(ctx) }()
 	imagesBuilt, apiUp := newStep(), newStep()
-	go func() { imagesBuilt.finish(l.buildImages(ctx, start)) }()
 	var nodes errgroup.Group
 	for _, n := range l.Nodes {
 		nodes.Go(func() error { return l.startRealNode(ctx, n, imagesBuilt, apiUp) })
@@ -172,15 +173,22 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	apiErr := l.startAPIServer(ctx)
 	if apiErr == nil {
 		l.log.Info("lab API server ready", "kubeconfig", l.Kubeconfig, "elapsed", time.Since(start).Round(time.Millisecond))
+		go func() { imagesBuilt.finish(l.buildImages(ctx, start)) }()
 		apiErr = l.startControlPlane(ctx)
+	} else {
+		imagesBuilt.finish(errAborted)
 	}
 	apiUp.finish(apiErr)
 	// Everything started is waited for before an error returns: Down stops it all.
 	nodesErr := nodes.Wait()
+	imagesErr := imagesBuilt.wait(context.WithoutCancel(ctx))
 	if errors.Is(nodesErr, errAborted) {
 		nodesErr = nil // the step it waited for failed, and says why
 	}
-	err = errors.Join(apiErr, <-routerErr, nodesErr, imagesBuilt.wait(context.WithoutCancel(ctx)))
+	if errors.Is(imagesErr, errAborted) {
+		imagesErr = nil
+	}
+	err = errors.Join(apiErr, <-routerErr, nodesErr, imagesErr)
 	if err != nil {
 		return nil, err
 	}
