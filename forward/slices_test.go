@@ -31,7 +31,9 @@ func TestScaleDownAcrossSlices(t *testing.T) {
 		return out
 	}
 	cat := func(parts ...[]discoveryv1.Endpoint) []discoveryv1.Endpoint { return slices.Concat(parts...) }
-	sl := func(name string, e []discoveryv1.Endpoint) *discoveryv1.EndpointSlice { return slice("web", name, http, e...) }
+	sl := func(name string, e []discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+		return slice("web", name, http, e...)
+	}
 	// Pods 1-10 in slice a, 11-20 in b, 21-25 in c; 1, 2, 11, 12 and 21 stay.
 	steps := []struct {
 		what   string
