@@ -77,9 +77,9 @@ func setKeyring(kr *memberlist.Keyring, keys [][]byte) error {
 	if err := kr.UseKey(keys[0]); err != nil {
 		return fmt.Errorf("encrypting with the new memberlist key: %w", err)
 	}
-	// RemoveKey shifts the keys after the removed one in place, which a packet being decrypted
-	// at that moment may see as one key listed twice: harmless. In a rotation the key removed
-	// is the last one, and nothing moves.
+	// RemoveKey shifts the keys after the removed one in place, unlocked: a packet being
+	// decrypted at that moment may skip the key that moved, and be dropped once (memberlist
+	// retries). In a rotation the key removed is the last one, and nothing moves.
 	for _, held := range slices.Clone(kr.GetKeys()) {
 		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, held) }) {
 			if err := kr.RemoveKey(held); err != nil {
