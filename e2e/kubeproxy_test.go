@@ -202,35 +202,30 @@ type diffEnv struct {
 
 func lb(svc string, family, port int) func(*diffEnv) string {
 	return func(d *diffEnv) string {
+		var ips []string
 		for _, in := range d.svcs[svc].Status.LoadBalancer.Ingress {
-			if a := netip.MustParseAddr(in.IP); a.Is4() == (family == 4) {
-				return net.JoinHostPort(in.IP, strconv.Itoa(port))
-			}
+			ips = append(ips, in.IP)
 		}
-		return "no-ingress-ip:0"
+		return addrOf(ips, family, port, "ingress-ip")
 	}
 }
 
 func clusterIP(svc string, family, port int) func(*diffEnv) string {
-	return func(d *diffEnv) string {
-		for _, ip := range d.svcs[svc].Spec.ClusterIPs {
-			if netip.MustParseAddr(ip).Is4() == (family == 4) {
-				return net.JoinHostPort(ip, strconv.Itoa(port))
-			}
-		}
-		return "no-cluster-ip:0"
-	}
+	return func(d *diffEnv) string { return addrOf(d.svcs[svc].Spec.ClusterIPs, family, port, "cluster-ip") }
 }
 
 func externalIP(svc string, family, port int) func(*diffEnv) string {
-	return func(d *diffEnv) string {
-		for _, ip := range d.svcs[svc].Spec.ExternalIPs {
-			if netip.MustParseAddr(ip).Is4() == (family == 4) {
-				return net.JoinHostPort(ip, strconv.Itoa(port))
-			}
+	return func(d *diffEnv) string { return addrOf(d.svcs[svc].Spec.ExternalIPs, family, port, "external-ip") }
+}
+
+// addrOf is the first of ips in family (4 or 6) with port, or "no-<what>:0".
+func addrOf(ips []string, family, port int, what string) string {
+	for _, ip := range ips {
+		if netip.MustParseAddr(ip).Is4() == (family == 4) {
+			return net.JoinHostPort(ip, strconv.Itoa(port))
 		}
-		return "no-external-ip:0"
 	}
+	return "no-" + what + ":0"
 }
 
 func nodeAddr(node string, family int) string {
