@@ -35,7 +35,11 @@ func BenchmarkL2Failover(b *testing.B) {
 	}{
 		{"SIGKILL", func(n *lab.Node) { benchStop(b, n, syscall.SIGKILL) }, benchRestart(b)},
 		{"link-down", func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "down") },
-			func(n *lab.Node) { mustExec(b, n.NetNS, "ip", "link", "set", "eth0", "up") }},
+			func(n *lab.Node) {
+				if err := env.lab.LinkUp(context.Background(), n); err != nil {
+					b.Fatal(err)
+				}
+			}},
 		{"SIGTERM", func(n *lab.Node) { benchStop(b, n, syscall.SIGTERM) }, benchRestart(b)},
 	}
 	for _, k := range kinds {

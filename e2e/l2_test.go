@@ -100,7 +100,7 @@ func TestL2Failover(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, n *lab.Node) {
-			if _, err := lab.Exec(context.Background(), n.NetNS, "ip", "link", "set", "eth0", "up"); err != nil {
+			if err := env.lab.LinkUp(context.Background(), n); err != nil {
 				t.Fatal(err)
 			}
 		}},

@@ -80,16 +80,8 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			fmt.Sprintf("addr add %s/%d dev cni0", gateway(n.Pod4), n.Pod4.Bits()),
 			fmt.Sprintf("addr add %s/%d dev cni0 nodad", gateway(n.Pod6), n.Pod6.Bits()),
 			"link set cni0 up",
-			"route add default via " + RouterLAN4.String(),
-			"route add default via " + RouterLAN6.String(),
 		}
-		for _, o := range l.Nodes {
-			if o != n {
-				lines = append(lines,
-					fmt.Sprintf("route add %s via %s", o.Pod4, o.LAN4),
-					fmt.Sprintf("route add %s via %s", o.Pod6, o.LAN6))
-			}
-		}
+		lines = append(lines, l.lanRoutes(n)...)
 		members = append(members, member{n.NetNS, fmt.Sprintf("n%d", n.Index), n.LAN4.String(), n.LAN6.String(), lines})
 		// The management link: node end mgmt0, bridge end m<i> in the control namespace. The
 		// control namespace reaches the node's pods (pods talk to the API server) and its LAN
@@ -200,3 +192,29 @@ func linkMAC(ns, ifname string) (net.HardwareAddr, error) {
 
 // gateway is the first address of p: the node's address on its pod bridge.
 func gateway(p netip.Prefix) netip.Addr { return p.Addr().Next() }
+
+// lanRoutes are a node's routes through its LAN link: the default route and the other nodes'
+// pod subnets. The kernel drops them when the link goes down.
+func (l *Lab) lanRoutes(n *Node) []string {
+	lines := []string{
+		"route replace default via " + RouterLAN4.String(),
+		"route replace default via " + RouterLAN6.String(),
+	}
+	for _, o := range l.Nodes {
+		if o != n {
+			lines = append(lines,
+				fmt.Sprintf("route replace %s via %s", o.Pod4, o.LAN4),
+				fmt.Sprintf("route replace %s via %s", o.Pod6, o.LAN6))
+		}
+	}
+	return lines
+}
+
+// LinkUp sets n's LAN link up again after a test set it down, with what the kernel dropped
+// with it: the IPv6 address (keep_addr_on_down is 0) and the routes through the link.
+func (l *Lab) LinkUp(ctx context.Context, n *Node) error {
+	return ipBatch(ctx, n.NetNS, append([]string{
+		"link set " + n.LANIf + " up",
+		fmt.Sprintf("addr replace %s/64 dev %s nodad", n.LAN6, n.LANIf),
+	}, l.lanRoutes(n)...)...)
+}
