@@ -272,7 +272,9 @@ func (ilb *IronLB) WaitSpeaker(ctx context.Context, n *Node, since time.Time) er
 		}
 		last = fmt.Sprintf("%s: %v", pod.Name, pod.Status.ContainerStatuses)
 		for _, c := range pod.Status.ContainerStatuses {
-			if c.State.Running != nil && c.State.Running.StartedAt.After(since) && c.Ready && PodReady(pod) {
+			// StartedAt has whole seconds: a container started in the same second as since
+			// counts (its predecessor, if it was killed at since, has already stopped).
+			if c.State.Running != nil && !c.State.Running.StartedAt.Time.Before(since.Truncate(time.Second)) && c.Ready && PodReady(pod) {
 				return true, nil
 			}
 		}
