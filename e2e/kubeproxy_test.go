@@ -13,7 +13,6 @@ import (
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/e2e/lab"
-	"github.com/ironlb/ironlb/internal/demo"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -84,7 +83,8 @@ const (
 	fromWebA    = "web-a"   // an endpoint itself (hairpin)
 )
 
-// diffCases is the catalogue. udpEndpointGone runs after it in each phase.
+// diffCases is the catalogue. A case of kind scripted runs diffEnv.scripted's function of its
+// name instead of a probe.
 func diffCases() []diffCase {
 	return []diffCase{
 		// externalTrafficPolicy Cluster; TCP and UDP on port 80.
@@ -108,6 +108,7 @@ func diffCases() []diffCase {
 		{"local/lb4/outside", fromOutside, httpSpread, lb("local", 4, 80)},
 		{"local/lb6/outside", fromOutside, httpSpread, lb("local", 6, 80)},
 		{"local/nodeport4/outside-via-node1", fromOutside, httpSpread, nodePort("local", "node1", 4)},
+		{"local/nodeport6/outside-via-node1", fromOutside, httpSpread, nodePort("local", "node1", 6)},
 		{"local/nodeport4/outside-via-node3", fromOutside, httpSpread, nodePort("local", "node3", 4)},
 		{"local/nodeport6/outside-via-node3", fromOutside, httpSpread, nodePort("local", "node3", 6)},
 		{"local/lb4/node3", "node3", httpSpread, lb("local", 4, 80)},
@@ -116,6 +117,9 @@ func diffCases() []diffCase {
 		{"local/health4/node1", fromOutside, healthGet, healthPort("local", "node1", 4)},
 		{"local/health6/node1", fromOutside, healthGet, healthPort("local", "node1", 6)},
 		{"local/health4/node3", fromOutside, healthGet, healthPort("local", "node3", 4)},
+		// externalIPs of the same Service (Local policy too): node1 receives them.
+		{"local/ext4/outside", fromOutside, httpSpread, externalIP("local", 4, 80)},
+		{"local/ext6/outside", fromOutside, httpSpread, externalIP("local", 6, 80)},
 
 		// allocateLoadBalancerNodePorts false, Local policy.
 		{"nonp/lb4/outside", fromOutside, httpSpread, lb("nonp", 4, 80)},
@@ -130,11 +134,15 @@ func diffCases() []diffCase {
 		{"aff/lb4/outside", fromOutside, httpSticky, lb("aff", 4, 80)},
 		{"aff/lb6/outside", fromOutside, httpSticky, lb("aff", 6, 80)},
 		{"aff/clusterip4/pod", fromPod, httpSticky, clusterIP("aff", 4, 80)},
+		// sessionAffinity ClientIP (timeout 2 s): picked anew after the timeout without traffic
+		// (affinityExpiry, IPv4 and IPv6 at once).
+		{"affexp/lb4+lb6/outside-after-timeout", fromOutside, scripted, nil},
 
 		// No endpoints.
 		{"empty/lb4/outside", fromOutside, httpSpread, lb("empty", 4, 80)},
 		{"empty/lb6/outside", fromOutside, httpSpread, lb("empty", 6, 80)},
 		{"empty/udp-lb4/outside", fromOutside, udpSpread, lb("empty", 4, 80)},
+		{"empty/udp-lb6/outside", fromOutside, udpSpread, lb("empty", 6, 80)},
 		{"empty/nodeport4/outside-via-node3", fromOutside, httpSpread, nodePort("empty", "node3", 4)},
 		{"empty/clusterip4/pod", fromPod, httpSpread, clusterIP("empty", 4, 80)},
 		{"empty/clusterip6/node3", "node3", httpSpread, clusterIP("empty", 6, 80)},
@@ -157,7 +165,8 @@ func diffCases() []diffCase {
 
 		// ipMode Proxy: the "load balancer" is the LAN client, which has the address and no
 		// listener: not DNATed, the client's kernel resets the connection.
-		{"proxy/lb4/node3", "node3", httpSpread, func(*diffEnv) string { return net.JoinHostPort(proxyIP.String(), "80") }},
+		{"proxy/lb4/node3", "node3", httpSpread, at(proxyIPs[0], 80)},
+		{"proxy/lb6/node3", "node3", httpSpread, at(proxyIPs[1], 80)},
 
 		// trafficDistribution PreferClose: node1 (zone z1) has web-a, node3 (z3) no endpoint.
 		{"prefer/clusterip4/node1", "node1", httpSpread, clusterIP("prefer", 4, 80)},
@@ -167,20 +176,48 @@ func diffCases() []diffCase {
 		// 102 endpoints in 51 EndpointSlices.
 		{"many/clusterip4/pod", fromPod, httpSpread, clusterIP("many", 4, 80)},
 
-		// UDP from a fixed source port while its endpoint stops being ready (udpEndpointGone).
-		{udpGoneCase, fromOutside, udpSpread, nil},
+		// UDP from a fixed source port while its endpoint stops being ready, or leaves the
+		// EndpointSlice (udpEndpointGone).
+		{"web/udp-lb4/outside-endpoint-not-ready", fromOutside, scripted, nil},
+		{"udpdel/udp-lb4/outside-endpoint-deleted", fromOutside, scripted, nil},
+		{"udpdel/udp-lb6/outside-endpoint-deleted", fromOutside, scripted, nil},
 	}
 }
 
-const udpGoneCase = "web/udp-lb4/outside-endpoint-not-ready"
+// scripted are the catalogue's cases that change the cluster or wait, by name.
+func (d *diffEnv) scripted() map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"affexp/lb4+lb6/outside-after-timeout": func(*testing.T) string {
+			var out [2]string // both families at once: each waits seconds
+			var g errgroup.Group
+			for i, f := range []int{4, 6} {
+				g.Go(func() error { out[i] = fmt.Sprintf("IPv%d %s", f, d.affinityExpiry(f)); return nil })
+			}
+			_ = g.Wait()
+			return out[0] + "; " + out[1]
+		},
+		"web/udp-lb4/outside-endpoint-not-ready": func(t *testing.T) string {
+			return d.udpEndpointGone(t, lb("web", 4, 80)(d), d.notReady(t))
+		},
+		"udpdel/udp-lb4/outside-endpoint-deleted": func(t *testing.T) string {
+			return d.udpEndpointGone(t, lb("udpdel", 4, 80)(d), d.dropFromSlice(t, "udpdel-4"))
+		},
+		"udpdel/udp-lb6/outside-endpoint-deleted": func(t *testing.T) string {
+			return d.udpEndpointGone(t, lb("udpdel", 6, 80)(d), d.dropFromSlice(t, "udpdel-6"))
+		},
+	}
+}
 
 // The test's addresses: a pool no advertisement announces (the LAN client routes it to
-// node1), externalIPs next to it, and the ipMode Proxy address the LAN client holds.
+// node1), externalIPs next to it, the ipMode Proxy addresses the LAN client holds, and the
+// first of the LAN client's extra addresses (affinityExpiry's clients).
 var (
-	diffPool   = []string{"203.0.113.176-203.0.113.187", "2001:db8:113:1::-2001:db8:113:1::b"}
-	diffRoutes = []string{"203.0.113.176/28", "2001:db8:113:1::/124"}
-	diffExtIPs = []string{"203.0.113.190", "2001:db8:113:1::f"}
-	proxyIP    = netip.MustParseAddr("198.51.100.199")
+	diffPool     = []string{"203.0.113.176-203.0.113.187", "2001:db8:113:1::-2001:db8:113:1::b"}
+	diffRoutes   = []string{"203.0.113.176/28", "2001:db8:113:1::/124"}
+	diffExtIPs   = []string{"203.0.113.190", "2001:db8:113:1::f"}
+	localExtIPs  = []string{"203.0.113.188", "2001:db8:113:1::c"}
+	proxyIPs     = []string{"198.51.100.199", "2001:db8:100::199"}
+	expiryFirsts = []netip.Addr{netip.MustParseAddr("198.51.100.160"), netip.MustParseAddr("2001:db8:100::160")}
 )
 
 const (
@@ -197,7 +234,12 @@ type diffEnv struct {
 	webA, webB, cl *lab.Pod
 	svcs           map[string]*corev1.Service
 	prober         *prober
-	udpPort        int // the fixed client port of udpEndpointGone, one per phase
+	udpPort        int // the last fixed client port of udpEndpointGone, one per run
+}
+
+// at is a fixed address and port.
+func at(ip string, port int) func(*diffEnv) string {
+	return func(*diffEnv) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 }
 
 func lb(svc string, family, port int) func(*diffEnv) string {
@@ -272,15 +314,27 @@ func setUpDiff(t *testing.T) *diffEnv {
 	pool := s.ns + "-diff"
 	s.apply("ippools", &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pool}, Spec: v1alpha1.IPPoolSpec{Addresses: diffPool, AutoAssign: ptr(false)}})
 	node1 := nodes[0]
-	client := []string{
-		"ip route add " + diffRoutes[0] + " via " + node1.LAN4.String(),
-		"ip -6 route add " + diffRoutes[1] + " via " + node1.LAN6.String(),
-		"ip addr add " + proxyIP.String() + "/32 dev eth0",
+	// The LAN client's routes, and addresses that are never its source unless bound to (IPv6
+	// ones deprecated: the kernel would pick the last added).
+	var client, undo []string
+	for i, r := range diffRoutes {
+		client = append(client, "route add "+r+" via "+nodeAddr(node1.Name, []int{4, 6}[i]))
+		undo = append(undo, "route del "+r)
 	}
-	for _, c := range client {
-		mustRun(t, lab.NSLANClient, strings.Fields(c)...)
-		undo := strings.Replace(c, " add ", " del ", 1)
-		s.undo = append(s.undo, func() { _, _ = lab.Exec(context.Background(), lab.NSLANClient, strings.Fields(undo)...) })
+	addrs := append([]netip.Addr{netip.MustParseAddr(proxyIPs[0]), netip.MustParseAddr(proxyIPs[1])},
+		append(expiryClients(4), expiryClients(6)...)...)
+	for _, a := range addrs {
+		p := netip.PrefixFrom(a, a.BitLen()).String()
+		line := "addr add " + p + " dev eth0"
+		if a.Is6() {
+			line += " nodad preferred_lft 0"
+		}
+		client = append(client, line)
+		undo = append(undo, "addr del "+p+" dev eth0")
+	}
+	s.undo = append(s.undo, func() { _ = lab.IPBatch(context.Background(), lab.NSLANClient, undo...) })
+	if err := lab.IPBatch(ctx, lab.NSLANClient, client...); err != nil {
+		t.Fatal(err)
 	}
 
 	// The pods, in parallel: each takes seconds to start.
@@ -352,7 +406,10 @@ func (d *diffEnv) createServices(t *testing.T, pool string) {
 		"web": func(sp *corev1.ServiceSpec) {
 			sp.Ports = append(sp.Ports, corev1.ServicePort{Name: "dns", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolUDP})
 		},
-		"local": func(sp *corev1.ServiceSpec) { sp.ExternalTrafficPolicy = local },
+		"local": func(sp *corev1.ServiceSpec) {
+			sp.ExternalTrafficPolicy = local
+			sp.ExternalIPs = localExtIPs
+		},
 		"nonp": func(sp *corev1.ServiceSpec) {
 			sp.ExternalTrafficPolicy = local
 			sp.AllocateLoadBalancerNodePorts = ptr(false)
@@ -360,6 +417,14 @@ func (d *diffEnv) createServices(t *testing.T, pool string) {
 		"aff": func(sp *corev1.ServiceSpec) {
 			sp.SessionAffinity = corev1.ServiceAffinityClientIP
 			sp.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr(int32(10))}}
+		},
+		"affexp": func(sp *corev1.ServiceSpec) {
+			sp.SessionAffinity = corev1.ServiceAffinityClientIP
+			sp.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr(int32(affinityTimeout / time.Second))}}
+		},
+		"udpdel": func(sp *corev1.ServiceSpec) {
+			sp.Selector = nil
+			sp.Ports = []corev1.ServicePort{{Name: "dns", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolUDP}}
 		},
 		"empty": func(sp *corev1.ServiceSpec) {
 			sp.Selector = map[string]string{"app": "nobody"}
@@ -391,25 +456,36 @@ func (d *diffEnv) createServices(t *testing.T, pool string) {
 	many.IPFamilyPolicy = nil
 	d.create(t, "many", "", many)
 	proxy := base(corev1.ServiceTypeLoadBalancer, "web")
-	proxy.IPFamilyPolicy = nil
 	proxy.LoadBalancerClass = ptr(otherLBName)
 	d.create(t, "proxy", "", proxy)
 
 	// The load balancer of class otherLBName proxies: its status says so.
 	svc := d.svcs["proxy"].DeepCopy()
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: proxyIP.String(), IPMode: ptr(corev1.LoadBalancerIPModeProxy)}}
+	svc.Status.LoadBalancer.Ingress = nil
+	for _, ip := range proxyIPs {
+		svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip, IPMode: ptr(corev1.LoadBalancerIPModeProxy)})
+	}
 	if _, err := env.lab.Client.CoreV1().Services(s.ns).UpdateStatus(s.ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
-	// Endpoints the EndpointSlice controller cannot make: terminating ones, and more than 100.
-	ep := func(p *lab.Pod, ready, serving, terminating bool) discoveryv1.Endpoint {
-		return discoveryv1.Endpoint{Addresses: []string{p.IP4.String()}, NodeName: &p.Node.Name,
+	// Endpoints the EndpointSlice controller cannot make: terminating ones, more than 100, and
+	// slices the test changes (udpdel).
+	ep := func(p *lab.Pod, family int, ready, serving, terminating bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{Addresses: []string{p.Addr(family).String()}, NodeName: &p.Node.Name,
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating}}
 	}
-	d.slice(t, "term", "term-1", 8080, ep(d.webA, false, false, true), ep(d.webB, false, true, true))
+	port := func(name string, port int32, proto corev1.Protocol) discoveryv1.EndpointPort {
+		return discoveryv1.EndpointPort{Name: &name, Port: &port, Protocol: &proto}
+	}
+	d.slice(t, "term", "term-1", 4, port("http", 8080, corev1.ProtocolTCP), ep(d.webA, 4, false, false, true), ep(d.webB, 4, false, true, true))
 	for i := range manyPorts {
-		d.slice(t, "many", fmt.Sprintf("many-%d", i), int32(manyPort0+i), ep(d.webA, true, true, false), ep(d.webB, true, true, false))
+		d.slice(t, "many", fmt.Sprintf("many-%d", i), 4, port("http", int32(manyPort0+i), corev1.ProtocolTCP),
+			ep(d.webA, 4, true, true, false), ep(d.webB, 4, true, true, false))
+	}
+	for _, f := range []int{4, 6} {
+		d.slice(t, "udpdel", fmt.Sprint("udpdel-", f), f, port("dns", 8080, corev1.ProtocolUDP),
+			ep(d.webA, f, true, true, false), ep(d.webB, f, true, true, false))
 	}
 
 	for name := range d.svcs {
@@ -447,16 +523,20 @@ func (d *diffEnv) create(t *testing.T, name, pool string, spec corev1.ServiceSpe
 	})
 }
 
-// slice creates an IPv4 EndpointSlice of Service svc with port "http" = port.
-func (d *diffEnv) slice(t *testing.T, svc, name string, port int32, eps ...discoveryv1.Endpoint) {
+// slice creates an EndpointSlice of Service svc of address family 4 or 6 with one port.
+func (d *diffEnv) slice(t *testing.T, svc, name string, family int, port discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) {
 	s := d.s
+	typ := discoveryv1.AddressTypeIPv4
+	if family == 6 {
+		typ = discoveryv1.AddressTypeIPv6
+	}
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name, Labels: map[string]string{
 			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: managedBy,
 		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
+		AddressType: typ,
 		Endpoints:   eps,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: &port, Protocol: ptr(corev1.ProtocolTCP)}},
+		Ports:       []discoveryv1.EndpointPort{port},
 	}
 	if _, err := env.lab.Client.DiscoveryV1().EndpointSlices(s.ns).Create(s.ctx, sl, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating EndpointSlice %s: %v", name, err)
@@ -470,14 +550,16 @@ func (d *diffEnv) runPhase(t *testing.T, phase string) map[string]string {
 	start := time.Now()
 	d.waitProgrammed(t, phase)
 	t.Logf("%s: every node programmed after %v", phase, time.Since(start).Round(100*time.Millisecond))
-	d.udpPort++
 	out := map[string]string{}
 	ns := d.probeNamespaces()
+	scripts := d.scripted()
 	for _, c := range diffCases() {
-		if c.name == udpGoneCase {
-			out[c.name] = d.udpEndpointGone(t, 40000+d.udpPort)
-		} else {
+		if c.kind != scripted {
 			out[c.name] = d.prober.probe(s.ctx, ns[c.from], c.kind, c.addr(d))
+		} else if run := scripts[c.name]; run != nil {
+			out[c.name] = run(t)
+		} else {
+			t.Fatalf("%s: no script", c.name)
 		}
 		t.Logf("%s %-40s %s", phase, c.name, out[c.name])
 	}
@@ -567,82 +649,6 @@ func (d *diffEnv) switchToKubeProxy(t *testing.T) {
 		}
 		procs = append(procs, p)
 	}
-}
-
-// udpEndpointGone: a client on a fixed UDP source port talks to web's LoadBalancer IP; the
-// endpoint that answers stops being ready (its pod keeps running, so a stale conntrack entry
-// would keep reaching it). The outcome says whether the client moved to the other endpoint
-// within 10 s.
-func (d *diffEnv) udpEndpointGone(t *testing.T, port int) string {
-	s := d.s
-	addr, err := net.ResolveUDPAddr("udp", lb("web", 4, 80)(d))
-	if err != nil {
-		return err.Error()
-	}
-	var conn *net.UDPConn
-	if err := lab.InNetNS(lab.NSLANClient, func() (err error) {
-		conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: port})
-		return err
-	}); err != nil {
-		return err.Error()
-	}
-	defer conn.Close()
-	ask := func() string {
-		_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
-		if _, err := conn.WriteTo([]byte("hello"), addr); err != nil {
-			return ""
-		}
-		buf := make([]byte, 512)
-		n, _, err := conn.ReadFrom(buf)
-		if err != nil {
-			return ""
-		}
-		pod, _, err := demo.ParseAnswer(string(buf[:n]))
-		if err != nil {
-			return ""
-		}
-		return pod
-	}
-	first := ""
-	for range 6 {
-		if first = ask(); first != "" {
-			break
-		}
-	}
-	if first == "" {
-		return "no answer"
-	}
-	for range 3 {
-		if got := ask(); got != first {
-			return fmt.Sprintf("not pinned to one endpoint: %q then %q", first, got)
-		}
-	}
-	gone := d.webA
-	if first == d.webB.Name {
-		gone = d.webB
-	}
-	if err := env.lab.SetPodReady(s.ctx, gone, false); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := env.lab.SetPodReady(s.ctx, gone, true); err != nil {
-			t.Fatal(err)
-		}
-		s.eventually("web's two endpoints ready again", 30*time.Second, func() (bool, string) {
-			_, ready, _ := s.sliceEndpoints("web")
-			return ready == 2, fmt.Sprint(ready, " ready")
-		})
-	}()
-	outcome := "stayed on the not-ready endpoint for 10 s"
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if got := ask(); got != "" && got != first {
-			outcome = "moved to the other endpoint"
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return outcome
 }
 
 // listedDifference is a row of forward/README.md's table of differences from kube-proxy.

@@ -32,6 +32,7 @@ const (
 	httpSticky                  // the same, expecting ClientIP affinity: "one pod" when a single pod answered them all (from any source)
 	udpSpread                   // spreadRequests datagrams, each from a new socket
 	healthGet                   // one HTTP GET of a healthCheckNodePort: status, headers, body
+	scripted                    // no probe: a scenario of its own (diffEnv.scripted)
 )
 
 // spreadRequests per probe: with two endpoints, both answer but for a chance of 2^-23.

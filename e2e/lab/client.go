@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -13,12 +14,18 @@ import (
 // HTTPGet fetches url from inside network namespace ns (a client, a node or a pod) and returns
 // the body. Each call opens a new connection, so successive calls may reach different endpoints.
 func HTTPGet(ctx context.Context, ns, url string, timeout time.Duration) (string, error) {
+	return HTTPGetFrom(ctx, ns, netip.Addr{}, url, timeout)
+}
+
+// HTTPGetFrom is HTTPGet from source address src, one of ns's addresses (the zero Addr: the
+// one the kernel picks).
+func HTTPGetFrom(ctx context.Context, ns string, src netip.Addr, url string, timeout time.Duration) (string, error) {
 	client := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return DialIn(ctx, ns, addr)
+				return DialFrom(ctx, ns, src, addr)
 			},
 		},
 	}

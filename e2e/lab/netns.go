@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,8 +46,8 @@ func Command(ctx context.Context, ns string, argv ...string) *exec.Cmd {
 	return cmd
 }
 
-// ipBatch runs `ip -batch -` in ns with one command a line: one process for many changes.
-func ipBatch(ctx context.Context, ns string, lines ...string) error {
+// IPBatch runs `ip -batch -` in ns with one command a line: one process for many changes.
+func IPBatch(ctx context.Context, ns string, lines ...string) error {
 	argv := []string{"ip", "-batch", "-"}
 	if ns != "" {
 		argv = []string{"ip", "-n", ns, "-batch", "-"}
@@ -66,10 +67,19 @@ func InNetNS(ns string, fn func() error) error { return nsrun.Do(ns, fn) }
 
 // DialIn opens a TCP connection from inside ns.
 func DialIn(ctx context.Context, ns, addr string) (net.Conn, error) {
+	return DialFrom(ctx, ns, netip.Addr{}, addr)
+}
+
+// DialFrom opens a TCP connection from inside ns, from source address src when it is valid.
+func DialFrom(ctx context.Context, ns string, src netip.Addr, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if src.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	}
 	var c net.Conn
 	err := InNetNS(ns, func() error {
 		var err error
-		c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+		c, err = d.DialContext(ctx, "tcp", addr)
 		return err
 	})
 	return c, err

@@ -36,14 +36,14 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 	}
 
 	// Switches: the LAN bridge has no address; the management bridge carries the API server's.
-	if err := ipBatch(ctx, NSLAN,
+	if err := IPBatch(ctx, NSLAN,
 		"link set lo up",
 		"link add lan type bridge forward_delay 0 mcast_snooping 0",
 		"link set lan up",
 	); err != nil {
 		return err
 	}
-	if err := ipBatch(ctx, NSCtl,
+	if err := IPBatch(ctx, NSCtl,
 		"link set lo up",
 		"link add mgmt type bridge forward_delay 0",
 		fmt.Sprintf("addr add %s/%d dev mgmt", APIServerAddr, mgmtPrefixBits),
@@ -86,7 +86,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		// The management link: node end mgmt0, bridge end m<i> in the control namespace. The
 		// control namespace reaches the node's pods (pods talk to the API server) and its LAN
 		// address (the API server talks to its kubelet) through it.
-		if err := ipBatch(ctx, NSCtl,
+		if err := IPBatch(ctx, NSCtl,
 			fmt.Sprintf("link add m%d type veth peer name mgmt0 netns %s", n.Index, n.NetNS),
 			fmt.Sprintf("link set m%d master mgmt", n.Index),
 			fmt.Sprintf("link set m%d up", n.Index),
@@ -97,7 +97,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 		}
 	}
 	// The external link exists before the router and the external client configure their ends.
-	if err := ipBatch(ctx, NSRouter, "link add eth1 type veth peer name eth0 netns "+NSExtClient); err != nil {
+	if err := IPBatch(ctx, NSRouter, "link add eth1 type veth peer name eth0 netns "+NSExtClient); err != nil {
 		return err
 	}
 	var lanLines []string
@@ -107,7 +107,7 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 			fmt.Sprintf("link set %s master lan", m.port),
 			fmt.Sprintf("link set %s up", m.port))
 	}
-	if err := ipBatch(ctx, NSLAN, lanLines...); err != nil {
+	if err := IPBatch(ctx, NSLAN, lanLines...); err != nil {
 		return err
 	}
 	var g errgroup.Group
@@ -122,11 +122,11 @@ func (l *Lab) buildNetwork(ctx context.Context) error {
 				fmt.Sprintf("addr add %s/64 dev eth0 nodad", m.v6),
 				"link set eth0 up",
 			}, m.extraLines...)
-			return ipBatch(ctx, m.ns, lines...)
+			return IPBatch(ctx, m.ns, lines...)
 		})
 	}
 	g.Go(func() error {
-		return ipBatch(ctx, NSExtClient,
+		return IPBatch(ctx, NSExtClient,
 			"link set lo up",
 			fmt.Sprintf("addr add %s/%d dev eth0", ExtClient4, extPrefixBits),
 			fmt.Sprintf("addr add %s/64 dev eth0 nodad", ExtClient6),
@@ -213,7 +213,7 @@ func (l *Lab) lanRoutes(n *Node) []string {
 // LinkUp sets n's LAN link up again after a test set it down, with what the kernel dropped
 // with it: the IPv6 address (keep_addr_on_down is 0) and the routes through the link.
 func (l *Lab) LinkUp(ctx context.Context, n *Node) error {
-	return ipBatch(ctx, n.NetNS, append([]string{
+	return IPBatch(ctx, n.NetNS, append([]string{
 		"link set " + n.LANIf + " up",
 		fmt.Sprintf("addr replace %s/64 dev %s nodad", n.LAN6, n.LANIf),
 	}, l.lanRoutes(n)...)...)

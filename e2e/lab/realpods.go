@@ -37,6 +37,14 @@ type Pod struct {
 	IP4, IP6        netip.Addr
 }
 
+// Addr is the pod's address of family 4 or 6.
+func (p *Pod) Addr(family int) netip.Addr {
+	if family == 6 {
+		return p.IP6
+	}
+	return p.IP4
+}
+
 // AddPod creates spec's Pod and waits until the kubelet runs it and (unless spec.NotReady) it
 // is Ready; kube-controller-manager then lists it in the EndpointSlices of matching Services.
 func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
