@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ironlb/ironlb/e2e/apiserver"
@@ -36,43 +35,18 @@ import (
 // The tests in this file run against a real kube-apiserver and etcd on loopback (no root),
 // started on first use and shared by the package. It starts without ironlb's CRDs: helm install
 // puts them in, as in a cluster.
-var lab struct {
-	once sync.Once
-	dir  string
-	srv  *apiserver.Server
-	err  error
-}
+var lab apiserver.Shared
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if lab.srv != nil {
-		lab.srv.Stop()
-	}
-	if lab.dir != "" {
-		os.RemoveAll(lab.dir)
-	}
+	klog.SetSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	code := lab.Run(m)
 	if helmHomeDir != "" {
 		os.RemoveAll(helmHomeDir)
 	}
 	os.Exit(code)
 }
 
-func cluster(t *testing.T) *apiserver.Server {
-	t.Helper()
-	lab.once.Do(func() {
-		klog.SetSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-		if lab.dir, lab.err = os.MkdirTemp("", "ironlb-chart-test-"); lab.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		lab.srv, lab.err = apiserver.Start(ctx, apiserver.Options{Dir: lab.dir})
-	})
-	if lab.err != nil {
-		t.Fatalf("starting the API server: %v", lab.err)
-	}
-	return lab.srv
-}
+func cluster(t *testing.T) *apiserver.Server { return lab.Server(t) }
 
 // warnings collects the API server's warnings (deprecated APIs, unknown fields).
 type warnings struct {
