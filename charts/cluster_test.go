@@ -186,7 +186,7 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if !strings.Contains(notes, "Without kube-proxy, set apiServer.host and apiServer.port") {
 		t.Errorf("the install notes do not tell clusters without kube-proxy to set apiServer:\n%s", notes)
 	}
-	manifest := decodeObjects(t, helmOK("get", "manifest", release))
+	manifest := apiserver.DecodeObjects(t, helmOK("get", "manifest", release))
 	if diff := cmp.Diff(inventory(render(t, releaseNS)), inventory(manifest)); diff != "" {
 		t.Errorf("installed objects differ from the default rendering (-rendered +installed):\n%s", diff)
 	}
@@ -260,7 +260,7 @@ func checkNotesExample(t *testing.T, admin clients, notes string) {
 		t.Errorf("the install notes show no example to apply:\n%s", notes)
 		return
 	}
-	objs := decodeObjects(t, example)
+	objs := apiserver.DecodeObjects(t, example)
 	var kinds []string
 	for _, o := range objs {
 		kinds = append(kinds, o.GetKind())

@@ -19,10 +19,8 @@ import (
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 )
@@ -56,7 +54,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Fatal(err)
 	}
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	for _, obj := range decodeYAML(t, samples["deployment_l2.yaml"]) {
+	for _, obj := range apiserver.DecodeObjects(t, samples["deployment_l2.yaml"]) {
 		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
 		if gv.Group != "metallb.io" {
 			continue // its nginx Deployment and Service: the Services below stand for them
@@ -208,25 +206,6 @@ func withPort(ip, port string) string {
 		return "http://[" + ip + "]:" + port + "/"
 	}
 	return "http://" + ip + ":" + port + "/"
-}
-
-// decodeYAML splits a YAML stream into objects.
-func decodeYAML(t *testing.T, text string) []*unstructured.Unstructured {
-	t.Helper()
-	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if err.Error() == "EOF" {
-				return out
-			}
-			t.Fatal(err)
-		}
-		if m != nil {
-			out = append(out, &unstructured.Unstructured{Object: m})
-		}
-	}
 }
 
 // deleteMetalLBCRDs removes MetalLB's CRDs, and with them its objects.

@@ -16,10 +16,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 )
 
@@ -55,7 +53,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, obj := range decodeObjects(t, string(samples)) {
+	for _, obj := range apiserver.DecodeObjects(t, string(samples)) {
 		plural := strings.ToLower(obj.GetKind()) + "s"
 		if obj.GetKind() == "Community" {
 			plural = "communities"
@@ -109,7 +107,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	}
 
 	// The API server admits every converted object.
-	for _, obj := range decodeObjects(t, fromFile) {
+	for _, obj := range apiserver.DecodeObjects(t, fromFile) {
 		gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
 		if obj.GetKind() == "Secret" {
 			gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
@@ -154,24 +152,6 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	t.Log("\n" + out)
 	if !strings.Contains(squeeze(out), squeeze("production 198.51.100.61 legacy/shared-a, legacy/shared-b")) {
 		t.Errorf("pools does not show the shared address")
-	}
-}
-
-func decodeObjects(t *testing.T, text string) []*unstructured.Unstructured {
-	t.Helper()
-	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if err.Error() == "EOF" {
-				return out
-			}
-			t.Fatal(err)
-		}
-		if m != nil {
-			out = append(out, &unstructured.Unstructured{Object: m})
-		}
 	}
 }
 
@@ -228,7 +208,7 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 	converted := 0
 	for name, text := range samples {
 		t.Run(name, func(t *testing.T) {
-			for _, obj := range decodeObjects(t, text) {
+			for _, obj := range apiserver.DecodeObjects(t, text) {
 				gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
 				if gv.Group != "metallb.io" {
 					continue // the samples' Deployments and Services
@@ -253,7 +233,7 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 			if w := wantWarning[name]; w != "" && !strings.Contains(warnings, w) {
 				t.Errorf("warnings %q, want one about %q", warnings, w)
 			}
-			for _, obj := range decodeObjects(t, yamlOut) {
+			for _, obj := range apiserver.DecodeObjects(t, yamlOut) {
 				gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
 				if obj.GetKind() == "Secret" {
 					gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}

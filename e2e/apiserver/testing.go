@@ -2,11 +2,17 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
 // Shared is one API server for the tests of a package: it starts with the first test that asks
@@ -62,4 +68,23 @@ func (s *Shared) Run(m *testing.M) int {
 		os.RemoveAll(s.dir)
 	}
 	return code
+}
+
+// DecodeObjects splits a YAML or JSON stream (several documents, as kubectl and helm write
+// them) into objects, skipping empty documents. A stream that does not parse fails the test.
+func DecodeObjects(t testing.TB, text string) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	for doc := 1; ; doc++ {
+		var m map[string]any
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+			return objs
+		} else if err != nil {
+			t.Fatalf("decoding document %d: %v\n%s", doc, err, text)
+		}
+		if len(m) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
 }
