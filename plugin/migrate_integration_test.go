@@ -16,9 +16,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 )
 
 // TestMigrateFromMetalLB is the migration round trip: MetalLB's objects in the cluster (under
@@ -29,17 +31,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	needAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg, err := kubeconfigREST()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := apiserver.MetalLBRelease(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := apiserver.ApplyMetalLBCRDs(ctx, cfg, release); err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := withMetalLBCRDs(ctx, t)
 	dyn := dynamic.NewForConfigOrDie(cfg)
 	kube := testEnv.clients.Kube
 	for _, ns := range []string{"metallb-system", "legacy", "team-a"} {
@@ -54,12 +46,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, obj := range apiserver.DecodeObjects(t, string(samples)) {
-		plural := strings.ToLower(obj.GetKind()) + "s"
-		if obj.GetKind() == "Community" {
-			plural = "communities"
-		}
-		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
-		if _, err := dyn.Resource(gv.WithResource(plural)).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		if _, err := dyn.Resource(metalLBResource(obj)).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("creating MetalLB's %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
 	}
@@ -108,11 +95,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 
 	// The API server admits every converted object.
 	for _, obj := range apiserver.DecodeObjects(t, fromFile) {
-		gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
-		if obj.GetKind() == "Secret" {
-			gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
-		}
-		if _, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		if _, err := dyn.Resource(convertedResource(obj)).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 			t.Errorf("the API server refuses the converted %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
 	}
@@ -173,17 +156,7 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 	needAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg, err := kubeconfigREST()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := apiserver.MetalLBRelease(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := apiserver.ApplyMetalLBCRDs(ctx, cfg, release); err != nil {
-		t.Fatal(err)
-	}
+	cfg, release := withMetalLBCRDs(ctx, t)
 	samples, err := apiserver.MetalLBSamples(release)
 	if err != nil {
 		t.Fatal(err)
@@ -209,15 +182,11 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 	for name, text := range samples {
 		t.Run(name, func(t *testing.T) {
 			for _, obj := range apiserver.DecodeObjects(t, text) {
-				gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
-				if gv.Group != "metallb.io" {
+				res := metalLBResource(obj)
+				if res.Group != "metallb.io" {
 					continue // the samples' Deployments and Services
 				}
-				plural := strings.ToLower(obj.GetKind()) + "s"
-				if obj.GetKind() == "Community" {
-					plural = "communities"
-				}
-				if _, err := dyn.Resource(gv.WithResource(plural)).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
+				if _, err := dyn.Resource(res).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
 					t.Errorf("MetalLB's CRDs refuse its own sample %s %s: %v", obj.GetKind(), obj.GetName(), err)
 				}
 			}
@@ -234,11 +203,7 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 				t.Errorf("warnings %q, want one about %q", warnings, w)
 			}
 			for _, obj := range apiserver.DecodeObjects(t, yamlOut) {
-				gvr := schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
-				if obj.GetKind() == "Secret" {
-					gvr = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
-				}
-				if _, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
+				if _, err := dyn.Resource(convertedResource(obj)).Namespace(obj.GetNamespace()).Create(ctx, obj, dryRun); err != nil {
 					t.Errorf("the API server refuses the converted %s %s: %v\n%s", obj.GetKind(), obj.GetName(), err, yamlOut)
 				}
 				converted++
@@ -248,4 +213,41 @@ func TestMigrateMetalLBSamples(t *testing.T) {
 	if converted < 20 {
 		t.Errorf("%d objects converted from the samples, want every pool, advertisement and peer", converted)
 	}
+}
+
+// withMetalLBCRDs installs MetalLB's CRDs (apiserver.MetalLBVersion) in the package's API
+// server; it returns an admin configuration and MetalLB's release directory.
+func withMetalLBCRDs(ctx context.Context, t *testing.T) (*rest.Config, string) {
+	t.Helper()
+	cfg, err := kubeconfigREST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := apiserver.MetalLBRelease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiserver.ApplyMetalLBCRDs(ctx, cfg, release); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, release
+}
+
+// metalLBResource is the resource of one of MetalLB's objects (or of another object in its
+// samples).
+func metalLBResource(obj *unstructured.Unstructured) schema.GroupVersionResource {
+	gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+	if obj.GetKind() == "Community" {
+		return gv.WithResource("communities")
+	}
+	return gv.WithResource(strings.ToLower(obj.GetKind()) + "s")
+}
+
+// convertedResource is the resource of an object the command writes: one of ironlb's, or a
+// Secret.
+func convertedResource(obj *unstructured.Unstructured) schema.GroupVersionResource {
+	if obj.GetKind() == "Secret" {
+		return schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	}
+	return schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: strings.ToLower(obj.GetKind()) + "s"}
 }
