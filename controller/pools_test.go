@@ -296,7 +296,7 @@ func TestOutsideByPool(t *testing.T) {
 		"":       {all[0], all[3]},
 		"gone":   nil,
 	}
-	if diff := cmp.Diff(want, outsideByPool(all, views), cmpOpts); diff != "" {
+	if diff := cmp.Diff(want, outsideByPool(all, views), addrOpts); diff != "" {
 		t.Errorf("outside addresses by pool (-want +got):\n%s", diff)
 	}
 }

@@ -14,11 +14,12 @@ import (
 	"github.com/ironlb/ironlb/config"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 var (
-	outcomeOpts = cmp.Options{cmpOpts, cmp.AllowUnexported(outcome{}, event{})}
+	// addrOpts compares addresses by value.
+	addrOpts    = cmpopts.EquateComparable(netip.Addr{})
+	outcomeOpts = cmp.Options{addrOpts, cmp.AllowUnexported(outcome{}, event{})}
 	// statusOpts ignores transition times, which tests check on their own.
 	statusOpts = cmpopts.IgnoreFields(metav1.Condition{}, "LastTransitionTime")
 )
@@ -459,18 +460,6 @@ func TestTransition(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cmpOpts compares the controller's plain values: addresses by value, selectors by their
-// canonical text.
-var cmpOpts = cmp.Options{
-	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-	cmp.Comparer(func(a, b labels.Selector) bool {
-		if a == nil || b == nil {
-			return a == nil && b == nil
-		}
-		return a.String() == b.String()
-	}),
 }
 
 func addrs(ss ...string) []netip.Addr {
