@@ -13,31 +13,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func ippool(name string, addrs []string, mutate func(*v1alpha1.IPPool)) *v1alpha1.IPPool {
-	p := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 4}, Spec: v1alpha1.IPPoolSpec{Addresses: addrs}}
-	if mutate != nil {
-		mutate(p)
-	}
-	return p
+// ippool is an IPPool "p" at generation 4 with addrs.
+func ippool(addrs ...string) *v1alpha1.IPPool {
+	return &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 4}, Spec: v1alpha1.IPPoolSpec{Addresses: addrs}}
 }
 
-func ranges(ss ...string) []allocator.Range {
-	rs := make([]allocator.Range, len(ss))
-	for i, s := range ss {
-		r, err := allocator.ParseRange(s)
-		if err != nil {
-			panic(err)
-		}
-		rs[i] = r
-	}
-	return rs
-}
+func prefixRange(s string) allocator.Range { return allocator.PrefixRange(netip.MustParsePrefix(s)) }
 
 // poolStats returns the allocator's figures for a pool "p" with addrs, after allocating
 // allocated addresses (each to its own Service).
 func poolStats(t *testing.T, addrs []string, allocated ...string) []allocator.PoolStats {
 	t.Helper()
-	p, err := config.CompilePool(ippool("p", addrs, nil))
+	p, err := config.CompilePool(ippool(addrs...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +67,8 @@ func outsideAddrs(n int) []allocator.Outside {
 func TestDesiredPoolStatus(t *testing.T) {
 	twoHolders := []allocator.Outside{{Addr: netip.MustParseAddr("198.51.100.9"), Pool: "p", Services: []string{"ns/a", "ns/b"}}}
 	overlaps := []allocator.Overlap{
-		{Pool: "p", With: "older", Range: ranges("198.51.100.0/30")[0]},
-		{Pool: "p", With: "oldest", Range: ranges("198.51.100.8")[0]},
+		{Pool: "p", With: "older", Range: prefixRange("198.51.100.0/30")},
+		{Pool: "p", With: "oldest", Range: prefixRange("198.51.100.8/32")},
 	}
 	foreign := metav1.Condition{Type: "example.com/Audited", Status: metav1.ConditionTrue, Reason: "Done", Message: "theirs", ObservedGeneration: 1}
 	tests := []struct {
@@ -92,7 +79,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 	}{
 		{
 			name: "a valid IPv4 pool: counts, Ready, no overlap, nothing outside",
-			pool: ippool("p", []string{"198.51.100.0/30"}, nil),
+			pool: ippool("198.51.100.0/30"),
 			view: poolView{stats: poolStats(t, []string{"198.51.100.0/30"}, "198.51.100.1")},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -102,7 +89,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "an IPv6 /64 counts exactly, beyond 64 bits, beside IPv4",
-			pool: ippool("p", []string{"198.51.100.0/24", "2001:db8::/64"}, nil),
+			pool: ippool("198.51.100.0/24", "2001:db8::/64"),
 			view: poolView{stats: poolStats(t, []string{"198.51.100.0/24", "2001:db8::/64"}, "2001:db8::1", "2001:db8::2")},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -113,7 +100,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "invalid addresses: not Ready, with the compile error",
-			pool: ippool("p", []string{"198.51.100.7/24"}, nil),
+			pool: ippool("198.51.100.7/24"),
 			view: poolView{invalid: errors.New(`spec.addresses: invalid address range "198.51.100.7/24": host bits are set`)},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -125,7 +112,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "overlapping older pools: not Ready, Overlap names each range and the older pool",
-			pool: ippool("p", []string{"198.51.100.0/28"}, nil),
+			pool: ippool("198.51.100.0/28"),
 			view: poolView{overlap: overlaps},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -138,7 +125,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "deleting, nothing held: not Ready, Deleting",
-			pool: ippool("p", []string{"198.51.100.0/28"}, nil),
+			pool: ippool("198.51.100.0/28"),
 			view: poolView{deleting: true},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -150,7 +137,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "deleting while held: Ready says who holds what; AddressesInUse stays False",
-			pool: ippool("p", []string{"198.51.100.0/28"}, nil),
+			pool: ippool("198.51.100.0/28"),
 			view: poolView{deleting: true, outside: twoHolders},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -162,7 +149,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "shrunk under held addresses: Ready, AddressesInUse lists addresses and holders",
-			pool: ippool("p", []string{"198.51.100.0/29"}, nil),
+			pool: ippool("198.51.100.0/29"),
 			view: poolView{stats: poolStats(t, []string{"198.51.100.0/29"}), outside: twoHolders},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -176,7 +163,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "many addresses outside: the list stops at ten and counts the rest",
-			pool: ippool("p", []string{"203.0.113.0/29"}, nil),
+			pool: ippool("203.0.113.0/29"),
 			view: poolView{outside: outsideAddrs(13)},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -192,13 +179,15 @@ func TestDesiredPoolStatus(t *testing.T) {
 		},
 		{
 			name: "conditions of others are kept; stale counts of a family the pool lost go",
-			pool: ippool("p", []string{"2001:db8::/120"}, func(p *v1alpha1.IPPool) {
+			pool: func() *v1alpha1.IPPool {
+				p := ippool("2001:db8::/120")
 				p.Status = v1alpha1.IPPoolStatus{
 					ObservedGeneration: 3,
 					IPv4:               &v1alpha1.IPPoolAddressCounts{Total: "4", Assigned: "0", Available: "4"},
 					Conditions:         []metav1.Condition{foreign},
 				}
-			}),
+				return p
+			}(),
 			view: poolView{stats: poolStats(t, []string{"2001:db8::/120"})},
 			want: v1alpha1.IPPoolStatus{
 				ObservedGeneration: 4,
@@ -222,7 +211,7 @@ func TestDesiredPoolStatus(t *testing.T) {
 }
 
 func TestDesiredPoolStatusKeepsTransitionTimes(t *testing.T) {
-	p := ippool("p", []string{"198.51.100.0/30"}, nil)
+	p := ippool("198.51.100.0/30")
 	p.Status = desiredPoolStatus(p, poolView{})
 	for i := range p.Status.Conditions {
 		p.Status.Conditions[i].LastTransitionTime = then
@@ -285,9 +274,9 @@ func TestOutsideByPool(t *testing.T) {
 		out("203.0.113.1", "", "ns/elsewhere"),
 	}
 	views := map[string]poolView{
-		"dying":  {deleting: true, ranges: ranges("198.51.100.0/30")},
+		"dying":  {deleting: true, ranges: []allocator.Range{prefixRange("198.51.100.0/30")}},
 		"shrunk": {},
-		"gone":   {deleting: true, ranges: ranges("192.0.2.0/24")},
+		"gone":   {deleting: true, ranges: []allocator.Range{prefixRange("192.0.2.0/24")}},
 	}
 	want := map[string][]allocator.Outside{
 		// A dying pool claims what lies in its ranges, whatever the allocator remembers.
