@@ -24,30 +24,11 @@ import (
 // that is really gone or changed changes the session, and a password never read is never
 // replaced by none.
 func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
-	admin, ns := clients(t)
 	ctx := context.Background()
 	var api cuttableAPI
-	def := DefaultConfig()
-	c, err := kubeclient.New(api.config(cluster(t)), def.API, def.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bgp"}, Data: map[string][]byte{"password": []byte("first")}}
-	if _, err := admin.Kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := newBGPMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m, secrets: newSecretCache(c.Kube, slog.Default(), nil)}
-	peerWith := func(secretName string) *v1alpha1.BGPPeer {
-		return &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
-			PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
-			PasswordSecretRef: &v1alpha1.SecretKeyReference{Namespace: ns, Name: secretName},
-		}}
-	}
-	bp := peerWith("bgp")
+	r, admin, secret := passwordRunner(t, &api, nil)
+	ns := secret.Namespace
+	bp := passwordPeer(ns, "bgp")
 	// reread reads the Secrets again, as the cache's loop does secretTTL later.
 	reread := func() { r.secrets.refresh(ctx, true) }
 	check := func(when, password, configError string) {
@@ -84,7 +65,7 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 	check("Secret deleted, then API cut off", "", "password Secret "+ns+"/bgp")
 
 	// A Secret never read: no password to keep, so no session.
-	bp = peerWith("never-read")
+	bp = passwordPeer(ns, "never-read")
 	check("never asked for, API cut off", "", "not read yet")
 	reread()
 	check("never read, API cut off", "", "password Secret "+ns+"/never-read")
@@ -94,37 +75,19 @@ func TestAPIOutageKeepsBGPPasswords(t *testing.T) {
 // get their passwords at once, as read before: no session waits on a Secret read, which
 // runs (and times out) in the cache's own loop.
 func TestBlackHoledAPIDoesNotDelayPasswords(t *testing.T) {
-	admin, ns := clients(t)
 	ctx := context.Background()
 	var api cuttableAPI
-	def := DefaultConfig()
-	c, err := kubeclient.New(api.config(cluster(t)), def.API, def.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bgp"}, Data: map[string][]byte{"password": []byte("first")}}
-	if _, err := admin.Kube.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := newBGPMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
 	changed := make(chan struct{}, 1)
-	r := &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m,
-		secrets: newSecretCache(c.Kube, slog.Default(), func() {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		})}
+	r, _, secret := passwordRunner(t, &api, func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go r.secrets.run(runCtx)
-	bp := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
-		PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
-		PasswordSecretRef: &v1alpha1.SecretKeyReference{Namespace: ns, Name: "bgp"},
-	}}
+	bp := passwordPeer(secret.Namespace, "bgp")
 	r.peer(bp) // asks for it
 	select {
 	case <-changed: // read: a plan would run now
@@ -164,6 +127,37 @@ func TestBlackHoledAPIDoesNotDelayPasswords(t *testing.T) {
 	if p := r.peer(bp); p.Password != "first" || p.ConfigError != "" {
 		t.Errorf("after the timed-out read: password %q, config error %q; want first", p.Password, p.ConfigError)
 	}
+}
+
+// passwordRunner is a bgpRunner of node "n" whose API clients dial through api, with a fresh
+// namespace holding the BGP password Secret "bgp" ("first"), which admin wrote. onChange is
+// the Secret cache's callback (nil for none).
+func passwordRunner(t *testing.T, api *cuttableAPI, onChange func()) (r *bgpRunner, admin *kubeclient.Clients, secret *corev1.Secret) {
+	t.Helper()
+	admin, ns := clients(t)
+	def := DefaultConfig()
+	c, err := kubeclient.New(api.config(cluster(t)), def.API, def.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bgp"}, Data: map[string][]byte{"password": []byte("first")}}
+	if _, err := admin.Kube.CoreV1().Secrets(ns).Create(context.Background(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newBGPMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = &bgpRunner{node: "n", log: slog.Default(), kube: c.Kube, crd: c.CRD, metrics: m, secrets: newSecretCache(c.Kube, slog.Default(), onChange)}
+	return r, admin, secret
+}
+
+// passwordPeer is a BGPPeer whose password is in the Secret ns/secretName.
+func passwordPeer(ns, secretName string) *v1alpha1.BGPPeer {
+	return &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "router"}, Spec: v1alpha1.BGPPeerSpec{
+		PeerAddress: "192.0.2.1", PeerASN: 65001, MyASN: 65000,
+		PasswordSecretRef: &v1alpha1.SecretKeyReference{Namespace: ns, Name: secretName},
+	}}
 }
 
 // cuttableAPI dials the API server until cut: then it closes the open connections and refuses
