@@ -640,7 +640,10 @@ func checkRBAC(t *testing.T, srv *apiserver.Server, admin clients) {
 func installMonitoringCRDs(t *testing.T, srv *apiserver.Server) {
 	t.Helper()
 	dir := t.TempDir()
-	for name, body := range map[string]string{"servicemonitors.yaml": serviceMonitorCRD, "prometheusrules.yaml": prometheusRuleCRD} {
+	for name, body := range map[string]string{
+		"servicemonitors.yaml": monitoringCRD("ServiceMonitor", serviceMonitorSpec),
+		"prometheusrules.yaml": monitoringCRD("PrometheusRule", prometheusRuleSpec),
+	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -650,16 +653,18 @@ func installMonitoringCRDs(t *testing.T, srv *apiserver.Server) {
 	}
 }
 
-const monitoringDuration = `{type: string, pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'}`
-
-var serviceMonitorCRD = `apiVersion: apiextensions.k8s.io/v1
+// monitoringCRD is a namespaced monitoring.coreos.com/v1 CRD of kind whose spec has the schema
+// spec (YAML indented to sit under spec:).
+func monitoringCRD(kind, spec string) string {
+	singular := strings.ToLower(kind)
+	return `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: ` + singular + `s.monitoring.coreos.com
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  names: {kind: ` + kind + `, listKind: ` + kind + `List, plural: ` + singular + `s, singular: ` + singular + `}
   versions:
     - name: v1
       served: true
@@ -673,7 +678,13 @@ spec:
             kind: {type: string}
             metadata: {type: object}
             spec:
-              type: object
+` + spec
+}
+
+const monitoringDuration = `{type: string, pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$'}`
+
+// serviceMonitorSpec is the schema of a ServiceMonitor's spec.
+var serviceMonitorSpec = `              type: object
               required: [selector]
               properties:
                 jobLabel: {type: string}
@@ -707,28 +718,8 @@ spec:
                             replacement: {type: string}
 `
 
-var prometheusRuleCRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: prometheusrules.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          required: [spec]
-          properties:
-            apiVersion: {type: string}
-            kind: {type: string}
-            metadata: {type: object}
-            spec:
-              type: object
+// prometheusRuleSpec is the schema of a PrometheusRule's spec.
+var prometheusRuleSpec = `              type: object
               properties:
                 groups:
                   type: array
