@@ -24,51 +24,38 @@ import (
 // The integration tests run the plugin's commands against a real kube-apiserver and etcd on
 // loopback, with the CRDs of the chart and the real controller in this process. The server
 // starts with the first test that needs it, so the pure tests run without it.
+var server = apiserver.Shared{Options: apiserver.Options{CRDDir: "../charts/ironlb/crds"}}
+
+// testEnv is what needAPIServer sets up in the server, once.
 var testEnv struct {
 	once       sync.Once
 	err        error
-	server     *apiserver.Server
-	dir        string
 	kubeconfig string
 	clients    *kubeclient.Clients
 }
 
 func TestMain(m *testing.M) {
 	klog.SetSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	code := m.Run()
-	if testEnv.server != nil {
-		testEnv.server.Stop()
-	}
-	if testEnv.dir != "" {
-		os.RemoveAll(testEnv.dir)
-	}
-	os.Exit(code)
+	os.Exit(server.Run(m))
 }
 
 // needAPIServer starts the package's API server once, with an ironlb-system namespace.
 func needAPIServer(t *testing.T) {
 	t.Helper()
-	testEnv.once.Do(func() { testEnv.err = startAPIServer() })
+	s := server.Server(t)
+	testEnv.once.Do(func() { testEnv.err = setUp(s) })
 	if testEnv.err != nil {
 		t.Fatal(testEnv.err)
 	}
 }
 
-func startAPIServer() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func setUp(s *apiserver.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "ironlb-plugin-test-")
-	if err != nil {
-		return err
-	}
-	testEnv.dir = dir
-	s, err := apiserver.Start(ctx, apiserver.Options{Dir: dir, CRDDir: "../charts/ironlb/crds"})
-	if err != nil {
-		return fmt.Errorf("starting the API server: %w", err)
-	}
-	testEnv.server, testEnv.kubeconfig = s, s.Kubeconfig
+	testEnv.kubeconfig = s.Kubeconfig
 	// The tests' fixtures, not the plugin under test: no client-side limit.
 	fixtures := kubeclient.Limits{QPS: -1}
+	var err error
 	if testEnv.clients, err = kubeclient.New(s.Config, fixtures, fixtures); err != nil {
 		return err
 	}
