@@ -33,7 +33,7 @@ import (
 //     batched sync renders it, diffs the Ruleset and builds the nft transaction (tx-bytes).
 //   - new-node: an endpoint added on a node that had none of the Service's, and removed. The
 //     serving nodes change, so the planner's filter kicks the speaker's sync too: the snapshot
-//     from the caches, its forwarding step, Compute (BGP mode) and the desired status objects.
+//     from the caches, its forwarding step, the planner (BGP mode) and the desired status objects.
 //
 // Each version is a new object, as an informer delivers it. cpu-ns/op is the process's CPU time
 // (user and system, GC included) per change, less sensitive to a loaded machine than ns/op.
@@ -97,6 +97,8 @@ type changeWorld struct {
 	sliceIdx cache.Indexer
 	filter   *servingFilter
 	tracker  *changeTracker
+	planning *Planning
+	status   *statusCache
 	fwd      *forwarder
 	nft      *countingNFT
 	pools    []*v1alpha1.IPPool
@@ -126,7 +128,7 @@ func newChangeWorld(b *testing.B, n int) *changeWorld {
 	w.sliceIdx = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	nodeIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	w.services, w.slices, w.nodes = corelisters.NewServiceLister(svcIdx), discoverylisters.NewEndpointSliceLister(w.sliceIdx), corelisters.NewNodeLister(nodeIdx)
-	w.tracker, w.filter = newTracker(w.services), newServingFilter()
+	w.tracker, w.filter, w.planning, w.status = newTracker(w.services), newServingFilter(), NewPlanning(), &statusCache{}
 	for i := 1; i <= 10; i++ {
 		must(b, nodeIdx.Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%d", i)},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("198.51.100.%d", i)}}}}))
@@ -201,8 +203,8 @@ func (w *changeWorld) next(versions [2]*discoveryv1.EndpointSlice, i int) (old, 
 	return o.(*discoveryv1.EndpointSlice), cur
 }
 
-// plan is what a sync does after the forwarding step: the snapshot from the caches, Compute,
-// and the desired ServiceAnnouncements. It returns those.
+// plan is what a sync does after the forwarding step: the snapshot from the caches, the
+// speaker's Planning, and the desired ServiceAnnouncements. It returns those.
 func (w *changeWorld) plan() []*v1alpha1.ServiceAnnouncement {
 	snap := &Snapshot{Node: w.node.Name, Interfaces: lanIfaces(), Handles: config.Class{Name: config.DefaultClassName}.Handles, Reach: map[string]Reach{},
 		Pools: w.pools, BGPAds: w.bgpAds, Peers: w.peers}
@@ -213,7 +215,7 @@ func (w *changeWorld) plan() []*v1alpha1.ServiceAnnouncement {
 	if err := w.fwd.sync(w.ctx, w.node, snap.Services, snap.Slices); err != nil {
 		panic(err)
 	}
-	return announcements(w.node.Name, Compute(snap))
+	return w.status.announcements(w.node.Name, w.planning.Plan(snap))
 }
 
 func readyEndpoint(addr, node string) discoveryv1.Endpoint {

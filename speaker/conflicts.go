@@ -142,17 +142,23 @@ func (s *Speaker) addressEvent(ev l2.Event) {
 
 // withHolds completes this node's L2 ServiceAnnouncements with what probing says: addresses
 // still being probed are left out (an object with none left is dropped), and addresses in use
-// by another host are listed in conflictedIPs with an AddressConflict condition.
+// by another host are listed in conflictedIPs with an AddressConflict condition. It changes
+// neither objs nor its objects (statusCache keeps them): a changed object is a copy.
 func withHolds(objs []*v1alpha1.ServiceAnnouncement, held map[netip.Addr]l2.Hold) []*v1alpha1.ServiceAnnouncement {
 	if len(held) == 0 {
 		return objs
 	}
-	out := objs[:0]
+	out := make([]*v1alpha1.ServiceAnnouncement, 0, len(objs))
 	for _, o := range objs {
-		if o.Mode != v1alpha1.AnnouncementL2 {
+		if o.Mode != v1alpha1.AnnouncementL2 || !slices.ContainsFunc(o.IPs, func(s string) bool {
+			ip, _ := netip.ParseAddr(s)
+			_, ok := held[ip]
+			return ok
+		}) {
 			out = append(out, o)
 			continue
 		}
+		o = o.DeepCopy()
 		var ips, msgs []string
 		var since time.Time
 		for _, s := range o.IPs {

@@ -6,10 +6,8 @@
 package speaker
 
 import (
-	"cmp"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/config"
@@ -60,15 +58,27 @@ func (in *Input) handled(yield func(*corev1.Service) bool) {
 	}
 }
 
-// A Planner is one announcement mode's pure planner: from the input, this node's target for
-// the mode. L2 and BGP are siblings; a new mode is one planner with its Target, listed in
-// Planners, and a driver in the speaker that applies its target.
+// A Planner is one announcement mode's planner: from the input, this node's target for the
+// mode. L2 and BGP are siblings; a new mode is one planner with its Target, listed in Planners,
+// and a driver in the speaker that applies its target. A planner keeps what it planned before
+// (Planning owns it): it re-plans the Services ch names, everything when ch.All, and returns
+// the same Target as before when nothing it plans changed. It adds its warnings to p on every
+// call.
 type Planner interface {
-	Plan(in *Input, p *Plan) Target
+	Plan(in *Input, ch *Changes, p *Plan) Target
 }
 
-// Planners are the modes, in the order their targets appear in a plan and are applied.
-func Planners() []Planner { return []Planner{l2Planner{}, bgpPlanner{}} }
+// Changes says what changed since a planner's previous call.
+type Changes struct {
+	// All: a cluster-wide input changed (or this is the first call): re-plan everything.
+	All bool
+	// Services are the Services of ours whose inputs (the object, its serving nodes) changed,
+	// by key; nil for one that is gone (deleted, or no longer ours).
+	Services map[string]*corev1.Service
+}
+
+// Planners are the modes, new, in the order their targets appear in a plan and are applied.
+func Planners() []Planner { return []Planner{&l2Planner{}, &bgpPlanner{}} }
 
 // Target is what one mode announces on this node.
 type Target interface {
@@ -124,23 +134,11 @@ func (p *Plan) warnInvalid(invalid []config.Invalid) {
 	}
 }
 
-// Compute computes this node's plan from a snapshot: the model once, then each mode's
-// planner. It is pure and deterministic.
+// Compute computes this node's plan from a snapshot, from scratch: the model once, then each
+// mode's planner. It is pure and deterministic; Planning.Plan gives the same result for the
+// same snapshot, re-planning only what changed since its previous snapshot.
 func Compute(s *Snapshot) Plan {
-	in := &Input{Snapshot: s, Pools: config.CompilePools(s.Pools), Serving: s.Serving, Self: nodeByName(s.Nodes, s.Node)}
-	if in.Serving == nil {
-		in.Serving = config.ServingNodes(s.Slices)
-	}
-	var p Plan
-	for _, pl := range Planners() {
-		p.Targets = append(p.Targets, pl.Plan(in, &p))
-	}
-	slices.SortFunc(p.Warnings, func(a, b Warning) int {
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
-			strings.Compare(a.Name, b.Name), strings.Compare(a.Message, b.Message))
-	})
-	p.Warnings = slices.Compact(p.Warnings)
-	return p
+	return NewPlanning().Plan(s)
 }
 
 func nodeByName(nodes []*corev1.Node, name string) *corev1.Node {

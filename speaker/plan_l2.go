@@ -27,9 +27,35 @@ func (t *L2Target) Announced() map[string]*Announced { return t.Services }
 func (t *L2Target) Reported() map[string]*Announced  { return t.Services }
 func (*L2Target) Where(a *Announced) string          { return fmt.Sprintf("on %v", a.Interfaces) }
 
-type l2Planner struct{}
+// l2Planner plans layer 2 (planL2). It re-plans every Service when any changed (an IP's owner
+// depends on the other Services that hold it or share a group with it, and this node's reach on
+// every address); an unchanged Service keeps its Announced, and a plan in which nothing
+// changed keeps the target.
+type l2Planner struct {
+	target   *L2Target
+	warnings []Warning
+}
 
-// Plan computes this node's layer-2 target: for each IP of each Service of ours, the candidate nodes are those selected by an
+func (p *l2Planner) Plan(in *Input, ch *Changes, plan *Plan) Target {
+	if p.target != nil && !ch.All && len(ch.Services) == 0 {
+		plan.Warnings = append(plan.Warnings, p.warnings...)
+		return p.target
+	}
+	n := len(plan.Warnings)
+	t := planL2(in, plan)
+	p.warnings = slices.Clone(plan.Warnings[n:])
+	if p.target != nil {
+		for key, a := range t.Services {
+			if old := p.target.Services[key]; sameAnnounced(old, a) {
+				t.Services[key] = old
+			}
+		}
+	}
+	p.target = t
+	return t
+}
+
+// planL2 computes this node's layer-2 target: for each IP of each Service of ours, the candidate nodes are those selected by an
 // L2Advertisement of the IP's pool, not excluded and alive; for externalTrafficPolicy Local,
 // only those with a ready local endpoint. A Service without any endpoint is still announced
 // (by one of all eligible nodes), so that clients are refused at once by the forwarding rules
@@ -39,7 +65,7 @@ type l2Planner struct{}
 // The owner is l2.Owner over the candidates, keyed by the smallest IP of the
 // IP's group — the IPs connected through Services that hold them (a shared IP, both families
 // of a Service) — so a group stays on one node whenever the candidates agree.
-func (l2Planner) Plan(s *Input, p *Plan) Target {
+func planL2(s *Input, p *Plan) *L2Target {
 	t := &L2Target{Owned: map[netip.Addr][]string{}, Services: map[string]*Announced{}, Reach: Reach{}}
 	pools := s.Pools
 	ads, invalid := config.CompileL2Ads(s.L2Ads)

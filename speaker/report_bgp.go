@@ -23,22 +23,57 @@ type bgpNode struct {
 	peers []string
 }
 
-// bgpReports returns the BGP ServiceAnnouncements this node writes. In BGP every eligible node
-// announces a Service, so one object per (Service, node) would make Services times nodes
-// objects, and as many writes on a rollout. Instead each Service has one, listing the nodes,
-// written by one of them: its reporter, l2.Owner of the nodes keyed by the Service's first
-// address. Every node that announces a Service computes the same list from the same caches
-// (the planner is deterministic, and another node's eligibility is read from the same objects:
-// its labels, the peers that select it, the advertisements, its endpoints), so they agree on
-// the reporter; the others write nothing for it. Nodes memberlist declares dead are left out
-// (their sessions drop and take their paths along). announced is this node's own announcements,
-// by Service key: only a node that announces a Service can be its reporter.
-func bgpReports(s *Input, ads []config.BGPAd, peers []peerSelection, announced map[string]*Announced) map[string]*Announced {
-	out := map[string]*Announced{}
-	if len(announced) == 0 {
-		return out
+// bgpReport returns the BGP ServiceAnnouncement of a Service this node announces, when this
+// node writes it. In BGP every eligible node announces a Service, so one object per (Service,
+// node) would make Services times nodes objects, and as many writes on a rollout. Instead each
+// Service has one, listing the nodes, written by one of them: its reporter, l2.Owner of the
+// nodes keyed by the Service's first address. Every node that announces a Service computes the
+// same list from the same caches (the planner is deterministic, and another node's eligibility
+// is read from the same objects: its labels, the peers that select it, the advertisements, its
+// endpoints), so they agree on the reporter; the others write nothing for it. byAd is
+// bgpNodes'; ready the Service's serving nodes.
+func bgpReport(s *Input, ads []config.BGPAd, byAd [][]bgpNode, svc *corev1.Service, ready map[string]bool) *Announced {
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	nodes, peerSet := map[string]bool{}, map[string]bool{}
+	var ips []netip.Addr
+	for _, ip := range config.IngressIPs(svc) {
+		pl := s.Pools.Of(ip)
+		if pl == nil {
+			continue
+		}
+		for i := range ads {
+			if !ads[i].SelectsPool(pl) {
+				continue
+			}
+			for _, n := range byAd[i] {
+				if local && !ready[n.name] {
+					continue
+				}
+				nodes[n.name] = true
+				for _, p := range n.peers {
+					peerSet[p] = true
+				}
+				if !slices.Contains(ips, ip) {
+					ips = append(ips, ip)
+				}
+			}
+		}
 	}
-	// The nodes each advertisement has announce, with their peers.
+	if len(ips) == 0 {
+		return nil
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	names := sortedKeys(nodes)
+	if l2.Owner(ips[0], names) != s.Node {
+		return nil
+	}
+	return &Announced{Namespace: svc.Namespace, Name: svc.Name, IPs: ips, Nodes: names, Peers: sortedKeys(peerSet)}
+}
+
+// bgpNodes returns, per advertisement, the nodes that announce what it selects, with their
+// peers. Nodes memberlist declares dead are left out (their sessions drop and take their
+// paths along).
+func bgpNodes(s *Input, ads []config.BGPAd, peers []peerSelection) [][]bgpNode {
 	byAd := make([][]bgpNode, len(ads))
 	for _, n := range s.Nodes {
 		if config.Excluded(n) || (s.Alive != nil && !s.Alive[n.Name] && n.Name != s.Node) {
@@ -66,49 +101,7 @@ func bgpReports(s *Input, ads []config.BGPAd, peers []peerSelection, announced m
 			}
 		}
 	}
-	for svc := range s.handled {
-		key := config.ServiceKey(svc.Namespace, svc.Name)
-		if announced[key] == nil {
-			continue
-		}
-		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-		ready := s.Serving[key]
-		nodes, peerSet := map[string]bool{}, map[string]bool{}
-		var ips []netip.Addr
-		for _, ip := range config.IngressIPs(svc) {
-			pl := s.Pools.Of(ip)
-			if pl == nil {
-				continue
-			}
-			for i := range ads {
-				if !ads[i].SelectsPool(pl) {
-					continue
-				}
-				for _, n := range byAd[i] {
-					if local && !ready[n.name] {
-						continue
-					}
-					nodes[n.name] = true
-					for _, p := range n.peers {
-						peerSet[p] = true
-					}
-					if !slices.Contains(ips, ip) {
-						ips = append(ips, ip)
-					}
-				}
-			}
-		}
-		if len(ips) == 0 {
-			continue
-		}
-		slices.SortFunc(ips, netip.Addr.Compare)
-		names := sortedKeys(nodes)
-		if l2.Owner(ips[0], names) != s.Node {
-			continue
-		}
-		out[key] = &Announced{Namespace: svc.Namespace, Name: svc.Name, IPs: ips, Nodes: names, Peers: sortedKeys(peerSet)}
-	}
-	return out
+	return byAd
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -36,6 +36,12 @@ type Speaker struct {
 	recorder  record.EventRecorder
 	trigger   chan struct{}
 	serving   *servingFilter // the planner's EndpointSlice filter, which keeps Snapshot.Serving
+	// Used by the sync loop only: the planner with what it planned, the status objects built
+	// for the plan, and those last handed to the writer (with holds or not).
+	planning   *Planning
+	status     statusCache
+	lastStatus []*v1alpha1.ServiceAnnouncement
+	lastHeld   bool
 	// handlersSynced tell when the Service, EndpointSlice and Node handlers have seen every
 	// object their informer listed.
 	handlersSynced []cache.DoneChecker
@@ -93,6 +99,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		liveness:    l2.NewLiveness(cfg.Lease, time.Now()),
 		reaped:      map[string]bool{},
 		serving:     newServingFilter(),
+		planning:    NewPlanning(),
 	}
 	if s.keys, err = newKeyWatcher(&s.cfg, reg); err != nil {
 		return nil, err

@@ -97,29 +97,68 @@ func ptrs[T any](items []T) []*T {
 	return out
 }
 
-// announcements returns the ServiceAnnouncements node writes for a plan: per mode, what its
+// statusCache builds the ServiceAnnouncements node writes for a plan: per mode, what its
 // target reports (L2: one per Service it answers for; BGP: one per Service it reports for,
-// listing every node that announces it). The writer's label marks them as node's.
-func announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
+// listing every node that announces it). The writer's label marks them as node's. It keeps the
+// object it built for each Announced, so a Service whose Announced did not change keeps its
+// object, and a plan whose targets did not change gives the same slice.
+type statusCache struct {
+	targets []Target
+	objs    map[v1alpha1.AnnouncementMode]map[string]builtStatus // per mode, per Service key
+	out     []*v1alpha1.ServiceAnnouncement
+}
+
+type builtStatus struct {
+	from *Announced
+	obj  *v1alpha1.ServiceAnnouncement
+}
+
+func (c *statusCache) announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
+	if c.out != nil && slices.Equal(c.targets, p.Targets) {
+		return c.out
+	}
+	objs := make(map[v1alpha1.AnnouncementMode]map[string]builtStatus, len(p.Targets))
 	var out []*v1alpha1.ServiceAnnouncement
 	for _, t := range p.Targets {
-		mode := t.Mode()
-		for _, a := range t.Reported() {
-			obj := &v1alpha1.ServiceAnnouncement{
-				ObjectMeta: metav1.ObjectMeta{
-					Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),
-					Labels: map[string]string{LabelNode: node},
-				},
-				ServiceName: a.Name, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers, Nodes: a.Nodes,
+		mode, old := t.Mode(), c.objs[t.Mode()]
+		built := make(map[string]builtStatus, len(t.Reported()))
+		for key, a := range t.Reported() {
+			b := old[key]
+			if b.from != a {
+				b = builtStatus{a, announcementObject(node, mode, a)}
 			}
-			if a.Nodes == nil {
-				obj.NodeName = node
-			}
-			for _, ip := range a.IPs {
-				obj.IPs = append(obj.IPs, ip.String())
-			}
-			out = append(out, obj)
+			built[key] = b
+			out = append(out, b.obj)
 		}
+		objs[mode] = built
 	}
-	return out
+	c.targets, c.objs, c.out = slices.Clone(p.Targets), objs, out
+	if c.out == nil {
+		c.out = []*v1alpha1.ServiceAnnouncement{}
+	}
+	return c.out
+}
+
+// announcementObject is the ServiceAnnouncement node writes of a in mode.
+func announcementObject(node string, mode v1alpha1.AnnouncementMode, a *Announced) *v1alpha1.ServiceAnnouncement {
+	obj := &v1alpha1.ServiceAnnouncement{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),
+			Labels: map[string]string{LabelNode: node},
+		},
+		ServiceName: a.Name, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers, Nodes: a.Nodes,
+	}
+	if a.Nodes == nil {
+		obj.NodeName = node
+	}
+	for _, ip := range a.IPs {
+		obj.IPs = append(obj.IPs, ip.String())
+	}
+	return obj
+}
+
+// announcements returns the ServiceAnnouncements node writes for a plan (statusCache's, built
+// from scratch).
+func announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
+	return (&statusCache{}).announcements(node, p)
 }

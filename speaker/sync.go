@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"reflect"
 	"slices"
 	"time"
 
@@ -29,7 +30,7 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 			time.AfterFunc(time.Second, s.kick)
 		}
 	}
-	plan := Compute(snap)
+	plan := s.planning.Plan(snap)
 	s.metrics.plan.Observe(time.Since(start).Seconds())
 	for _, t := range plan.Targets {
 		s.drivers[t.Mode()].apply(ctx, t, snap)
@@ -39,8 +40,13 @@ func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 		s.recorder.Event(warningObject(w), corev1.EventTypeWarning, w.Reason, w.Message)
 		s.log.Warn(w.Message, "kind", w.Kind, "name", w.Name, "reason", w.Reason)
 	}
-	// Status objects: handed to their writers, never waited for.
-	s.announcements.Set(withHolds(announcements(s.cfg.NodeName, plan), s.announcer.Held()))
+	// Status objects: handed to their writers, never waited for; a plan and holds as before
+	// change nothing.
+	objs, held := s.status.announcements(s.cfg.NodeName, plan), s.announcer.Held()
+	if len(objs) == 0 || len(s.lastStatus) == 0 || &objs[0] != &s.lastStatus[0] || len(objs) != len(s.lastStatus) || len(held) > 0 || s.lastHeld {
+		s.announcements.Set(withHolds(objs, held))
+		s.lastStatus, s.lastHeld = objs, len(held) > 0
+	}
 	s.log.Debug("plan applied", "elapsed", time.Since(start))
 	return plan
 }
@@ -120,8 +126,11 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 		}
 	}
 	mode, cur := string(t.Mode()), t.Announced()
+	if reflect.ValueOf(prev).UnsafePointer() == reflect.ValueOf(cur).UnsafePointer() {
+		return // the same target: nothing changed
+	}
 	for key, a := range cur {
-		if old := prev[key]; old != nil && slices.Equal(old.IPs, a.IPs) {
+		if old := prev[key]; old == a || old != nil && slices.Equal(old.IPs, a.IPs) {
 			continue
 		}
 		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
