@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,15 +21,16 @@ import (
 // nodes changed, and now and then a node, liveness, a pool, an advertisement, a peer or the
 // interfaces), plans after each what Compute plans from scratch, on every node, in both modes;
 // what is announced of a Service as before is the same Announced as before, and a snapshot
-// with no change keeps the targets.
+// with no change keeps the targets. The status objects built from its plans are those built
+// from scratch.
 func TestPlanningIsCompute(t *testing.T) {
 	for seed := range uint64(6) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 15))
 			w := newPlanWorld()
-			planners := map[string]*Planning{}
+			planners, status := map[string]*Planning{}, map[string]*statusCache{}
 			for _, n := range w.nodes {
-				planners[n.Name] = NewPlanning()
+				planners[n.Name], status[n.Name] = NewPlanning(), &statusCache{}
 			}
 			for step := range 250 {
 				what, changedKey := w.change(r)
@@ -38,6 +40,13 @@ func TestPlanningIsCompute(t *testing.T) {
 					got, want := planners[n.Name].Plan(snap), Compute(snap)
 					if diff := cmp.Diff(want, got, planCmp...); diff != "" {
 						t.Fatalf("step %d (%s), %s: the incremental plan differs from Compute's (-want +got):\n%s", step, what, n.Name, diff)
+					}
+					byName := func(a, b *v1alpha1.ServiceAnnouncement) int { return strings.Compare(a.Name, b.Name) }
+					gotObjs, wantObjs := slices.Clone(status[n.Name].announcements(n.Name, got)), announcements(n.Name, want)
+					slices.SortFunc(gotObjs, byName)
+					slices.SortFunc(wantObjs, byName)
+					if diff := cmp.Diff(wantObjs, gotObjs, cmpopts.EquateEmpty()); diff != "" {
+						t.Fatalf("step %d (%s), %s: the status objects differ from those built from scratch (-want +got):\n%s", step, what, n.Name, diff)
 					}
 					if changedKey == "" || before.Targets == nil {
 						continue

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -44,11 +45,17 @@ func (p *l2Planner) Plan(in *Input, ch *Changes, plan *Plan) Target {
 	n := len(plan.Warnings)
 	t := planL2(in, plan)
 	p.warnings = slices.Clone(plan.Warnings[n:])
-	if p.target != nil {
+	if old := p.target; old != nil {
+		same := len(t.Services) == len(old.Services)
 		for key, a := range t.Services {
-			if old := p.target.Services[key]; sameAnnounced(old, a) {
-				t.Services[key] = old
+			if o := old.Services[key]; sameAnnounced(o, a) {
+				t.Services[key] = o
+			} else {
+				same = false
 			}
+		}
+		if same && maps.EqualFunc(t.Owned, old.Owned, slices.Equal) && maps.Equal(t.Reach, old.Reach) {
+			return old
 		}
 	}
 	p.target = t

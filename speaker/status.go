@@ -103,9 +103,15 @@ func ptrs[T any](items []T) []*T {
 // object it built for each Announced, so a Service whose Announced did not change keeps its
 // object, and a plan whose targets did not change gives the same slice.
 type statusCache struct {
-	targets []Target
-	objs    map[v1alpha1.AnnouncementMode]map[string]builtStatus // per mode, per Service key
-	out     []*v1alpha1.ServiceAnnouncement
+	modes map[v1alpha1.AnnouncementMode]*modeStatus
+	out   []*v1alpha1.ServiceAnnouncement
+}
+
+// modeStatus is what statusCache built for one mode's target.
+type modeStatus struct {
+	target Target
+	built  map[string]builtStatus // per Service key
+	objs   []*v1alpha1.ServiceAnnouncement
 }
 
 type builtStatus struct {
@@ -114,27 +120,36 @@ type builtStatus struct {
 }
 
 func (c *statusCache) announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
-	if c.out != nil && slices.Equal(c.targets, p.Targets) {
-		return c.out
-	}
-	objs := make(map[v1alpha1.AnnouncementMode]map[string]builtStatus, len(p.Targets))
-	var out []*v1alpha1.ServiceAnnouncement
+	modes := make(map[v1alpha1.AnnouncementMode]*modeStatus, len(p.Targets))
+	same := c.out != nil && len(c.modes) == len(p.Targets)
 	for _, t := range p.Targets {
-		mode, old := t.Mode(), c.objs[t.Mode()]
-		built := make(map[string]builtStatus, len(t.Reported()))
+		mode := t.Mode()
+		old := c.modes[mode]
+		if old != nil && old.target == t {
+			modes[mode] = old
+			continue
+		}
+		same = false
+		m := &modeStatus{target: t, built: make(map[string]builtStatus, len(t.Reported()))}
 		for key, a := range t.Reported() {
-			b := old[key]
+			var b builtStatus
+			if old != nil {
+				b = old.built[key]
+			}
 			if b.from != a {
 				b = builtStatus{a, announcementObject(node, mode, a)}
 			}
-			built[key] = b
-			out = append(out, b.obj)
+			m.built[key] = b
+			m.objs = append(m.objs, b.obj)
 		}
-		objs[mode] = built
+		modes[mode] = m
 	}
-	c.targets, c.objs, c.out = slices.Clone(p.Targets), objs, out
-	if c.out == nil {
-		c.out = []*v1alpha1.ServiceAnnouncement{}
+	if same {
+		return c.out
+	}
+	c.modes, c.out = modes, []*v1alpha1.ServiceAnnouncement{}
+	for _, t := range p.Targets {
+		c.out = append(c.out, modes[t.Mode()].objs...)
 	}
 	return c.out
 }
