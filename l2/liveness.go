@@ -69,13 +69,18 @@ func NewLiveness(cfg LeaseConfig, start time.Time) *Liveness {
 	return &Liveness{cfg: cfg, start: start, members: map[string]bool{}, gone: map[string]time.Time{}, renewed: map[string]time.Time{}}
 }
 
-// Renewed records that node's Lease was seen renewed at at (when the watch delivered it).
-func (l *Liveness) Renewed(node string, at time.Time) {
+// Renewed records that node's Lease was seen renewed at at (when the watch delivered it), and
+// reports whether that can change Alive's answer: only when memberlist's last view does not
+// list the node. A member's renewals matter once it leaves memberlist, and Alive reads them
+// then; with every speaker renewing every few seconds, acting on each would redo the election
+// N/Renew times a second on every node.
+func (l *Liveness) Renewed(node string, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if at.After(l.renewed[node]) {
 		l.renewed[node] = at
 	}
+	return !l.members[node]
 }
 
 // Forget drops node's Lease (deleted: the speaker shut down, or the Node went).

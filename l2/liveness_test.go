@@ -136,7 +136,17 @@ func TestLivenessPartitions(t *testing.T) {
 					degraded = st.degraded
 					l.Alive(members, degraded, now)
 				case st.renew != "":
-					l.Renewed(st.renew, now)
+					// A renewal Renewed says cannot matter (the speaker then skips its
+					// sync) leaves the answer as it was.
+					var before map[string]bool
+					if members != nil {
+						before, _ = l.Alive(members, degraded, now)
+					}
+					if !l.Renewed(st.renew, now) {
+						if after, _ := l.Alive(members, degraded, now); !maps.Equal(before, after) {
+							t.Errorf("renewal of %s at %v: Renewed says it cannot matter, but alive went from %v to %v", st.renew, st.at, before, after)
+						}
+					}
 				case st.forget != "":
 					l.Forget(st.forget)
 				}
@@ -153,5 +163,26 @@ func TestLivenessPartitions(t *testing.T) {
 				t.Errorf("next change at %v, want %v", next.Sub(t0), tc.next)
 			}
 		})
+	}
+}
+
+// TestLivenessRenewedMatters: a renewal of a node memberlist lists changes nothing now (the
+// speaker skips its sync); one of a node it does not list, or before its first view, may.
+func TestLivenessRenewedMatters(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	l := NewLiveness(DefaultLeaseConfig(), t0)
+	if !l.Renewed("a", t0) {
+		t.Error("a renewal before memberlist's first view: want it to matter")
+	}
+	l.Alive(set("a,b"), false, t0)
+	if l.Renewed("a", t0.Add(time.Second)) {
+		t.Error("a renewal of a member: want it not to matter")
+	}
+	if !l.Renewed("c", t0.Add(time.Second)) {
+		t.Error("a renewal of a node memberlist does not list: want it to matter")
+	}
+	l.Alive(set("b"), false, t0.Add(2*time.Second))
+	if !l.Renewed("a", t0.Add(5*time.Second)) {
+		t.Error("a renewal of a node that left memberlist: want it to matter")
 	}
 }

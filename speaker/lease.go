@@ -87,9 +87,10 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 		}))
 	renewed := func(l *coordinationv1.Lease, at time.Time) {
 		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != s.cfg.NodeName {
-			s.leaseMetas.set(*l.Spec.HolderIdentity, metaOf(l))
-			s.liveness.Renewed(*l.Spec.HolderIdentity, at)
-			s.kick()
+			metaChanged := s.leaseMetas.set(*l.Spec.HolderIdentity, metaOf(l))
+			if s.liveness.Renewed(*l.Spec.HolderIdentity, at) || metaChanged {
+				s.kick()
+			}
 		}
 	}
 	_, err := f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
