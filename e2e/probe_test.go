@@ -210,16 +210,19 @@ func (p *prober) health(ctx context.Context, ns, addr string) string {
 }
 
 // probeTable counts, in a probing namespace, the TCP resets from Service-like addresses and
-// the ICMP destination unreachables that arrive: what refused a connection. Priority 300
-// comes after conntrack has put the Service's address back as the reset's source.
+// the catalogue's ports (80, the unused port 81, the pods' 8080 and 9000-9050, NodePorts and
+// health-check ports; not memberlist's, the kubelet's or the API server's, which share the node
+// namespaces and under load reset connections of their own) and the ICMP destination
+// unreachables that arrive: what refused a connection. Priority 300 comes after conntrack has
+// put the Service's address back as the reset's source.
 const probeTable = `table inet ilb-diff-probe {
 	counter rst {}
 	counter icmp-port {}
 	counter icmp-other {}
 	chain input {
 		type filter hook input priority 300; policy accept;
-		tcp flags & rst == rst ip saddr { 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24 } counter name rst
-		tcp flags & rst == rst ip6 saddr 2001:db8::/32 counter name rst
+		tcp flags & rst == rst tcp sport { 80, 81, 8080, 9000-9050, 30000-32767 } ip saddr { 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24 } counter name rst
+		tcp flags & rst == rst tcp sport { 80, 81, 8080, 9000-9050, 30000-32767 } ip6 saddr 2001:db8::/32 counter name rst
 		icmp type destination-unreachable icmp code port-unreachable counter name icmp-port
 		icmpv6 type destination-unreachable icmpv6 code port-unreachable counter name icmp-port
 		icmp type destination-unreachable icmp code != port-unreachable counter name icmp-other
