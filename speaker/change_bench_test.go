@@ -34,6 +34,9 @@ import (
 //   - new-node: an endpoint added on a node that had none of the Service's, and removed. The
 //     serving nodes change, so the planner's filter kicks the speaker's sync too: the snapshot
 //     from the caches, its forwarding step, the planner (BGP mode) and the desired status objects.
+//     The Service's policy is Cluster: what this node announces and reports stays the same.
+//   - local-here: the same for a Service with externalTrafficPolicy Local, on this node: it
+//     starts announcing the Service (a path, its Announced), and stops on the next change.
 //
 // Each version is a new object, as an informer delivers it. cpu-ns/op is the process's CPU time
 // (user and system, GC included) per change, less sensitive to a loaded machine than ns/op.
@@ -45,14 +48,11 @@ func BenchmarkOneChange(b *testing.B) {
 		for _, kind := range []struct {
 			name string
 			plan bool // the planner's filter passes it
-		}{{"endpoint", false}, {"new-node", true}} {
+		}{{"endpoint", false}, {"new-node", true}, {"local-here", true}} {
 			b.Run(fmt.Sprintf("services=%d/%s", n, kind.name), func(b *testing.B) {
 				b.ReportAllocs()
 				w.nft.bytes = 0
-				versions := w.replaced
-				if kind.plan {
-					versions = w.added
-				}
+				versions := map[string][2]*discoveryv1.EndpointSlice{"endpoint": w.replaced, "new-node": w.added, "local-here": w.here}[kind.name]
 				cpu0 := cpuTime()
 				for i := 0; b.Loop(); i++ {
 					old, cur := w.next(versions, i)
@@ -96,6 +96,7 @@ type changeWorld struct {
 	nodes    corelisters.NodeLister
 	sliceIdx cache.Indexer
 	filter   *servingFilter
+	changes  *serviceChanges
 	tracker  *changeTracker
 	planning *Planning
 	status   *statusCache
@@ -105,8 +106,9 @@ type changeWorld struct {
 	bgpAds   []*v1alpha1.BGPAdvertisement
 	peers    []*v1alpha1.BGPPeer
 	// The changed Service's slice as it is, and with an endpoint replaced on its node (replaced)
-	// or added on another node (added).
-	replaced, added [2]*discoveryv1.EndpointSlice
+	// or added on another node (added); local-here's Service's slice, and with an endpoint on
+	// this node (here).
+	replaced, added, here [2]*discoveryv1.EndpointSlice
 }
 
 // countingNFT is an nft that counts the transaction text it is given and runs nothing.
@@ -128,7 +130,8 @@ func newChangeWorld(b *testing.B, n int) *changeWorld {
 	w.sliceIdx = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	nodeIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	w.services, w.slices, w.nodes = corelisters.NewServiceLister(svcIdx), discoverylisters.NewEndpointSliceLister(w.sliceIdx), corelisters.NewNodeLister(nodeIdx)
-	w.tracker, w.filter, w.planning, w.status = newTracker(w.services), newServingFilter(), NewPlanning(), &statusCache{}
+	w.changes = newServiceChanges()
+	w.tracker, w.filter, w.planning, w.status = newTracker(w.services), newServingFilter(w.changes), NewPlanning(), &statusCache{}
 	for i := 1; i <= 10; i++ {
 		must(b, nodeIdx.Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%d", i)},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("198.51.100.%d", i)}}}}))
@@ -141,6 +144,9 @@ func newChangeWorld(b *testing.B, n int) *changeWorld {
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, NodePort: int32(30000 + i), Protocol: corev1.ProtocolTCP}},
 		}}
 		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: nthIPv4("198.18.128.0", i)}}
+		if i == n/2+1 { // local-here's Service: its endpoints are on node6..10
+			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
 		sl := &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 			AddressType: discoveryv1.AddressTypeIPv4,
@@ -176,6 +182,13 @@ func newChangeWorld(b *testing.B, n int) *changeWorld {
 		other = "node1"
 	}
 	w.added[1].Endpoints = append(w.added[1].Endpoints, readyEndpoint("198.19.255.1", other))
+	key = fmt.Sprintf("default/svc-%05d-1", n/2+1)
+	if o, ok, err = w.sliceIdx.GetByKey(key); err != nil || !ok {
+		b.Fatalf("slice %s: %v", key, err)
+	}
+	sl = o.(*discoveryv1.EndpointSlice)
+	w.here = [2]*discoveryv1.EndpointSlice{sl, sl.DeepCopy()}
+	w.here[1].Endpoints = append(w.here[1].Endpoints, readyEndpoint("198.19.255.2", w.node.Name))
 
 	m, err := newForwardMetrics(prometheus.NewRegistry())
 	must(b, err)
@@ -209,10 +222,8 @@ func (w *changeWorld) plan() []*v1alpha1.ServiceAnnouncement {
 	snap := &Snapshot{Node: w.node.Name, Interfaces: lanIfaces(), Handles: config.Class{Name: config.DefaultClassName}.Handles, Reach: map[string]Reach{},
 		Pools: w.pools, BGPAds: w.bgpAds, Peers: w.peers}
 	snap.Nodes, _ = w.nodes.List(labels.Everything())
-	snap.Services, _ = w.services.List(labels.Everything())
-	snap.Slices, _ = w.slices.List(labels.Everything())
-	snap.Serving = w.filter.nodes()
-	if err := w.fwd.sync(w.ctx, w.node, snap.Services, snap.Slices); err != nil {
+	withServices(snap, w.services, w.filter, w.changes.take())
+	if err := w.fwd.sync(w.ctx, w.node, snap.changedServices(), nil); err != nil {
 		panic(err)
 	}
 	return w.status.announcements(w.node.Name, w.planning.Plan(snap))

@@ -43,21 +43,24 @@ func serviceChanged() changed {
 // keeps each Service's slices and serving nodes, so an event costs its Service's slices,
 // whatever the number of Services.
 type servingFilter struct {
+	changes *serviceChanges // told the Services whose serving nodes changed
+
 	mu      sync.Mutex
 	slices  map[string]map[string]*discoveryv1.EndpointSlice // Service key -> slice name -> slice
 	serving map[string]map[string]bool                       // Service key -> serving nodes
 }
 
-func newServingFilter() *servingFilter {
-	return &servingFilter{slices: map[string]map[string]*discoveryv1.EndpointSlice{}, serving: map[string]map[string]bool{}}
+func newServingFilter(changes *serviceChanges) *servingFilter {
+	return &servingFilter{changes: changes, slices: map[string]map[string]*discoveryv1.EndpointSlice{}, serving: map[string]map[string]bool{}}
 }
 
-// nodes returns the serving nodes per Service key (Snapshot.Serving). The inner maps are
+// of returns a Service's serving nodes (Snapshot.ServingOf); ok false: none. The maps are
 // replaced, never changed, so they may be shared.
-func (f *servingFilter) nodes() map[string]map[string]bool {
+func (f *servingFilter) of(key string) (nodes map[string]bool, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.serving)
+	nodes, ok = f.serving[key]
+	return nodes, ok
 }
 
 // changed records an add (oldObj nil), update or delete (curObj nil) and reports whether it
@@ -90,6 +93,7 @@ func (f *servingFilter) changed(oldObj, curObj any) bool {
 		now := config.ServingNodes(slices.Collect(maps.Values(f.slices[key])))[key]
 		if !maps.Equal(now, f.serving[key]) {
 			changed = true
+			f.changes.add(key)
 		}
 		if len(now) == 0 {
 			delete(f.serving, key)
@@ -101,6 +105,64 @@ func (f *servingFilter) changed(oldObj, curObj any) bool {
 		}
 	}
 	return changed
+}
+
+// serviceChanges collects the keys of the Services whose planner inputs (the object, its
+// serving nodes) changed since the sync last took them (Snapshot.Changed), so that a sync
+// compares those alone. Taken before any was added, or after a sync that could not use them,
+// it says "all".
+type serviceChanges struct {
+	mu   sync.Mutex
+	keys map[string]bool
+	all  bool
+}
+
+func newServiceChanges() *serviceChanges { return &serviceChanges{keys: map[string]bool{}, all: true} }
+
+func (c *serviceChanges) add(key string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.keys[key] = true
+	c.mu.Unlock()
+}
+
+// take returns the keys collected, and forgets them; nil means "all".
+func (c *serviceChanges) take() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys, all := c.keys, c.all
+	c.keys, c.all = map[string]bool{}, false
+	if all {
+		return nil
+	}
+	return keys
+}
+
+// setAll makes the next take say "all".
+func (c *serviceChanges) setAll() {
+	c.mu.Lock()
+	c.all = true
+	c.mu.Unlock()
+}
+
+// serviceEvent is the planner's Service handler: it records the Service's key when the event
+// matters (an add, a delete, an update serviceChanged reports) and says whether it does.
+func (c *serviceChanges) serviceEvent(changed changed) func(old, cur any) bool {
+	return func(old, cur any) bool {
+		if old != nil && cur != nil && !changed(old, cur) {
+			return false
+		}
+		o := cur
+		if o == nil {
+			o = old
+		}
+		if svc, ok := unwrap(o).(*corev1.Service); ok {
+			c.add(config.ServiceKey(svc.Namespace, svc.Name))
+		}
+		return true
+	}
 }
 
 // nodeChanged: the planner reads a node's labels (selectors, exclusion); memberlist, BGP and

@@ -96,7 +96,7 @@ func TestServingFilter(t *testing.T) {
 	terminating := slice("web-1", ep("192.0.2.2", "node2", false, false), ep("192.0.2.4", "node3", false, true))
 	otherGone := slice("web-2", ep("192.0.2.5", "node2", false, false))
 
-	f := newServingFilter()
+	f := newServingFilter(nil)
 	for _, step := range []struct {
 		name     string
 		old, cur *discoveryv1.EndpointSlice

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -25,7 +27,7 @@ import (
 // tracker of its own (forwarding_tracker.go).
 func (s *Speaker) watch() error {
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
-		s.factory.Core().V1().Services().Informer():            s.handler("services", serviceChanged()),
+		s.factory.Core().V1().Services().Informer():            s.eventHandler("services", s.changes.serviceEvent(serviceChanged())),
 		s.factory.Discovery().V1().EndpointSlices().Informer(): s.eventHandler("endpointslices", s.serving.changed),
 		s.factory.Core().V1().Nodes().Informer():               s.handler("nodes", nodeChanged),
 	} {
@@ -109,7 +111,9 @@ func (s *Speaker) listServices() []*corev1.Service {
 	return svcs
 }
 
-func (s *Speaker) snapshot() (*Snapshot, error) {
+// snapshot reads the caches. changed are the keys of the Services that may have changed since
+// the previous snapshot (serviceChanges); nil: any, and the snapshot lists them all.
+func (s *Speaker) snapshot(changed map[string]bool) (*Snapshot, error) {
 	ifaces, err := l2.Interfaces()
 	if err != nil {
 		return nil, err
@@ -137,9 +141,7 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 	}
 	s.clusterMACs.Store(&macs)
 	snap.Nodes, _ = s.factory.Core().V1().Nodes().Lister().List(labels.Everything())
-	snap.Services, _ = s.factory.Core().V1().Services().Lister().List(labels.Everything())
-	snap.Slices, _ = s.factory.Discovery().V1().EndpointSlices().Lister().List(labels.Everything())
-	snap.Serving = s.serving.nodes()
+	withServices(snap, s.factory.Core().V1().Services().Lister(), s.serving, changed)
 	for _, o := range s.crdInfs["ippools"].GetStore().List() {
 		snap.Pools = append(snap.Pools, o.(*v1alpha1.IPPool))
 	}
@@ -153,6 +155,45 @@ func (s *Speaker) snapshot() (*Snapshot, error) {
 		snap.Peers = append(snap.Peers, o.(*v1alpha1.BGPPeer))
 	}
 	return snap, nil
+}
+
+// withServices gives a snapshot the Services and their serving nodes (the planner's
+// EndpointSlice filter keeps them): every Service, or (changed not nil) those changed alone,
+// looked up by key, with the list left to when the planner needs it.
+func withServices(snap *Snapshot, lister corelisters.ServiceLister, serving *servingFilter, changed map[string]bool) {
+	snap.ServingOf = serving.of
+	snap.ListServices = func() []*corev1.Service {
+		svcs, _ := lister.List(labels.Everything())
+		return svcs
+	}
+	if changed == nil {
+		snap.Services = snap.ListServices()
+		return
+	}
+	snap.Changed = changed
+	snap.Service = func(key string) *corev1.Service {
+		ns, name, _ := strings.Cut(key, "/")
+		svc, err := lister.Services(ns).Get(name)
+		if err != nil {
+			return nil
+		}
+		return svc
+	}
+}
+
+// changedServices returns the snapshot's Services that may have changed: all of them when it
+// does not say which.
+func (snap *Snapshot) changedServices() []*corev1.Service {
+	if snap.Changed == nil {
+		return snap.Services
+	}
+	out := make([]*corev1.Service, 0, len(snap.Changed))
+	for key := range snap.Changed {
+		if svc := snap.Service(key); svc != nil {
+			out = append(out, svc)
+		}
+	}
+	return out
 }
 
 // announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by

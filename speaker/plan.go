@@ -32,27 +32,64 @@ type Snapshot struct {
 	Services   []*corev1.Service
 	Slices     []*discoveryv1.EndpointSlice
 	// Serving is, per Service key, the nodes its traffic may go to (config.ServingNodes of
-	// Slices), when the caller keeps it up to date (the speaker's EndpointSlice filter does);
-	// nil: computed from Slices.
+	// Slices), when the caller keeps it up to date; nil: ServingOf's, or computed from Slices.
 	Serving map[string]map[string]bool
-	Pools   []*v1alpha1.IPPool
-	L2Ads   []*v1alpha1.L2Advertisement
-	BGPAds  []*v1alpha1.BGPAdvertisement
-	Peers   []*v1alpha1.BGPPeer
+	// ServingOf, when set and Serving is nil, looks up one Service's serving nodes (the
+	// speaker's EndpointSlice filter keeps them); ok false: none.
+	ServingOf func(key string) (nodes map[string]bool, ok bool)
+	// Changed, when not nil, are the keys of the only Services whose object or serving nodes
+	// may have changed since the previous snapshot given to the same Planning (the speaker's
+	// event filters collect them): it looks those up with Service (nil: gone) and leaves
+	// Services to ListServices, called only when everything is re-planned.
+	Changed      map[string]bool
+	Service      func(key string) *corev1.Service
+	ListServices func() []*corev1.Service
+	Pools        []*v1alpha1.IPPool
+	L2Ads        []*v1alpha1.L2Advertisement
+	BGPAds       []*v1alpha1.BGPAdvertisement
+	Peers        []*v1alpha1.BGPPeer
 }
 
 // Input is what every mode's planner reads: the snapshot and the model compiled from it once.
 type Input struct {
 	*Snapshot
-	Pools   config.Pools               // in precedence order
-	Serving map[string]map[string]bool // per Service key, the nodes its traffic may go to (config.ServingNodes)
-	Self    *corev1.Node               // this node; nil when the cache does not have it yet
+	Pools config.Pools // in precedence order
+	Self  *corev1.Node // this node; nil when the cache does not have it yet
+
+	services []*corev1.Service // every Service, once listed
 }
 
-// handled returns the Services of ours.
+func newInput(s *Snapshot) *Input {
+	in := &Input{Snapshot: s, Pools: config.CompilePools(s.Pools), Self: nodeByName(s.Nodes, s.Node), services: s.Services}
+	if s.Serving == nil && s.ServingOf == nil {
+		c := *s
+		c.Serving = config.ServingNodes(s.Slices)
+		in.Snapshot = &c
+	}
+	return in
+}
+
+// serving returns the nodes a Service's traffic may go to (config.ServingNodes); ok false: none.
+func (in *Input) serving(key string) (map[string]bool, bool) {
+	if in.Serving == nil {
+		return in.ServingOf(key)
+	}
+	nodes, ok := in.Serving[key]
+	return nodes, ok
+}
+
+// ours reports whether svc is a Service of ours.
+func (in *Input) ours(svc *corev1.Service) bool {
+	return svc != nil && (in.Handles == nil || in.Handles(svc))
+}
+
+// handled returns the Services of ours: every one, listed (ListServices) if need be.
 func (in *Input) handled(yield func(*corev1.Service) bool) {
-	for _, svc := range in.Services {
-		if (in.Handles == nil || in.Handles(svc)) && !yield(svc) {
+	if in.services == nil && in.ListServices != nil {
+		in.services = in.ListServices()
+	}
+	for _, svc := range in.services {
+		if in.ours(svc) && !yield(svc) {
 			return
 		}
 	}
@@ -91,6 +128,12 @@ type Target interface {
 	Reported() map[string]*Announced
 	// Where says where a Service's addresses go, for its events ("on [eth0]", "to peers [a]").
 	Where(a *Announced) string
+}
+
+// diffed is a Target that knows which Services' Announced and Reported it changed from the
+// target it was made from (base), so that what follows compares those alone.
+type diffed interface {
+	diff() (base Target, keys []string)
 }
 
 // Plan is what this node announces: one target per mode, in Planners order.

@@ -29,14 +29,23 @@ type BGPTarget struct {
 	// Peers are the BGPPeers this node has sessions with.
 	Peers []*v1alpha1.BGPPeer
 	// Paths are the paths it announces, sorted by prefix, then peers, then advertisement.
-	Paths []BGPPath
+	Paths []*BGPPath
 	// Services holds, per Service key, what this node announces of it.
 	Services map[string]*Announced
 	// Reports are the Services this node reports for every node that announces them (one
 	// ServiceAnnouncement each, see bgpReport), by Service key.
 	Reports map[string]*Announced
 
-	keys []pathKey // the key of each of Paths
+	keys    []pathKey  // the key of each of Paths
+	base    *BGPTarget // the target this one was made from by changing the Services in changed
+	changed []string
+}
+
+func (t *BGPTarget) diff() (Target, []string) {
+	if t.base == nil {
+		return nil, nil
+	}
+	return t.base, t.changed
 }
 
 func (*BGPTarget) Mode() v1alpha1.AnnouncementMode    { return v1alpha1.AnnouncementBGP }
@@ -120,8 +129,9 @@ func (p *bgpPlanner) Plan(in *Input, ch *Changes, plan *Plan) Target {
 		}
 		if t == nil {
 			t = &BGPTarget{Peers: p.target.Peers, Paths: p.target.Paths, keys: p.target.keys,
-				Services: maps.Clone(p.target.Services), Reports: maps.Clone(p.target.Reports)}
+				Services: maps.Clone(p.target.Services), Reports: maps.Clone(p.target.Reports), base: p.target}
 		}
+		t.changed = append(t.changed, key)
 		if old != nil {
 			dirty = append(dirty, old.paths...)
 		}
@@ -268,9 +278,9 @@ func (c *bgpCluster) comparePaths(a, b pathKey) int {
 }
 
 // path is the path of k, holding the addresses of the Services svcs.
-func (c *bgpCluster) path(k pathKey, svcs map[string]bool) BGPPath {
+func (c *bgpCluster) path(k pathKey, svcs map[string]bool) *BGPPath {
 	ad := &c.ads[k.ad]
-	return BGPPath{Prefix: k.prefix, Peers: c.adPeers[k.ad], Communities: dedup(ad.Communities),
+	return &BGPPath{Prefix: k.prefix, Peers: c.adPeers[k.ad], Communities: dedup(ad.Communities),
 		LargeCommunities: dedup(ad.LargeCommunities), LocalPref: ad.LocalPref, Services: slices.Sorted(maps.Keys(svcs))}
 }
 
@@ -280,7 +290,7 @@ func (c *bgpCluster) plan(in *Input, key string, svc *corev1.Service) *bgpResult
 	if svc == nil || len(c.ads) == 0 {
 		return nil
 	}
-	ready, hasEndpoint := in.Serving[key]
+	ready, hasEndpoint := in.serving(key)
 	if !hasEndpoint || (svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !ready[in.Node]) {
 		return nil
 	}

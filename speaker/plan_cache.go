@@ -16,7 +16,10 @@ import (
 
 // Planning plans incrementally: it keeps each mode's planner, with what it planned, and the
 // inputs it planned from, so that a snapshot in which one Service (or its serving nodes)
-// changed re-plans that Service alone. A change of a cluster-wide input (this node's
+// changed re-plans that Service alone. It compares every Service of the snapshot with what it
+// was planned from (pointers, mostly), or, when the snapshot lists the Services that may have
+// changed (Snapshot.Changed), those alone: a change then costs that Service's plan, whatever
+// the number of Services. A change of a cluster-wide input (this node's
 // interfaces, the nodes, liveness and reach, pools, advertisements, peers) re-plans everything.
 // It does no I/O: the speaker owns one and hands it each sync's snapshot. Its plan for a
 // snapshot is the one Compute gives (TestPlanningIsCompute); a target nothing changed in is the
@@ -46,10 +49,7 @@ func NewPlanning() *Planning {
 
 // Plan returns this node's plan for s.
 func (c *Planning) Plan(s *Snapshot) Plan {
-	in := &Input{Snapshot: s, Pools: config.CompilePools(s.Pools), Serving: s.Serving, Self: nodeByName(s.Nodes, s.Node)}
-	if in.Serving == nil {
-		in.Serving = config.ServingNodes(s.Slices)
-	}
+	in := newInput(s)
 	ch := &Changes{Services: map[string]*corev1.Service{}}
 	cl := newClusterInputs(s)
 	if c.cluster == nil || !c.cluster.same(cl) {
@@ -57,6 +57,61 @@ func (c *Planning) Plan(s *Snapshot) Plan {
 		c.services, c.byObject = map[string]*plannedService{}, map[*corev1.Service]*plannedService{}
 	}
 	c.cluster = cl
+	if ch.All || s.Changed == nil {
+		c.compareAll(in, ch)
+	} else {
+		c.compare(in, ch)
+	}
+	if !ch.All && len(ch.Services) == 0 {
+		return c.plan
+	}
+	var p Plan
+	for _, pl := range c.planners {
+		p.Targets = append(p.Targets, pl.Plan(in, ch, &p))
+	}
+	slices.SortFunc(p.Warnings, func(a, b Warning) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
+			strings.Compare(a.Name, b.Name), strings.Compare(a.Message, b.Message))
+	})
+	p.Warnings = slices.Compact(p.Warnings)
+	c.plan = p
+	return p
+}
+
+// compare finds, of the Services the snapshot says may have changed, those that did, and
+// records them in ch.
+func (c *Planning) compare(in *Input, ch *Changes) {
+	for key := range in.Changed {
+		svc := in.Service(key)
+		e := c.services[key]
+		if !in.ours(svc) {
+			if e != nil {
+				ch.Services[key] = nil
+				delete(c.services, key)
+				delete(c.byObject, e.svc)
+			}
+			continue
+		}
+		if e == nil {
+			e = &plannedService{key: key}
+			c.services[key] = e
+		}
+		if e.svc != svc {
+			delete(c.byObject, e.svc)
+			e.svc = svc
+			c.byObject[svc] = e
+			ch.Services[key] = svc
+		}
+		if serving, has := in.serving(key); has != e.has || !sameNodes(serving, e.serving) {
+			e.serving, e.has = serving, has
+			ch.Services[key] = svc
+		}
+	}
+}
+
+// compareAll compares every Service of ours with what it was planned from, and records those
+// that changed in ch.
+func (c *Planning) compareAll(in *Input, ch *Changes) {
 	c.epoch++
 	seen := 0
 	for svc := range in.handled {
@@ -76,7 +131,7 @@ func (c *Planning) Plan(s *Snapshot) Plan {
 		if e.epoch == c.epoch {
 			continue // listed twice
 		}
-		serving, has := in.Serving[e.key]
+		serving, has := in.serving(e.key)
 		if has != e.has || !sameNodes(serving, e.serving) {
 			e.serving, e.has = serving, has
 			ch.Services[e.key] = svc
@@ -93,20 +148,6 @@ func (c *Planning) Plan(s *Snapshot) Plan {
 			}
 		}
 	}
-	if !ch.All && len(ch.Services) == 0 {
-		return c.plan
-	}
-	var p Plan
-	for _, pl := range c.planners {
-		p.Targets = append(p.Targets, pl.Plan(in, ch, &p))
-	}
-	slices.SortFunc(p.Warnings, func(a, b Warning) int {
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
-			strings.Compare(a.Name, b.Name), strings.Compare(a.Message, b.Message))
-	})
-	p.Warnings = slices.Compact(p.Warnings)
-	c.plan = p
-	return p
 }
 
 // sameNodes reports whether two sets of serving nodes are equal: the same map (the speaker's

@@ -19,7 +19,8 @@ import (
 
 // Planning, fed a random sequence of changes (Services added, changed and deleted, serving
 // nodes changed, and now and then a node, liveness, a pool, an advertisement, a peer or the
-// interfaces), plans after each what Compute plans from scratch, on every node, in both modes;
+// interfaces), in snapshots that list every Service or (as the speaker's) name those that
+// changed, plans after each what Compute plans from scratch, on every node, in both modes;
 // what is announced of a Service as before is the same Announced as before, and a snapshot
 // with no change keeps the targets. The status objects built from its plans are those built
 // from scratch.
@@ -36,6 +37,17 @@ func TestPlanningIsCompute(t *testing.T) {
 				what, changedKey := w.change(r)
 				for _, n := range w.nodes {
 					snap := w.snapshot(n.Name, r)
+					if r.IntN(3) > 0 { // as the speaker gives it: the Services that changed, looked up
+						snap.Changed = map[string]bool{}
+						if changedKey != "" && changedKey != "-" {
+							snap.Changed[changedKey] = true
+						}
+						snap.Service = func(key string) *corev1.Service { return w.svcs[key] }
+						snap.ListServices, snap.Services = func() []*corev1.Service { return slices.Collect(maps.Values(w.svcs)) }, nil
+						serving := snap.Serving
+						snap.ServingOf = func(key string) (map[string]bool, bool) { m, ok := serving[key]; return m, ok }
+						snap.Serving = nil
+					}
 					before := planners[n.Name].plan
 					got, want := planners[n.Name].Plan(snap), Compute(snap)
 					if diff := cmp.Diff(want, got, planCmp...); diff != "" {

@@ -84,7 +84,6 @@ func planL2(s *Input, p *Plan) *L2Target {
 	for _, n := range s.Nodes {
 		nodes[n.Name] = n
 	}
-	endpoints := s.Serving
 
 	// Per IP: the candidate nodes and the Services holding it, and the ads that apply.
 	type ipInfo struct {
@@ -97,7 +96,7 @@ func planL2(s *Input, p *Plan) *L2Target {
 	groups := newUnionFind()
 	for svc := range s.handled {
 		addrs := config.IngressIPs(svc)
-		ready, hasEndpoint := endpoints[config.ServiceKey(svc.Namespace, svc.Name)]
+		ready, hasEndpoint := s.serving(config.ServiceKey(svc.Namespace, svc.Name))
 		for i, ip := range addrs {
 			if i > 0 {
 				groups.union(addrs[0], ip)

@@ -89,6 +89,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case <-s.trigger:
 		case <-s.members.Changed():
 		case <-resync.C:
+			s.changes.setAll() // compare every Service, in case an event was missed
 		case <-s.bgp.changes():
 			s.bgp.report()
 			continue

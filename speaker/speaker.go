@@ -35,7 +35,8 @@ type Speaker struct {
 	broadcast record.EventBroadcaster
 	recorder  record.EventRecorder
 	trigger   chan struct{}
-	serving   *servingFilter // the planner's EndpointSlice filter, which keeps Snapshot.Serving
+	serving   *servingFilter  // the planner's EndpointSlice filter, which keeps the serving nodes
+	changes   *serviceChanges // the Services whose planner inputs changed since the last sync
 	// Used by the sync loop only: the planner with what it planned, the status objects built
 	// for the plan, and those last handed to the writer (with holds or not).
 	planning   *Planning
@@ -90,6 +91,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
+	changes := newServiceChanges()
 	s := &Speaker{
 		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, gatherer: gatherer, metrics: m,
 		factory:     informers.NewSharedInformerFactory(kube, 0),
@@ -98,7 +100,8 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 		metaChanged: make(chan struct{}, 1),
 		liveness:    l2.NewLiveness(cfg.Lease, time.Now()),
 		reaped:      map[string]bool{},
-		serving:     newServingFilter(),
+		serving:     newServingFilter(changes),
+		changes:     changes,
 		planning:    NewPlanning(),
 	}
 	if s.keys, err = newKeyWatcher(&s.cfg, reg); err != nil {

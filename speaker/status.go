@@ -112,11 +112,13 @@ type modeStatus struct {
 	target Target
 	built  map[string]builtStatus // per Service key
 	objs   []*v1alpha1.ServiceAnnouncement
+	keys   []string // the key of each of objs
 }
 
 type builtStatus struct {
-	from *Announced
-	obj  *v1alpha1.ServiceAnnouncement
+	from  *Announced
+	obj   *v1alpha1.ServiceAnnouncement
+	index int // in objs
 }
 
 func (c *statusCache) announcements(node string, p Plan) []*v1alpha1.ServiceAnnouncement {
@@ -124,25 +126,30 @@ func (c *statusCache) announcements(node string, p Plan) []*v1alpha1.ServiceAnno
 	same := c.out != nil && len(c.modes) == len(p.Targets)
 	for _, t := range p.Targets {
 		mode := t.Mode()
-		old := c.modes[mode]
-		if old != nil && old.target == t {
-			modes[mode] = old
+		m := c.modes[mode]
+		modes[mode] = m
+		if m != nil && m.target == t {
 			continue
 		}
 		same = false
-		m := &modeStatus{target: t, built: make(map[string]builtStatus, len(t.Reported()))}
-		for key, a := range t.Reported() {
-			var b builtStatus
-			if old != nil {
-				b = old.built[key]
+		if d, ok := t.(diffed); ok && m != nil {
+			if base, keys := d.diff(); base == m.target {
+				for _, key := range keys {
+					m.update(node, mode, key, t.Reported()[key])
+				}
+				m.target = t
+				continue
 			}
-			if b.from != a {
-				b = builtStatus{a, announcementObject(node, mode, a)}
-			}
-			m.built[key] = b
-			m.objs = append(m.objs, b.obj)
 		}
-		modes[mode] = m
+		fresh := &modeStatus{target: t, built: make(map[string]builtStatus, len(t.Reported()))}
+		for key, a := range t.Reported() {
+			if b, ok := m.reuse(key, a); ok {
+				fresh.add(key, b.from, b.obj)
+			} else {
+				fresh.update(node, mode, key, a)
+			}
+		}
+		modes[mode] = fresh
 	}
 	if same {
 		return c.out
@@ -152,6 +159,42 @@ func (c *statusCache) announcements(node string, p Plan) []*v1alpha1.ServiceAnno
 		c.out = append(c.out, modes[t.Mode()].objs...)
 	}
 	return c.out
+}
+
+// reuse returns what m built from a, if it did.
+func (m *modeStatus) reuse(key string, a *Announced) (builtStatus, bool) {
+	if m == nil {
+		return builtStatus{}, false
+	}
+	b, ok := m.built[key]
+	return b, ok && b.from == a
+}
+
+// update makes m hold a's object for key (a nil: none).
+func (m *modeStatus) update(node string, mode v1alpha1.AnnouncementMode, key string, a *Announced) {
+	b, ok := m.built[key]
+	switch {
+	case ok && b.from == a:
+	case ok && a == nil:
+		last := len(m.objs) - 1
+		m.objs[b.index], m.keys[b.index] = m.objs[last], m.keys[last]
+		moved := m.built[m.keys[b.index]]
+		moved.index = b.index
+		m.built[m.keys[b.index]] = moved
+		m.objs, m.keys = m.objs[:last], m.keys[:last]
+		delete(m.built, key)
+	case ok:
+		b.from, b.obj = a, announcementObject(node, mode, a)
+		m.objs[b.index] = b.obj
+		m.built[key] = b
+	case a != nil:
+		m.add(key, a, announcementObject(node, mode, a))
+	}
+}
+
+func (m *modeStatus) add(key string, a *Announced, obj *v1alpha1.ServiceAnnouncement) {
+	m.built[key] = builtStatus{from: a, obj: obj, index: len(m.objs)}
+	m.objs, m.keys = append(m.objs, obj), append(m.keys, key)
 }
 
 // announcementObject is the ServiceAnnouncement node writes of a in mode.

@@ -3,8 +3,8 @@ package speaker
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net"
-	"reflect"
 	"slices"
 	"time"
 
@@ -18,14 +18,16 @@ import (
 // sync plans from the caches and applies the difference to the previous plan.
 func (s *Speaker) sync(ctx context.Context, prev Plan, warned warnings) Plan {
 	start := time.Now()
-	snap, err := s.snapshot()
+	snap, err := s.snapshot(s.changes.take())
 	if err != nil {
+		s.changes.setAll()
 		s.log.Warn("reading this node's interfaces", "err", err)
 		return prev
 	}
 	if s.fwd != nil {
-		// Forwarding first: an announced IP must find its rules in place.
-		if err := s.fwd.sync(ctx, s.forwardNode(snap), snap.Services, snap.Slices); err != nil {
+		// Forwarding first: an announced IP must find its rules in place. The Services that
+		// did not change are rendered already (and their EndpointSlices are the tracker's).
+		if err := s.fwd.sync(ctx, s.forwardNode(snap), snap.changedServices(), nil); err != nil {
 			s.log.Warn("forwarding", "err", err)
 			time.AfterFunc(time.Second, s.kick)
 		}
@@ -119,18 +121,27 @@ func (s *Speaker) forwardNode(snap *Snapshot) forward.Node {
 // reportAnnouncements logs and records as events on the Services what this node starts or
 // stops announcing in one mode: an event when a node takes an IP (an ownership move in L2).
 func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
+	var prevTarget Target
 	var prev map[string]*Announced
 	for _, p := range prevPlan.Targets {
 		if p.Mode() == t.Mode() {
-			prev = p.Announced()
+			prevTarget, prev = p, p.Announced()
 		}
 	}
-	mode, cur := string(t.Mode()), t.Announced()
-	if reflect.ValueOf(prev).UnsafePointer() == reflect.ValueOf(cur).UnsafePointer() {
+	if prevTarget == t {
 		return // the same target: nothing changed
 	}
-	for key, a := range cur {
-		if old := prev[key]; old == a || old != nil && slices.Equal(old.IPs, a.IPs) {
+	mode, cur := string(t.Mode()), t.Announced()
+	// The keys to compare: those t changed from prev, when it knows them; else every one.
+	keys, gone := maps.Keys(cur), maps.Keys(prev)
+	if d, ok := t.(diffed); ok && prevTarget != nil {
+		if base, changed := d.diff(); base == prevTarget {
+			keys, gone = slices.Values(changed), slices.Values(changed)
+		}
+	}
+	for key := range keys {
+		a := cur[key]
+		if old := prev[key]; a == nil || old == a || old != nil && slices.Equal(old.IPs, a.IPs) {
 			continue
 		}
 		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
@@ -138,8 +149,8 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 		}
 		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", t.Where(a))
 	}
-	for key, a := range prev {
-		if cur[key] == nil {
+	for key := range gone {
+		if a := prev[key]; a != nil && cur[key] == nil {
 			s.log.Info("no longer announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs))
 		}
 	}
