@@ -82,7 +82,7 @@ func announced(ns, service, node string, mode v1alpha1.AnnouncementMode, ips ...
 	if mode == v1alpha1.AnnouncementL2 {
 		a.Interfaces = []string{"eth0"}
 	} else {
-		// One per Service, listing the nodes (speaker.bgpReports).
+		// One per Service, listing the nodes (speaker.bgpReport).
 		a.Name, a.NodeName, a.Nodes, a.Peers = service+".bgp", "", []string{node}, []string{"router"}
 	}
 	return a

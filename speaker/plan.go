@@ -1,8 +1,9 @@
 // Package speaker runs on every node: it watches Services, EndpointSlices, Nodes and ironlb's
-// configuration, asks the pure planner (Compute) what this node must announce in each mode,
-// and drives the layer-2 announcer, the BGP speaker and the nftables rules with it, writing
-// ServiceAnnouncements (L2: one per Service it answers for; BGP: one per Service, listing its
-// nodes, by one of them) and one BGPSessionState per session. README.md explains the shape.
+// configuration, asks the planner (Planning: incremental, no I/O) what this node must announce
+// in each mode, and drives the layer-2 announcer, the BGP speaker and the nftables rules with
+// it, writing ServiceAnnouncements (L2: one per Service it answers for; BGP: one per Service,
+// listing its nodes, by one of them) and one BGPSessionState per session. README.md explains
+// the shape.
 package speaker
 
 import (
