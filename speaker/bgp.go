@@ -43,6 +43,10 @@ type bgpRunner struct {
 	startErr string     // why GoBGP is not running although peers select this node
 	failed   bgp.Config // the configuration that failed, not retried until it changes
 	idle     []bgp.Peer // the sessions reported with startErr
+	// The paths last given to GoBGP without error, and which GoBGP: a sync whose target has
+	// the same paths (an unchanged BGP plan) gives them again to no one.
+	applied []*BGPPath
+	pathsOf *bgp.Speaker
 }
 
 // apply configures sessions and paths from the plan; self is this node's addresses (IPv4
@@ -85,15 +89,26 @@ func (r *bgpRunner) apply(ctx context.Context, p *BGPTarget, self []netip.Addr) 
 	if err := r.speaker.SetPeers(peers); err != nil {
 		r.log.Warn("configuring BGP sessions", "err", err)
 	}
+	if r.pathsOf == r.speaker && samePaths(r.applied, p.Paths) {
+		return // the same plan's paths (a target's Paths never change), given to this GoBGP
+	}
 	paths := make([]bgp.Path, 0, len(p.Paths))
 	for _, bp := range p.Paths {
 		paths = append(paths, bgp.Path{Prefix: bp.Prefix, Peers: bp.Peers, Communities: bp.Communities,
 			LargeCommunities: bp.LargeCommunities, LocalPref: bp.LocalPref})
 	}
+	r.pathsOf, r.applied = nil, nil
 	if err := r.speaker.SetPaths(paths); err != nil {
 		r.log.Warn("announcing BGP paths", "err", err)
+	} else {
+		r.pathsOf, r.applied = r.speaker, p.Paths
 	}
 	r.metrics.paths.Set(float64(len(paths)))
+}
+
+// samePaths reports whether a and b are the same slice (not merely equal ones).
+func samePaths(a, b []*BGPPath) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // config is GoBGP's configuration for the peers that select this node: the ASN of the first
