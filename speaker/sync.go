@@ -133,10 +133,10 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 	}
 	mode, cur := string(t.Mode()), t.Announced()
 	// The keys to compare: those t changed from prev, when it knows them; else every one.
-	keys, gone := maps.Keys(cur), maps.Keys(prev)
+	keys, gone, reportKeys := maps.Keys(cur), maps.Keys(prev), maps.Keys(t.Reported())
 	if d, ok := t.(diffed); ok && prevTarget != nil {
 		if base, changed := d.diff(); base == prevTarget {
-			keys, gone = slices.Values(changed), slices.Values(changed)
+			keys, gone, reportKeys = slices.Values(changed), slices.Values(changed), slices.Values(changed)
 		}
 	}
 	for key := range keys {
@@ -144,8 +144,8 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 		if old := prev[key]; a == nil || old == a || old != nil && slices.Equal(old.IPs, a.IPs) {
 			continue
 		}
-		if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
-			s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), t.Where(a), mode)
+		if t.Mode() == v1alpha1.AnnouncementL2 {
+			s.event(a, "node %s announces %s %s (%s)", s.cfg.NodeName, joinAddrs(a.IPs), t.Where(a), mode)
 		}
 		s.log.Info("announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs), "where", t.Where(a))
 	}
@@ -153,5 +153,31 @@ func (s *Speaker) reportAnnouncements(prevPlan Plan, t Target) {
 		if a := prev[key]; a != nil && cur[key] == nil {
 			s.log.Info("no longer announcing", "service", key, "mode", mode, "ip", joinAddrs(a.IPs))
 		}
+	}
+	if t.Mode() != v1alpha1.AnnouncementBGP {
+		return
+	}
+	// In BGP every eligible node announces: an event from each would be Services x nodes
+	// writes (at 50 nodes and 5,000 Services, 250,000 at start, which starved the API server).
+	// The node that reports a Service (one per Service) records which nodes announce it when
+	// that changes.
+	var prevReported map[string]*Announced
+	if prevTarget != nil {
+		prevReported = prevTarget.Reported()
+	}
+	reported := t.Reported()
+	for key := range reportKeys {
+		r, old := reported[key], prevReported[key]
+		if r == nil || old == r || old != nil && slices.Equal(old.IPs, r.IPs) && slices.Equal(old.Nodes, r.Nodes) {
+			continue
+		}
+		s.event(r, "nodes %v announce %s %s (%s)", r.Nodes, joinAddrs(r.IPs), t.Where(r), mode)
+	}
+}
+
+// event records a Normal Announcing event on a's Service.
+func (s *Speaker) event(a *Announced, format string, args ...any) {
+	if svc, err := s.factory.Core().V1().Services().Lister().Services(a.Namespace).Get(a.Name); err == nil {
+		s.recorder.Eventf(svc, corev1.EventTypeNormal, "Announcing", format, args...)
 	}
 }
