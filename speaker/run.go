@@ -73,7 +73,6 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if s.leases != nil {
 		go s.renewLease(ctx)
 	}
-	s.ready.Store(true)
 	s.log.Info("speaker running")
 
 	var prev Plan
@@ -95,6 +94,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 			continue
 		}
 		prev = s.sync(ctx, prev, warned)
+		// Ready once the first plan is applied (addresses answered, paths handed to GoBGP), not
+		// before: a rolling update moves on to the next node when this one is ready.
+		s.ready.Store(true)
 	}
 }
 
