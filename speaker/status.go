@@ -82,7 +82,8 @@ func newSessionWriter(crd rest.Interface, node string, log *slog.Logger) *owned.
 	o.Same = sameSession
 	o.Log = log.With("kind", "BGPSessionState")
 	return owned.New(owned.REST[*v1alpha1.BGPSessionState, *v1alpha1.BGPSessionStateList]{
-		Client: crd, Resource: "bgpsessionstates", Selector: labels.Set{LabelNode: node}.String(),
+		// Named after this node: only its earlier runs wrote one of that name.
+		Client: crd, Resource: "bgpsessionstates", Selector: labels.Set{LabelNode: node}.String(), TakeOver: true,
 		NewObject: func() *v1alpha1.BGPSessionState { return &v1alpha1.BGPSessionState{} },
 		NewList:   func() *v1alpha1.BGPSessionStateList { return &v1alpha1.BGPSessionStateList{} },
 		Items:     func(l *v1alpha1.BGPSessionStateList) []*v1alpha1.BGPSessionState { return ptrs(l.Items) },

@@ -5,8 +5,11 @@
 // that is slow, throttled or unreachable delays status objects, never ARP answers, BGP paths or
 // nftables rules.
 //
-// On its first pass Run lists what earlier runs left (Client.List) and prunes what is not
-// desired, so a restarted component neither duplicates nor leaks objects.
+// Run lists what earlier runs left (Client.List) and prunes what is not desired, so a
+// restarted component neither duplicates nor leaks objects. Writes do not wait for that list:
+// a pass whose list fails (a slow API server at a cluster's start, when every node lists at
+// once) still creates and updates what it knows of, and the next passes list again until one
+// succeeds; only pruning what it did not write waits for the list.
 package owned
 
 import (
@@ -69,7 +72,8 @@ type Reconciler[T any] struct {
 	forgotten []string // keys deleted by someone else, for the next pass
 
 	// Owned by Run's goroutine (and Flush, which runs after Run or instead of it).
-	written map[string]T // what the server holds, as far as we know; nil: list it first
+	written map[string]T // what the server holds, as far as we know
+	listed  bool         // written is what a list returned, and the writes since
 }
 
 // New returns a reconciler with nothing desired. It starts nothing.
@@ -77,7 +81,7 @@ func New[T any](c Client[T], o Options[T]) *Reconciler[T] {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Reconciler[T]{client: c, opts: o, kick: make(chan struct{}, 1), desired: map[string]T{}}
+	return &Reconciler[T]{client: c, opts: o, kick: make(chan struct{}, 1), desired: map[string]T{}, written: map[string]T{}}
 }
 
 // Set makes objs the desired set. It returns at once; Run writes.
@@ -140,26 +144,27 @@ func (r *Reconciler[T]) Flush(ctx context.Context) error {
 	return r.pass(ctx)
 }
 
-// pass brings the written objects in line with the desired ones.
+// pass brings the written objects in line with the desired ones. Until a list succeeds it
+// writes what it knows of and prunes only what it wrote itself.
 func (r *Reconciler[T]) pass(ctx context.Context) error {
 	r.mu.Lock()
 	desired, forgotten := r.desired, r.forgotten
 	r.forgotten = nil
 	r.mu.Unlock()
-	if r.written == nil {
+	var errs []error
+	if !r.listed {
 		lctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		listed, err := r.client.List(lctx)
 		cancel()
-		if err != nil {
-			r.requeue(forgotten)
-			return fmt.Errorf("listing what earlier runs wrote: %w", err)
+		if err == nil {
+			r.written, r.listed = listed, true
+		} else {
+			errs = append(errs, fmt.Errorf("listing what earlier runs wrote: %w", err))
 		}
-		r.written = listed
 	}
 	for _, k := range forgotten {
 		delete(r.written, k)
 	}
-	var errs []error
 	stale := false
 	for key, obj := range desired {
 		cur, ok := r.written[key]
@@ -207,17 +212,7 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		delete(r.written, key)
 	}
 	if stale {
-		r.written = nil
+		r.listed = false
 	}
 	return errors.Join(errs...)
-}
-
-// requeue keeps forgotten keys for the next pass when this one could not use them.
-func (r *Reconciler[T]) requeue(keys []string) {
-	if len(keys) == 0 {
-		return
-	}
-	r.mu.Lock()
-	r.forgotten = append(r.forgotten, keys...)
-	r.mu.Unlock()
 }

@@ -30,6 +30,8 @@ type fakeServer struct {
 	writes  []string // "create k", "update k", "delete k"
 	hang    bool
 	fail    error
+	// listFail makes List alone fail.
+	listFail error
 	// lostReply makes a create succeed on the server but fail for the client (a timeout or a
 	// cancelled request after the server stored the object).
 	lostReply bool
@@ -56,6 +58,9 @@ func (f *fakeServer) List(ctx context.Context) (map[string]obj, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listFail != nil {
+		return nil, f.listFail
+	}
 	return maps.Clone(f.objs), nil
 }
 
@@ -298,5 +303,38 @@ func waitFor(t *testing.T, f *fakeServer, want []string) {
 			t.Fatalf("state %v after 5 s, want %v (writes %v)", state, want, writes)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An API server too slow to list (as at a cluster's start, when every node lists at once)
+// does not hold the writes back: a pass whose list fails still creates what is desired, and
+// what an earlier run left is pruned once a list succeeds.
+func TestWritesDoNotWaitForTheList(t *testing.T) {
+	f := newFake(objs("old", "1")...)
+	f.listFail = errors.New("the server was unable to return a response in the time allotted")
+	r := New[obj](f, testOptions())
+	r.Set(objs("a", "1"))
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("a failed list reported no error")
+	}
+	if state, _ := f.state(); !slices.Equal(state, []string{"a=1", "old=1"}) {
+		t.Fatalf("state %v after a pass whose list failed, want a written and old left", state)
+	}
+	r.Set(objs("a", "2", "b", "1"))
+	if err := r.Flush(context.Background()); err == nil {
+		t.Fatal("a failed list reported no error")
+	}
+	if state, _ := f.state(); !slices.Equal(state, []string{"a=2", "b=1", "old=1"}) {
+		t.Fatalf("state %v, want a updated, b created, old left", state)
+	}
+	f.mu.Lock()
+	f.listFail = nil
+	f.mu.Unlock()
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	state, writes := f.state()
+	if !slices.Equal(state, []string{"a=2", "b=1"}) || writes[len(writes)-1] != "delete old" {
+		t.Fatalf("state %v writes %v once the list succeeds, want old pruned and nothing else written", state, writes)
 	}
 }
