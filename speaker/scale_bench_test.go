@@ -168,12 +168,18 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 	}()
 	writes := func() map[string]float64 { return apiWrites(ctx, c) }
 	cpu := func() []float64 { return cpuTimes(len(procs), func(i int) int { return procs[i].cmd.Process.Pid }) }
-	rss := func() []float64 {
+	// RSS and the anonymous part of it (heap, stacks: what grows with the cluster); the rest is
+	// mostly the binary's pages, shared by every process that runs it.
+	rss := func(field string) []float64 {
 		var out []float64
 		for _, p := range procs {
-			out = append(out, rssMiB(p.cmd.Process.Pid))
+			out = append(out, rssMiB(p.cmd.Process.Pid, field))
 		}
 		return out
+	}
+	memory := func() (all, anon []float64, text string) {
+		all, anon = rss("VmRSS"), rss("RssAnon")
+		return all, anon, fmt.Sprintf("RSS MiB %s, anonymous %s", stats(all), stats(anon))
 	}
 
 	start = time.Now()
@@ -197,9 +203,9 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 	time.Sleep(rest)
 	cpu1 := cpu()
 	atRest := diff(writes(), initial)
-	rssRest := rss()
-	b.Logf("at rest for %s: API writes %v; speaker CPU-s/s %s; %s; RSS MiB %s", rest, atRest, stats(perSecond(sub(cpu1, cpu0), rest)),
-		planTimes(procs).since(plans0), stats(rssRest))
+	rssRest, anonRest, memText := memory()
+	b.Logf("at rest for %s: API writes %v; speaker CPU-s/s %s; %s; %s", rest, atRest, stats(perSecond(sub(cpu1, cpu0), rest)),
+		planTimes(procs).since(plans0), memText)
 
 	// One new Service.
 	before := writes()
@@ -221,16 +227,16 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 
 	// 10 endpoint changes/s: pods replaced on the same node, then moved to another node.
 	var churnCPU [2][]float64
-	var churnRSS []float64
+	var churnRSS, churnAnon []float64
 	for phase, move := range []bool{false, true} {
 		what := map[bool]string{false: "pods replaced on the same node", true: "pods moved to another node"}[move]
 		before, c0, p0 := writes(), cpu(), planTimes(procs)
 		n := churnEndpoints(ctx, b, c, ns, services, churn, move)
 		c1 := cpu()
 		churnCPU[phase] = perSecond(sub(c1, c0), churn)
-		churnRSS = rss()
-		b.Logf("10 endpoint changes/s for %s (%s, %d changes): API writes %v; speaker CPU-s/s %s; %s; RSS MiB %s",
-			churn, what, n, diff(writes(), before), stats(churnCPU[phase]), planTimes(procs).since(p0), stats(churnRSS))
+		churnRSS, churnAnon, memText = memory()
+		b.Logf("10 endpoint changes/s for %s (%s, %d changes): API writes %v; speaker CPU-s/s %s; %s; %s",
+			churn, what, n, diff(writes(), before), stats(churnCPU[phase]), planTimes(procs).since(p0), memText)
 	}
 
 	b.ReportMetric(synced.Seconds(), "initial-sync-s")
@@ -242,6 +248,8 @@ func benchScale(b *testing.B, nodes, services int, churn time.Duration) {
 	b.ReportMetric(meanOf(churnCPU[1]), "churn-other-node-cpu-s/s")
 	b.ReportMetric(maxOf(rssRest), "rest-max-rss-MiB")
 	b.ReportMetric(maxOf(churnRSS), "churn-max-rss-MiB")
+	b.ReportMetric(maxOf(anonRest), "rest-max-anon-MiB")
+	b.ReportMetric(maxOf(churnAnon), "churn-max-anon-MiB")
 }
 
 // churnEndpoints changes one Service's EndpointSlice every 100 ms for d, round robin: its
@@ -483,13 +491,14 @@ func cpuTimes(n int, pid func(int) int) []float64 {
 	return out
 }
 
-func rssMiB(pid int) float64 {
+// rssMiB reads a field of /proc/<pid>/status in kB (VmRSS, RssAnon) and returns it in MiB.
+func rssMiB(pid int, field string) float64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
 	}
 	for line := range strings.Lines(string(raw)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}
