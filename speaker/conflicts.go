@@ -99,7 +99,7 @@ func (s *Speaker) ours(m net.HardwareAddr) bool {
 // announced. An address that moves between our nodes is answered at once.
 func (s *Speaker) probeFilter() func(netip.Addr) bool {
 	announced := map[netip.Addr]bool{}
-	for _, o := range s.crdInfs["serviceannouncements"].GetStore().List() {
+	for _, o := range s.crdInfs[announcementsL2].GetStore().List() {
 		a := o.(*v1alpha1.ServiceAnnouncement)
 		if a.Mode != v1alpha1.AnnouncementL2 {
 			continue

@@ -20,6 +20,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// The keys in crdInfs of the ServiceAnnouncement informers.
+const (
+	announcementsL2     = "serviceannouncements/l2"
+	announcementsOwnBGP = "serviceannouncements/bgp"
+)
+
 // watch registers the informers' event handlers: the planner's filters (changes.go) on
 // Services, EndpointSlices, Nodes and ironlb's configuration, and the speakers' own
 // ServiceAnnouncements, which trigger nothing but a deletion of one of this node's. Forwarding
@@ -40,23 +46,34 @@ func (s *Speaker) watch() error {
 		s.handlersSynced = append(s.handlersSynced, reg.HasSyncedChecker())
 	}
 	for resource, obj := range map[string]runtime.Object{
-		"ippools":              &v1alpha1.IPPool{},
-		"l2advertisements":     &v1alpha1.L2Advertisement{},
-		"bgpadvertisements":    &v1alpha1.BGPAdvertisement{},
-		"bgppeers":             &v1alpha1.BGPPeer{},
-		"serviceannouncements": &v1alpha1.ServiceAnnouncement{},
+		"ippools":           &v1alpha1.IPPool{},
+		"l2advertisements":  &v1alpha1.L2Advertisement{},
+		"bgpadvertisements": &v1alpha1.BGPAdvertisement{},
+		"bgppeers":          &v1alpha1.BGPPeer{},
 	} {
 		inf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(s.crd, resource, metav1.NamespaceAll, fields.Everything()), obj, 0, cache.Indexers{})
-		// The speakers' own ServiceAnnouncements: the planner does not read them; a deletion
-		// of one of this node's makes the next sync write it again.
-		var h cache.ResourceEventHandler = cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}
-		if resource != "serviceannouncements" {
-			h = s.handler(resource, specChanged)
-		}
-		if _, err := inf.AddEventHandler(h); err != nil {
+		if _, err := inf.AddEventHandler(s.handler(resource, specChanged)); err != nil {
 			return fmt.Errorf("event handler: %w", err)
 		}
 		s.crdInfs[resource] = inf
+	}
+	// The speakers' own ServiceAnnouncements: the planner does not read them. Every L2 one
+	// (probing and reaping read them) and this node's BGP ones; a deletion of one of this
+	// node's makes the next sync write it again. A BGP one that another node takes over leaves
+	// this node's selection, which is a deletion here too.
+	for name, sel := range map[string]string{
+		announcementsL2:     labels.Set{LabelMode: "l2"}.String(),
+		announcementsOwnBGP: labels.Set{LabelMode: "bgp", LabelNode: s.cfg.NodeName}.String(),
+	} {
+		lw := cache.NewFilteredListWatchFromClient(s.crd, "serviceannouncements", metav1.NamespaceAll, func(o *metav1.ListOptions) { o.LabelSelector = sel })
+		inf := cache.NewSharedIndexInformer(lw, &v1alpha1.ServiceAnnouncement{}, 0, cache.Indexers{})
+		if err := inf.SetTransform(slim); err != nil {
+			return fmt.Errorf("informer transform: %w", err)
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}); err != nil {
+			return fmt.Errorf("event handler: %w", err)
+		}
+		s.crdInfs[name] = inf
 	}
 	return nil
 }
@@ -197,9 +214,8 @@ func (snap *Snapshot) changedServices() []*corev1.Service {
 }
 
 // announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by
-// someone else, so the next sync writes it again. A BGP one may have been this node's before
-// another reporter took it over and then deleted it (the two disagreed on the reporter for a
-// moment): this node forgets it too, so that it writes it again if it reports it.
+// someone else (or, BGP, taken over by another reporter), so the next sync writes it again if
+// it is still this node's.
 func (s *Speaker) announcementDeleted(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -208,4 +224,25 @@ func (s *Speaker) announcementDeleted(obj any) {
 		s.announcements.Forget(owned.Key(a))
 		s.kick()
 	}
+}
+
+// slim drops from an object what the speaker never reads, before its caches keep it: every
+// object's managed fields and kubectl's last-applied copy (together often more than the rest of
+// a Service or EndpointSlice), and of a Node all but its name, labels, pod ranges and addresses
+// (its status lists its images and conditions). The caches are most of the speaker's memory.
+func slim(obj any) (any, error) {
+	if n, ok := obj.(*corev1.Node); ok {
+		return &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels},
+			Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+			Status:     corev1.NodeStatus{Addresses: n.Status.Addresses},
+		}, nil
+	}
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+		}
+	}
+	return obj, nil
 }

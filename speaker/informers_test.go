@@ -2,10 +2,15 @@ package speaker
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -33,5 +38,117 @@ func TestInformersStop(t *testing.T) {
 	case <-stopped:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the informers did not stop within 30 s")
+	}
+}
+
+// TestCachesHoldWhatTheSpeakerReads: against a real API server, the speaker's caches keep
+// Nodes, Services and ServiceAnnouncements without what it never reads (managed fields,
+// kubectl's last-applied copy, a Node's images), and hold every L2 ServiceAnnouncement but of
+// the BGP ones this node's alone; a BGP one another node takes over leaves them.
+func TestCachesHoldWhatTheSpeakerReads(t *testing.T) {
+	c, ns := clients(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	node := "slim-" + ns
+	if _, err := c.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{"zone": "a"}},
+		Spec:       corev1.NodeSpec{PodCIDRs: []string{"198.18.0.0/24"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Kube.CoreV1().Nodes().Delete(context.Background(), node, metav1.DeleteOptions{}) })
+	if _, err := c.Kube.CoreV1().Nodes().UpdateStatus(ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: node, Labels: map[string]string{"zone": "a"}},
+		Spec:       corev1.NodeSpec{PodCIDRs: []string{"198.18.0.0/24"}},
+		Status: corev1.NodeStatus{
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.7"}},
+			Images:    []corev1.ContainerImage{{Names: []string{"registry.example/big:1"}, SizeBytes: 1 << 30}},
+		},
+	}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{
+			corev1.LastAppliedConfigAnnotation: `{"big":"copy"}`, "keep.example/x": "y"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ip := []netip.Addr{netip.MustParseAddr("198.51.100.10")}
+	for _, a := range []*v1alpha1.ServiceAnnouncement{
+		announcementObject(node, v1alpha1.AnnouncementL2, &Announced{Namespace: ns, Name: "web", IPs: ip, Interfaces: []string{"eth0"}}),
+		announcementObject("other", v1alpha1.AnnouncementL2, &Announced{Namespace: ns, Name: "web", IPs: ip, Interfaces: []string{"eth0"}}),
+		announcementObject(node, v1alpha1.AnnouncementBGP, &Announced{Namespace: ns, Name: "mine", IPs: ip, Peers: []string{"tor"}, Nodes: []string{node}}),
+		announcementObject("other", v1alpha1.AnnouncementBGP, &Announced{Namespace: ns, Name: "theirs", IPs: ip, Peers: []string{"tor"}, Nodes: []string{"other"}}),
+	} {
+		if err := c.CRD.Post().Namespace(ns).Resource("serviceannouncements").Body(a).Do(ctx).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.MetricsAddr = node, ""
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, cluster(t), reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, synced, stop := s.startInformers(ctx)
+	defer stop()
+	if !cache.WaitFor(ctx, "", synced...) {
+		t.Fatal("informers not synced within a minute")
+	}
+	n, err := s.factory.Core().V1().Nodes().Lister().Get(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status.Images != nil || n.ManagedFields != nil || n.Labels["zone"] != "a" || len(n.Status.Addresses) != 1 || len(n.Spec.PodCIDRs) != 1 {
+		t.Errorf("cached Node %+v: want its labels, pod ranges and addresses alone", n)
+	}
+	svc, err := s.factory.Core().V1().Services().Lister().Services(ns).Get("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.ManagedFields != nil || svc.Annotations[corev1.LastAppliedConfigAnnotation] != "" || svc.Annotations["keep.example/x"] != "y" || len(svc.Spec.Ports) != 1 {
+		t.Errorf("cached Service %+v: want no managed fields or last-applied copy, the rest kept", svc)
+	}
+	cached := func() []string {
+		var out []string
+		for _, name := range []string{announcementsL2, announcementsOwnBGP} {
+			for _, o := range s.crdInfs[name].GetStore().List() {
+				a := o.(*v1alpha1.ServiceAnnouncement)
+				if a.ManagedFields != nil {
+					t.Errorf("cached ServiceAnnouncement %s has managed fields", a.Name)
+				}
+				if a.Namespace == ns {
+					out = append(out, a.Name)
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"mine.bgp", "web." + node + ".l2", "web.other.l2"}
+	slices.Sort(want)
+	if got := cached(); !slices.Equal(got, want) {
+		t.Fatalf("cached ServiceAnnouncements %v, want %v", got, want)
+	}
+
+	// Another node takes "mine" over (as owned.REST's TakeOver does): it leaves this node's
+	// cache, a deletion for it, so this node writes it again if it still reports it.
+	var mine v1alpha1.ServiceAnnouncement
+	if err := c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Name("mine.bgp").Do(ctx).Into(&mine); err != nil {
+		t.Fatal(err)
+	}
+	mine.Labels[LabelNode] = "other"
+	if err := c.CRD.Put().Namespace(ns).Resource("serviceannouncements").Name("mine.bgp").Body(&mine).Do(ctx).Error(); err != nil {
+		t.Fatal(err)
+	}
+	want = want[1:]
+	for got := cached(); !slices.Equal(got, want); got = cached() {
+		if ctx.Err() != nil {
+			t.Fatalf("cached ServiceAnnouncements %v after the takeover, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

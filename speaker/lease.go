@@ -81,7 +81,7 @@ func leaseName(node string) string { return truncateName("speaker." + node) }
 
 // newLeaseInformer watches the speakers' Leases in ns and feeds their renewals to s.liveness.
 func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, error) {
-	f := informers.NewSharedInformerFactoryWithOptions(s.kube, 0, informers.WithNamespace(ns),
+	f := informers.NewSharedInformerFactoryWithOptions(s.kube, 0, informers.WithNamespace(ns), informers.WithTransform(slim),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = labels.Set{LabelSpeakerLease: "true"}.String()
 		}))

@@ -55,7 +55,7 @@ func (s *Speaker) reapDeadOwners(ctx context.Context, owned map[string]*Announce
 			delete(s.reaped, k)
 		}
 	}
-	for _, o := range s.crdInfs["serviceannouncements"].GetStore().List() {
+	for _, o := range s.crdInfs[announcementsL2].GetStore().List() {
 		a := o.(*v1alpha1.ServiceAnnouncement)
 		svc := a.Namespace + "/" + a.ServiceName
 		if a.Mode != v1alpha1.AnnouncementL2 || a.NodeName == s.cfg.NodeName || alive[a.NodeName] ||

@@ -94,7 +94,7 @@ func New(cfg Config, restCfg *rest.Config, reg prometheus.Registerer, gatherer p
 	changes := newServiceChanges()
 	s := &Speaker{
 		cfg: cfg, log: cfg.Log, kube: kube, events: clients.Events, crd: crd, gatherer: gatherer, metrics: m,
-		factory:     informers.NewSharedInformerFactory(kube, 0),
+		factory:     informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTransform(slim)),
 		crdInfs:     map[string]cache.SharedIndexInformer{},
 		trigger:     make(chan struct{}, 1),
 		metaChanged: make(chan struct{}, 1),

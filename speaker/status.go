@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
@@ -15,8 +16,14 @@ import (
 )
 
 // LabelNode marks the ServiceAnnouncements a speaker writes (its own in L2, the Services it
-// reports for in BGP), so it can find (and prune) its own.
-const LabelNode = v1alpha1.GroupName + "/node"
+// reports for in BGP), so it can find (and prune) its own. LabelMode gives an announcement's
+// mode, so that a speaker watches every L2 one (probing and reaping read them) but of the BGP
+// ones its own alone: a BGP object lists up to every node, and every node watching every one
+// is nodes x Services of cache and watch events.
+const (
+	LabelNode = v1alpha1.GroupName + "/node"
+	LabelMode = v1alpha1.GroupName + "/mode"
+)
 
 // announcementName names the object of a (Service, node) in L2, "<service>.<node>.l2" (e.g.
 // web.node-1.l2), and of a Service in BGP, "<service>.bgp" (one for all its nodes). The name
@@ -65,7 +72,7 @@ func newAnnouncementWriter(crd rest.Interface, node string, log *slog.Logger) *o
 		return w.ServiceName == d.ServiceName && w.NodeName == d.NodeName && w.Mode == d.Mode && slices.Equal(w.Nodes, d.Nodes) &&
 			slices.Equal(w.IPs, d.IPs) && slices.Equal(w.Interfaces, d.Interfaces) && slices.Equal(w.Peers, d.Peers) &&
 			slices.Equal(w.ConflictedIPs, d.ConflictedIPs) && sameConditions(w.Conditions, d.Conditions) &&
-			w.Labels[LabelNode] == d.Labels[LabelNode]
+			maps.Equal(w.Labels, d.Labels)
 	}
 	o.Log = log.With("kind", "ServiceAnnouncement")
 	return owned.New(owned.REST[*v1alpha1.ServiceAnnouncement, *v1alpha1.ServiceAnnouncementList]{
@@ -203,7 +210,7 @@ func announcementObject(node string, mode v1alpha1.AnnouncementMode, a *Announce
 	obj := &v1alpha1.ServiceAnnouncement{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: a.Namespace, Name: announcementName(a.Name, node, mode),
-			Labels: map[string]string{LabelNode: node},
+			Labels: map[string]string{LabelNode: node, LabelMode: strings.ToLower(string(mode))},
 		},
 		ServiceName: a.Name, Mode: mode, Interfaces: a.Interfaces, Peers: a.Peers, Nodes: a.Nodes,
 	}
