@@ -21,7 +21,7 @@ import (
 // forwarding rules, which read more of Services and EndpointSlices, follow them with a change
 // tracker of their own (forwarding_tracker.go). Adds and deletes always trigger, but those of
 // EndpointSlices, which trigger when they change serving nodes. The ServiceAnnouncements the speakers write trigger nothing: the planner
-// does not read them (a deletion of one of this node's is announcementDeleted's).
+// does not read them (a deletion of one of this node's is l2AnnouncementDeleted's or bgpAnnouncementGone's).
 
 // changed reports whether an update of an object of some kind matters to the sync.
 type changed func(old, cur any) bool

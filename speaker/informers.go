@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ironlb/ironlb/api/v1alpha1"
 	"github.com/ironlb/ironlb/internal/owned"
@@ -58,19 +59,25 @@ func (s *Speaker) watch() error {
 		s.crdInfs[resource] = inf
 	}
 	// The speakers' own ServiceAnnouncements: the planner does not read them. Every L2 one
-	// (probing and reaping read them) and this node's BGP ones; a deletion of one of this
-	// node's makes the next sync write it again. A BGP one that another node takes over leaves
-	// this node's selection, which is a deletion here too.
-	for name, sel := range map[string]string{
-		announcementsL2:     labels.Set{LabelMode: "l2"}.String(),
-		announcementsOwnBGP: labels.Set{LabelMode: "bgp", LabelNode: s.cfg.NodeName}.String(),
+	// (probing and reaping read them; "not BGP" includes those an earlier version wrote
+	// without the mode label, so that a rolling upgrade neither probes an address an old
+	// speaker answers for nor leaves a dead node's objects unreaped) and this node's BGP ones;
+	// a deletion of one of this node's makes the writer write it again. A BGP one that another
+	// node takes over leaves this node's selection, which is a deletion here too
+	// (bgpAnnouncementGone).
+	for name, h := range map[string]struct {
+		sel     string
+		deleted func(any)
+	}{
+		announcementsL2:     {LabelMode + "!=bgp", s.l2AnnouncementDeleted},
+		announcementsOwnBGP: {labels.Set{LabelMode: "bgp", LabelNode: s.cfg.NodeName}.String(), s.bgpAnnouncementGone},
 	} {
-		lw := cache.NewFilteredListWatchFromClient(s.crd, "serviceannouncements", metav1.NamespaceAll, func(o *metav1.ListOptions) { o.LabelSelector = sel })
+		lw := cache.NewFilteredListWatchFromClient(s.crd, "serviceannouncements", metav1.NamespaceAll, func(o *metav1.ListOptions) { o.LabelSelector = h.sel })
 		inf := cache.NewSharedIndexInformer(lw, &v1alpha1.ServiceAnnouncement{}, 0, cache.Indexers{})
 		if err := inf.SetTransform(slim); err != nil {
 			return fmt.Errorf("informer transform: %w", err)
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: s.announcementDeleted}); err != nil {
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: h.deleted}); err != nil {
 			return fmt.Errorf("event handler: %w", err)
 		}
 		s.crdInfs[name] = inf
@@ -213,16 +220,101 @@ func (snap *Snapshot) changedServices() []*corev1.Service {
 	return out
 }
 
-// announcementDeleted notices when one of this node's ServiceAnnouncements is deleted by
-// someone else (or, BGP, taken over by another reporter), so the next sync writes it again if
-// it is still this node's.
-func (s *Speaker) announcementDeleted(obj any) {
+// l2AnnouncementDeleted notices when one of this node's L2 ServiceAnnouncements is deleted by
+// someone else (a reaper that thought this node dead), so the writer writes it again.
+func (s *Speaker) l2AnnouncementDeleted(obj any) {
+	if a := deletedAnnouncement(obj); a != nil && a.Mode == v1alpha1.AnnouncementL2 && a.Labels[LabelNode] == s.cfg.NodeName {
+		s.announcements.Forget(owned.Key(a))
+		s.kick()
+	}
+}
+
+// bgpAnnouncementGone notices when one of this node's BGP ServiceAnnouncements leaves its
+// selection: deleted, or taken over by another reporter. The watch does not say which, and
+// after a takeover this node no longer sees the object, so it cannot see the new writer delete
+// it later (the two disagreed on the reporter for a moment, and the new one changed its mind):
+// the writer forgets it, and writes it again if this node still reports it. Not at once: two
+// nodes that disagree on the reporter for a while (memberlist views differ during a partition,
+// a join or a death) would each take the object back the moment the other took it, as fast as
+// the API server answers. The first forget waits minRetake; one soon after another for the
+// same object waits twice as long as the last, up to maxRetake.
+func (s *Speaker) bgpAnnouncementGone(obj any) {
+	a := deletedAnnouncement(obj)
+	if a == nil {
+		return
+	}
+	key := owned.Key(a)
+	if d, ok := s.retakes.next(key, time.Now()); ok {
+		time.AfterFunc(d, func() {
+			s.retakes.done(key)
+			s.announcements.Forget(key)
+			s.kick()
+		})
+	}
+}
+
+func deletedAnnouncement(obj any) *v1alpha1.ServiceAnnouncement {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	if a, ok := obj.(*v1alpha1.ServiceAnnouncement); ok && (a.Labels[LabelNode] == s.cfg.NodeName || a.Mode == v1alpha1.AnnouncementBGP) {
-		s.announcements.Forget(owned.Key(a))
-		s.kick()
+	a, _ := obj.(*v1alpha1.ServiceAnnouncement)
+	return a
+}
+
+// minRetake and maxRetake bound how long after one of its BGP ServiceAnnouncements left its
+// selection a node forgets it (bgpAnnouncementGone).
+const (
+	minRetake = time.Second
+	maxRetake = time.Minute
+)
+
+// retakes spaces out the forgets of BGP ServiceAnnouncements that left this node's selection.
+type retakes struct {
+	mu   sync.Mutex
+	keys map[string]*retake
+}
+
+type retake struct {
+	delay   time.Duration
+	last    time.Time // when the last forget was scheduled
+	pending bool
+}
+
+// next returns how long to wait before forgetting key, and false if a forget of it is pending.
+func (r *retakes) next(key string, now time.Time) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = map[string]*retake{}
+	}
+	for k, rt := range r.keys {
+		if !rt.pending && now.Sub(rt.last) > 4*maxRetake {
+			delete(r.keys, k)
+		}
+	}
+	rt := r.keys[key]
+	if rt == nil {
+		rt = &retake{}
+		r.keys[key] = rt
+	}
+	if rt.pending {
+		return 0, false
+	}
+	if rt.delay > 0 && now.Sub(rt.last) < 4*rt.delay {
+		rt.delay = min(2*rt.delay, maxRetake)
+	} else {
+		rt.delay = minRetake
+	}
+	rt.last, rt.pending = now, true
+	return rt.delay, true
+}
+
+// done records that key's pending forget ran.
+func (r *retakes) done(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rt := r.keys[key]; rt != nil {
+		rt.pending = false
 	}
 }
 

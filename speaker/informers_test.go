@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -150,5 +151,134 @@ func TestCachesHoldWhatTheSpeakerReads(t *testing.T) {
 			t.Fatalf("cached ServiceAnnouncements %v after the takeover, want %v", got, want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two speakers that both report a Service's BGP object for a while (memberlist views differ
+// during a partition, a join or a death) do not take it from each other as fast as the API
+// server answers: each takeover is a deletion in the other's own-BGP cache, and the other's
+// answer waits, longer each time. Once one of them stops reporting and deletes it, the other
+// writes it again.
+func TestReportersThatDisagreeDoNotFight(t *testing.T) {
+	c, ns := clients(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ip := []netip.Addr{netip.MustParseAddr("198.51.100.10")}
+	var ss []*Speaker
+	for _, node := range []string{"fa-" + ns, "fb-" + ns} {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.MetricsAddr = node, ""
+		reg := prometheus.NewRegistry()
+		s, err := New(cfg, cluster(t), reg, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, synced, stop := s.startInformers(ctx)
+		defer stop()
+		if !cache.WaitFor(ctx, "", synced...) {
+			t.Fatal("informers not synced within a minute")
+		}
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		go s.announcements.Run(wctx)
+		ss = append(ss, s)
+	}
+	nodes := []string{ss[0].cfg.NodeName, ss[1].cfg.NodeName}
+	desired := func(s *Speaker) []*v1alpha1.ServiceAnnouncement {
+		return []*v1alpha1.ServiceAnnouncement{announcementObject(s.cfg.NodeName, v1alpha1.AnnouncementBGP,
+			&Announced{Namespace: ns, Name: "web", IPs: ip, Peers: []string{"tor"}, Nodes: nodes})}
+	}
+	get := func() (*v1alpha1.ServiceAnnouncement, error) {
+		var a v1alpha1.ServiceAnnouncement
+		return &a, c.CRD.Get().Namespace(ns).Resource("serviceannouncements").Name("web.bgp").Do(ctx).Into(&a)
+	}
+	rv := func() int {
+		for {
+			a, err := get()
+			if err == nil {
+				n, _ := strconv.Atoi(a.ResourceVersion)
+				return n
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	ss[0].announcements.Set(desired(ss[0]))
+	rv()
+	ss[1].announcements.Set(desired(ss[1]))
+	r0 := rv()
+	time.Sleep(4 * time.Second)
+	// Takeovers at 1, 2 (+1), 4 (+2), 6 (+2), 10 (+4) s at most, counting both sides.
+	if moved := rv() - r0; moved > 12 {
+		t.Errorf("the object was written %d times in 4 s by two reporters: they fight", moved)
+	}
+
+	// fb stops reporting and deletes it if it holds it; fa writes it again.
+	ss[1].announcements.Set(nil)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		a, err := get()
+		if err == nil && a.Labels[LabelNode] == nodes[0] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web.bgp is %v (%v), want it written by %s", a.Labels, err, nodes[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An L2 ServiceAnnouncement that a speaker without the mode label wrote (before an upgrade)
+// is in the L2 cache: probing and reaping read it.
+func TestLegacyL2AnnouncementsAreCached(t *testing.T) {
+	c, ns := clients(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ip := []netip.Addr{netip.MustParseAddr("198.51.100.11")}
+	a := announcementObject("old", v1alpha1.AnnouncementL2, &Announced{Namespace: ns, Name: "web", IPs: ip, Interfaces: []string{"eth0"}})
+	delete(a.Labels, LabelMode)
+	if err := c.CRD.Post().Namespace(ns).Resource("serviceannouncements").Body(a).Do(ctx).Error(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.MetricsAddr = "legacy-"+ns, ""
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, cluster(t), reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, synced, stop := s.startInformers(ctx)
+	defer stop()
+	if !cache.WaitFor(ctx, "", synced...) {
+		t.Fatal("informers not synced within a minute")
+	}
+	if s.probeFilter()(ip[0]) {
+		t.Error("an address an unlabelled L2 ServiceAnnouncement lists would be probed")
+	}
+}
+
+func TestRetakesBackOff(t *testing.T) {
+	var r retakes
+	now := time.Now()
+	var got []time.Duration
+	for range 10 {
+		d, ok := r.next("ns/web.bgp", now)
+		if !ok {
+			t.Fatal("no forget pending, yet next said one is")
+		}
+		if _, ok := r.next("ns/web.bgp", now); ok {
+			t.Fatal("a second forget while one is pending")
+		}
+		got = append(got, d)
+		now = now.Add(d + 100*time.Millisecond) // the other side takes it back at once
+		r.done("ns/web.bgp")
+	}
+	if got[0] != minRetake || got[len(got)-1] != maxRetake || !slices.IsSorted(got) {
+		t.Errorf("delays %v, want doubling from %s to %s", got, minRetake, maxRetake)
+	}
+	if d, _ := r.next("ns/web.bgp", now.Add(10*maxRetake)); d != minRetake {
+		t.Errorf("after a long quiet, delay %s, want %s", d, minRetake)
 	}
 }

@@ -55,6 +55,7 @@ type Speaker struct {
 	byLease   []string                        // nodes alive by their Lease only, last logged
 	recheck   *time.Timer                     // re-plans when a Lease goes stale
 	reaped    map[string]bool                 // node/service whose L2 announcement was reaped while the node is gone
+	retakes   retakes                         // BGP announcements another node took over: when to write them again
 	announcer *l2.Announcer
 	// announcements and the BGP runner's states write status objects off the data path.
 	announcements *owned.Reconciler[*v1alpha1.ServiceAnnouncement]

@@ -74,6 +74,7 @@ type Reconciler[T any] struct {
 	// Owned by Run's goroutine (and Flush, which runs after Run or instead of it).
 	written map[string]T // what the server holds, as far as we know
 	listed  bool         // written is what a list returned, and the writes since
+	tried   bool         // a list was tried: later ones come after the writes, not before
 }
 
 // New returns a reconciler with nothing desired. It starts nothing.
@@ -152,15 +153,23 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 	r.forgotten = nil
 	r.mu.Unlock()
 	var errs []error
-	if !r.listed {
+	list := func() {
 		lctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		listed, err := r.client.List(lctx)
 		cancel()
-		if err == nil {
-			r.written, r.listed = listed, true
-		} else {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("listing what earlier runs wrote: %w", err))
+			return
 		}
+		r.written, r.listed = listed, true
+	}
+	// The first list comes before the writes (a restart finds its objects and rewrites none);
+	// a list again (the first failed, or a write found its object changed) after them, so that
+	// a slow list does not delay them.
+	relist := !r.listed && r.tried
+	if !r.listed && !r.tried {
+		r.tried = true
+		list()
 	}
 	for _, k := range forgotten {
 		delete(r.written, k)
@@ -187,10 +196,20 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 			if !ok || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				stale = true
 			}
+			if ok && (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) {
+				// What written holds of it is out of date: the next pass creates it (a client
+				// with TakeOver updates what it finds), so a list that keeps failing does not
+				// keep this key failing too. Pruning it, should it stop being desired, waits
+				// for a list like anything else this run did not write.
+				delete(r.written, key)
+			}
 			errs = append(errs, fmt.Errorf("writing %s: %w", key, err))
 			continue
 		}
 		r.written[key] = out
+	}
+	if relist {
+		list()
 	}
 	for key, cur := range r.written {
 		if _, ok := desired[key]; ok {

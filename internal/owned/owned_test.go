@@ -338,3 +338,26 @@ func TestWritesDoNotWaitForTheList(t *testing.T) {
 		t.Fatalf("state %v writes %v once the list succeeds, want old pruned and nothing else written", state, writes)
 	}
 }
+
+// A write that finds its object changed or gone while the list keeps failing is not retried
+// from what the reconciler last knew (a Conflict or NotFound every pass until a list
+// succeeds): the next pass creates it.
+func TestStaleWritesHealWithoutTheList(t *testing.T) {
+	f := newFake()
+	r := New[obj](f, testOptions())
+	r.Set(objs("a", "1"))
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.listFail = errors.New("the server was unable to return a response in the time allotted")
+	delete(f.objs, "a") // deleted by someone else, and no Forget
+	f.mu.Unlock()
+	r.Set(objs("a", "2"))
+	for range 2 {
+		_ = r.Flush(context.Background())
+	}
+	if state, writes := f.state(); !slices.Equal(state, []string{"a=2"}) {
+		t.Fatalf("state %v writes %v, want a written again while the list fails", state, writes)
+	}
+}
