@@ -87,18 +87,7 @@ func TestCachesHoldWhatTheSpeakerReads(t *testing.T) {
 		}
 	}
 
-	cfg := DefaultConfig()
-	cfg.NodeName, cfg.MetricsAddr = node, ""
-	reg := prometheus.NewRegistry()
-	s, err := New(cfg, cluster(t), reg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, synced, stop := s.startInformers(ctx)
-	defer stop()
-	if !cache.WaitFor(ctx, "", synced...) {
-		t.Fatal("informers not synced within a minute")
-	}
+	s := synced(t, ctx, node)
 	n, err := s.factory.Core().V1().Nodes().Lister().Get(node)
 	if err != nil {
 		t.Fatal(err)
@@ -166,18 +155,7 @@ func TestReportersThatDisagreeDoNotFight(t *testing.T) {
 	ip := []netip.Addr{netip.MustParseAddr("198.51.100.10")}
 	var ss []*Speaker
 	for _, node := range []string{"fa-" + ns, "fb-" + ns} {
-		cfg := DefaultConfig()
-		cfg.NodeName, cfg.MetricsAddr = node, ""
-		reg := prometheus.NewRegistry()
-		s, err := New(cfg, cluster(t), reg, reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, synced, stop := s.startInformers(ctx)
-		defer stop()
-		if !cache.WaitFor(ctx, "", synced...) {
-			t.Fatal("informers not synced within a minute")
-		}
+		s := synced(t, ctx, node)
 		wctx, wcancel := context.WithCancel(ctx)
 		defer wcancel()
 		go s.announcements.Run(wctx)
@@ -242,18 +220,7 @@ func TestLegacyL2AnnouncementsAreCached(t *testing.T) {
 	if err := c.CRD.Post().Namespace(ns).Resource("serviceannouncements").Body(a).Do(ctx).Error(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.NodeName, cfg.MetricsAddr = "legacy-"+ns, ""
-	reg := prometheus.NewRegistry()
-	s, err := New(cfg, cluster(t), reg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, synced, stop := s.startInformers(ctx)
-	defer stop()
-	if !cache.WaitFor(ctx, "", synced...) {
-		t.Fatal("informers not synced within a minute")
-	}
+	s := synced(t, ctx, "legacy-"+ns)
 	if s.probeFilter()(ip[0]) {
 		t.Error("an address an unlabelled L2 ServiceAnnouncement lists would be probed")
 	}
@@ -281,4 +248,23 @@ func TestRetakesBackOff(t *testing.T) {
 	if d, _ := r.next("ns/web.bgp", now.Add(10*maxRetake)); d != minRetake {
 		t.Errorf("after a long quiet, delay %s, want %s", d, minRetake)
 	}
+}
+
+// synced returns a speaker of node (the defaults, no metrics listener) whose informers have
+// synced; they stop when the test ends.
+func synced(t *testing.T, ctx context.Context, node string) *Speaker {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.MetricsAddr = node, ""
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, cluster(t), reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, done, stop := s.startInformers(ctx)
+	t.Cleanup(stop)
+	if !cache.WaitFor(ctx, "", done...) {
+		t.Fatal("informers not synced within a minute")
+	}
+	return s
 }
