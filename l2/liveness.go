@@ -70,17 +70,40 @@ func NewLiveness(cfg LeaseConfig, start time.Time) *Liveness {
 }
 
 // Renewed records that node's Lease was seen renewed at at (when the watch delivered it), and
-// reports whether that can change Alive's answer: only when memberlist's last view does not
-// list the node. A member's renewals matter once it leaves memberlist, and Alive reads them
-// then; with every speaker renewing every few seconds, acting on each would redo the election
-// N/Renew times a second on every node.
+// reports whether that can change Alive's or Renewing's answer: only when memberlist's last
+// view does not list the node, or its Lease had gone stale (or was never seen). A member's
+// renewals matter once it leaves memberlist, and Alive reads them then; with every speaker
+// renewing every few seconds, acting on each would redo the election N/Renew times a second on
+// every node.
 func (l *Liveness) Renewed(node string, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if at.After(l.renewed[node]) {
+	last, seen := l.renewed[node]
+	if at.After(last) {
 		l.renewed[node] = at
 	}
-	return !l.members[node]
+	return !l.members[node] || !seen || !last.Add(l.cfg.Duration).After(at)
+}
+
+// Renewing returns the nodes whose Lease was seen renewed within Duration before now, and when
+// that may change by time alone (the earliest expiry; zero: none). Unlike Alive it ignores
+// memberlist: it answers who is running, for uses that need the same answer on every node more
+// than a fast one (a BGP Service's reporter: every node reads the same Leases, while
+// memberlist's views differ for a moment whenever a probe is late).
+func (l *Liveness) Renewing(now time.Time) (map[string]bool, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]bool, len(l.renewed))
+	var next time.Time
+	for n, at := range l.renewed {
+		if until := at.Add(l.cfg.Duration); until.After(now) {
+			out[n] = true
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+		}
+	}
+	return out, next
 }
 
 // Forget drops node's Lease (deleted: the speaker shut down, or the Node went).

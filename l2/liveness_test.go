@@ -142,9 +142,13 @@ func TestLivenessPartitions(t *testing.T) {
 					if members != nil {
 						before, _ = l.Alive(members, degraded, now)
 					}
+					renewing, _ := l.Renewing(now)
 					if !l.Renewed(st.renew, now) {
 						if after, _ := l.Alive(members, degraded, now); !maps.Equal(before, after) {
 							t.Errorf("renewal of %s at %v: Renewed says it cannot matter, but alive went from %v to %v", st.renew, st.at, before, after)
+						}
+						if after, _ := l.Renewing(now); !maps.Equal(renewing, after) {
+							t.Errorf("renewal of %s at %v: Renewed says it cannot matter, but renewing went from %v to %v", st.renew, st.at, renewing, after)
 						}
 					}
 				case st.forget != "":
@@ -184,5 +188,42 @@ func TestLivenessRenewedMatters(t *testing.T) {
 	l.Alive(set("b"), false, t0.Add(2*time.Second))
 	if !l.Renewed("a", t0.Add(5*time.Second)) {
 		t.Error("a renewal of a node that left memberlist: want it to matter")
+	}
+}
+
+// TestLivenessRenewing: Renewing lists the nodes with a fresh Lease whatever memberlist says,
+// says when the first goes stale, and a renewal after a stale spell matters.
+func TestLivenessRenewing(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	l := NewLiveness(DefaultLeaseConfig(), t0) // stale 15 s after a renewal
+	l.Alive(set("a,b"), false, t0)             // memberlist lists a and b, and not c
+	l.Renewed("a", t0)
+	l.Renewed("c", t0.Add(5*time.Second))
+	for _, tc := range []struct {
+		at   time.Duration
+		want string
+		next time.Duration
+	}{
+		{10 * time.Second, "a,c", 15 * time.Second}, // c is cut off from memberlist, renewing
+		{15 * time.Second, "c", 20 * time.Second},   // a's Lease is stale, memberlist or not
+		{20 * time.Second, "", 0},
+	} {
+		got, next := l.Renewing(t0.Add(tc.at))
+		if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != tc.want {
+			t.Errorf("at %v: renewing = %s, want %s", tc.at, g, tc.want)
+		}
+		var want time.Time
+		if tc.next != 0 {
+			want = t0.Add(tc.next)
+		}
+		if !next.Equal(want) {
+			t.Errorf("at %v: next change at %v, want %v", tc.at, next.Sub(t0), tc.next)
+		}
+	}
+	if l.Renewed("a", t0.Add(time.Second)) {
+		t.Error("a member's renewal while its Lease is fresh: want it not to matter")
+	}
+	if !l.Renewed("a", t0.Add(20*time.Second)) {
+		t.Error("a member's renewal after its Lease went stale: want it to matter (Renewing changes)")
 	}
 }

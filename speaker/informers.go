@@ -143,9 +143,9 @@ func (s *Speaker) snapshot(changed map[string]bool) (*Snapshot, error) {
 		return nil, err
 	}
 	snap := &Snapshot{
-		Node: s.cfg.NodeName, Interfaces: ifaces, Alive: s.alive(), Handles: s.cfg.Class.Handles,
-		Reach: map[string]Reach{},
+		Node: s.cfg.NodeName, Interfaces: ifaces, Handles: s.cfg.Class.Handles, Reach: map[string]Reach{},
 	}
+	snap.Alive, snap.Renewing = s.alive()
 	macs := macSet{}
 	for _, m := range nodeMACs(ifaces) {
 		macs[[6]byte(m)] = true

@@ -243,10 +243,13 @@ func (s *Speaker) deleteLease(ctx context.Context) error {
 }
 
 // alive is the nodes to elect among: memberlist's view plus the nodes l2.Liveness keeps alive
-// by their Leases. It logs when those change and looks again when a Lease goes stale.
-func (s *Speaker) alive() map[string]bool {
+// by their Leases; and renewing, the nodes whose Lease is fresh, this one included (nil when
+// no other's is: no Leases, or the API server out of reach). It logs when the first changes and
+// looks again when a Lease goes stale.
+func (s *Speaker) alive() (alive, renewing map[string]bool) {
+	now := time.Now()
 	members := s.members.Alive()
-	alive, next := s.liveness.Alive(members, s.members.Degraded(), time.Now())
+	alive, next := s.liveness.Alive(members, s.members.Degraded(), now)
 	var byLease []string
 	for n := range alive {
 		if !members[n] {
@@ -259,6 +262,19 @@ func (s *Speaker) alive() map[string]bool {
 			"members", slices.Sorted(maps.Keys(members)))
 		s.byLease = byLease
 	}
+	if s.cfg.Namespace != "" {
+		var stale time.Time
+		renewing, stale = s.liveness.Renewing(now)
+		delete(renewing, s.cfg.NodeName)
+		if len(renewing) == 0 {
+			renewing = nil
+		} else {
+			renewing[s.cfg.NodeName] = true
+		}
+		if next.IsZero() || !stale.IsZero() && stale.Before(next) {
+			next = stale
+		}
+	}
 	if !next.IsZero() {
 		d := time.Until(next) + 10*time.Millisecond
 		if s.recheck == nil {
@@ -267,5 +283,5 @@ func (s *Speaker) alive() map[string]bool {
 			s.recheck.Reset(d)
 		}
 	}
-	return alive
+	return alive, renewing
 }

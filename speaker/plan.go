@@ -24,14 +24,17 @@ const LabelExcludeFromLB = config.LabelExcludeFromLB
 // Snapshot is everything the planner reads: plain values copied from the informers' caches,
 // this node's interfaces and memberlist's view of which nodes are alive.
 type Snapshot struct {
-	Node       string           // this node's name
-	Interfaces []l2.Interface   // this node's interfaces
-	Alive      map[string]bool  // nodes alive in memberlist; nil means "all" (no liveness)
-	Reach      map[string]Reach // what each node published of its L2 reach; missing: full
-	Handles    func(*corev1.Service) bool
-	Nodes      []*corev1.Node
-	Services   []*corev1.Service
-	Slices     []*discoveryv1.EndpointSlice
+	Node       string          // this node's name
+	Interfaces []l2.Interface  // this node's interfaces
+	Alive      map[string]bool // nodes alive in memberlist; nil means "all" (no liveness)
+	// Renewing is the nodes whose speaker Lease is fresh, this one included: the BGP report
+	// elects among them (report_bgp.go). nil: no Leases, and Alive's view is used.
+	Renewing map[string]bool
+	Reach    map[string]Reach // what each node published of its L2 reach; missing: full
+	Handles  func(*corev1.Service) bool
+	Nodes    []*corev1.Node
+	Services []*corev1.Service
+	Slices   []*discoveryv1.EndpointSlice
 	// Serving is, per Service key, the nodes its traffic may go to (config.ServingNodes of
 	// Slices), when the caller keeps it up to date; nil: ServingOf's, or computed from Slices.
 	Serving map[string]map[string]bool

@@ -158,20 +158,30 @@ func sameNodes(a, b map[string]bool) bool {
 
 // clusterInputs are the inputs every Service's plan may depend on.
 type clusterInputs struct {
-	node   string
-	ifaces []l2.Interface
-	alive  map[string]bool
-	reach  map[string]Reach
-	nodes  []*corev1.Node
-	pools  []*v1alpha1.IPPool
-	l2Ads  []*v1alpha1.L2Advertisement
-	bgpAds []*v1alpha1.BGPAdvertisement
-	peers  []*v1alpha1.BGPPeer
+	node     string
+	ifaces   []l2.Interface
+	alive    map[string]bool
+	renewing map[string]bool
+	reach    map[string]Reach
+	nodes    []*corev1.Node
+	pools    []*v1alpha1.IPPool
+	l2Ads    []*v1alpha1.L2Advertisement
+	bgpAds   []*v1alpha1.BGPAdvertisement
+	peers    []*v1alpha1.BGPPeer
 }
 
 func newClusterInputs(s *Snapshot) *clusterInputs {
-	return &clusterInputs{node: s.Node, ifaces: s.Interfaces, alive: s.Alive, reach: s.Reach, nodes: s.Nodes,
+	c := &clusterInputs{node: s.Node, ifaces: s.Interfaces, alive: s.Alive, reach: s.Reach, nodes: s.Nodes,
 		pools: s.Pools, l2Ads: s.L2Ads, bgpAds: s.BGPAds, peers: s.Peers}
+	// The BGP planner reads the Leases' view, and memberlist's only without it: then memberlist
+	// flapping on a loaded node does not re-plan every BGP Service.
+	if len(s.BGPAds) > 0 {
+		c.renewing = s.Renewing
+		if s.Renewing != nil && len(s.L2Ads) == 0 {
+			c.alive = nil
+		}
+	}
+	return c
 }
 
 // same reports whether two snapshots' cluster-wide inputs say the same to the planner: the
@@ -179,6 +189,7 @@ func newClusterInputs(s *Snapshot) *clusterInputs {
 // pool's counters are not a change).
 func (a *clusterInputs) same(b *clusterInputs) bool {
 	return a.node == b.node && (a.alive == nil) == (b.alive == nil) && maps.Equal(a.alive, b.alive) &&
+		(a.renewing == nil) == (b.renewing == nil) && maps.Equal(a.renewing, b.renewing) &&
 		maps.EqualFunc(a.reach, b.reach, func(x, y Reach) bool { return maps.Equal(x, y) }) &&
 		reflect.DeepEqual(a.ifaces, b.ifaces) &&
 		sameObjects(a.nodes, b.nodes, nodeChanged) && sameObjects(a.pools, b.pools, specChanged) &&

@@ -160,17 +160,20 @@ func (w *planWorld) change(r *rand.Rand) (string, string) {
 		return "serving " + key, key
 	case n < 80:
 		return "nothing", "-"
-	case n < 84: // liveness
-		if r.IntN(3) == 0 {
-			w.alive = nil
-		} else {
-			w.alive = map[string]bool{}
+	case n < 84: // liveness: memberlist's view and the Leases'
+		live := func() map[string]bool {
+			if r.IntN(3) == 0 {
+				return nil
+			}
+			m := map[string]bool{}
 			for _, nd := range w.nodes {
 				if r.IntN(4) > 0 {
-					w.alive[nd.Name] = true
+					m[nd.Name] = true
 				}
 			}
+			return m
 		}
+		w.alive, w.renewing = live(), live()
 		return "alive", ""
 	case n < 87: // a node's labels
 		i := r.IntN(len(w.nodes))
@@ -209,15 +212,22 @@ func (w *planWorld) change(r *rand.Rand) (string, string) {
 		} else {
 			a.Spec.AggregationLength, a.Spec.NodeSelectors = nil, nil
 		}
-		l := w.ads[0].DeepCopy()
-		l.Generation++
-		if l.Spec.NodeSelectors == nil {
-			l.Spec.NodeSelectors = []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"r1"}}}}}
-		} else {
-			l.Spec.NodeSelectors = nil
-		}
 		w.bgpAds = []*v1alpha1.BGPAdvertisement{a, w.bgpAds[1]}
-		w.ads = []*v1alpha1.L2Advertisement{l}
+		switch {
+		case r.IntN(4) == 0: // BGP alone: memberlist's view is read by nothing
+			w.ads = nil
+		case w.ads == nil:
+			w.ads = []*v1alpha1.L2Advertisement{{ObjectMeta: metav1.ObjectMeta{Name: "all"}, Spec: v1alpha1.L2AdvertisementSpec{IPPools: []string{"lan"}}}}
+		default:
+			l := w.ads[0].DeepCopy()
+			l.Generation++
+			if l.Spec.NodeSelectors == nil {
+				l.Spec.NodeSelectors = []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"r1"}}}}}
+			} else {
+				l.Spec.NodeSelectors = nil
+			}
+			w.ads = []*v1alpha1.L2Advertisement{l}
+		}
 		return "advertisements", ""
 	case n < 98: // a peer's nodes
 		p := w.peers[1].DeepCopy()
@@ -252,7 +262,7 @@ func (w *planWorld) snapshot(node string, r *rand.Rand) *Snapshot {
 	nodes := slices.Clone(w.nodes)
 	r.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
 	return &Snapshot{
-		Node: node, Alive: w.alive, Nodes: nodes, Services: svcs, Serving: w.serving, Pools: w.pools, L2Ads: w.ads,
+		Node: node, Alive: w.alive, Renewing: w.renewing, Nodes: nodes, Services: svcs, Serving: w.serving, Pools: w.pools, L2Ads: w.ads,
 		BGPAds: w.bgpAds, Peers: w.peers, Interfaces: ifaces, Reach: map[string]Reach{},
 		Handles: func(s *corev1.Service) bool {
 			return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil

@@ -27,6 +27,7 @@ type world struct {
 	bgpAds   []*v1alpha1.BGPAdvertisement
 	peers    []*v1alpha1.BGPPeer
 	alive    map[string]bool
+	renewing map[string]bool           // nodes with a fresh Lease
 	ifaces   map[string][]l2.Interface // per node; default lanIfaces
 	reach    map[string]Reach          // what each node published (memberlist metadata)
 }
@@ -82,7 +83,7 @@ func (w *world) plan(node string) Plan {
 		ifaces = lanIfaces()
 	}
 	return Compute(&Snapshot{
-		Node: node, Alive: w.alive, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads, BGPAds: w.bgpAds, Peers: w.peers,
+		Node: node, Alive: w.alive, Renewing: w.renewing, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads, BGPAds: w.bgpAds, Peers: w.peers,
 		Interfaces: ifaces, Reach: w.reach,
 		Handles: func(s *corev1.Service) bool {
 			return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil
@@ -464,17 +465,26 @@ func TestPlanBGP(t *testing.T) {
 				[]string{"node1", "node2", "node3"}, []string{"tor-a", "tor-b"}},
 			{"Local: the nodes with a ready endpoint", func(w *world) { w.svc("web", []string{ip}, true, "node1", "node3") },
 				[]string{"node1", "node3"}, []string{"tor-a"}},
-			{"a node memberlist declared dead is left out", func(w *world) {
+			{"without Leases, a node memberlist declared dead is left out", func(w *world) {
 				w.alive = map[string]bool{"node2": true, "node3": true}
 				w.svc("web", []string{ip}, false, "node1")
 			}, []string{"node2", "node3"}, []string{"tor-a", "tor-b"}},
+			{"with Leases, memberlist's view does not count", func(w *world) {
+				w.alive = map[string]bool{"node2": true, "node3": true}
+				w.renewing = map[string]bool{"node1": true, "node2": true, "node3": true}
+				w.svc("web", []string{ip}, false, "node1")
+			}, []string{"node1", "node2", "node3"}, []string{"tor-a", "tor-b"}},
+			{"with Leases, a node whose Lease went stale is left out", func(w *world) {
+				w.renewing = map[string]bool{"node1": true, "node3": true}
+				w.svc("web", []string{ip}, false, "node1")
+			}, []string{"node1", "node3"}, []string{"tor-a"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				w := bgpWorld()
 				tc.setup(w)
 				var reporters []string
 				for _, n := range w.nodes {
-					if w.alive != nil && !w.alive[n.Name] {
+					if live := w.renewing; live != nil && !live[n.Name] || live == nil && w.alive != nil && !w.alive[n.Name] {
 						continue
 					}
 					r := bgpOf(w.plan(n.Name)).Reports

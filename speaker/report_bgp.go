@@ -71,12 +71,20 @@ func bgpReport(s *Input, ads []config.BGPAd, byAd [][]bgpNode, svc *corev1.Servi
 }
 
 // bgpNodes returns, per advertisement, the nodes that announce what it selects, with their
-// peers. Nodes memberlist declares dead are left out (their sessions drop and take their
-// paths along).
+// peers. Nodes whose speaker is not running are left out (their sessions drop and take their
+// paths along): those whose Lease went stale, or without Leases those memberlist declares
+// dead. The Leases, not memberlist's view, because every node must elect the same reporter: all
+// read the same Leases, while memberlist's views differ whenever a probe is late (a loaded node
+// is suspected and refutes it), and each such difference would rewrite every Service's object
+// (its node list and reporter) twice. Nothing else in BGP waits on this answer.
 func bgpNodes(s *Input, ads []config.BGPAd, peers []peerSelection) [][]bgpNode {
 	byAd := make([][]bgpNode, len(ads))
+	alive := s.Renewing
+	if alive == nil {
+		alive = s.Alive
+	}
 	for _, n := range s.Nodes {
-		if config.Excluded(n) || (s.Alive != nil && !s.Alive[n.Name] && n.Name != s.Node) {
+		if config.Excluded(n) || (alive != nil && !alive[n.Name] && n.Name != s.Node) {
 			continue
 		}
 		var selecting []string
