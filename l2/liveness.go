@@ -36,6 +36,7 @@ type Liveness struct {
 	members map[string]bool      // memberlist's last view
 	gone    map[string]time.Time // when a node left memberlist, as this node saw it
 	renewed map[string]time.Time // when a renewal of a node's Lease was last seen
+	latest  time.Time            // the latest renewal seen of any Lease, this node's included
 }
 
 // LeaseConfig tunes the Lease side of Liveness. DefaultLeaseConfig gives every value with its
@@ -82,25 +83,44 @@ func (l *Liveness) Renewed(node string, at time.Time) bool {
 	if at.After(last) {
 		l.renewed[node] = at
 	}
+	if at.After(l.latest) {
+		l.latest = at
+	}
 	return !l.members[node] || !seen || !last.Add(l.cfg.Duration).After(at)
 }
 
-// Renewing returns the nodes whose Lease was seen renewed within Duration before now, and when
-// that may change by time alone (the earliest expiry; zero: none). Unlike Alive it ignores
-// memberlist: it answers who is running, for uses that need the same answer on every node more
-// than a fast one (a BGP Service's reporter: every node reads the same Leases, while
-// memberlist's views differ for a moment whenever a probe is late).
+// Renewing returns the nodes whose Lease was seen renewed within Duration, and when that may
+// change by time alone (zero: not by time). Unlike Alive it ignores memberlist: it answers who
+// is running, for uses that need the same answer on every node more than a fast one (a BGP
+// Service's reporter: every node reads the same Leases, while memberlist's views differ for a
+// moment whenever a probe is late).
+//
+// Time is the watch's, not the wall clock's: a Lease is stale when it was not renewed for
+// Duration before now or Renew after the latest renewal seen (of any Lease, this node's own
+// included, which it renews every Renew), whichever is earlier. A node that was itself stalled
+// (starved of CPU, a paused VM, an API server out of reach) then does not find every other
+// node dead the moment it resumes, before it has read the renewals its watch has queued.
 func (l *Liveness) Renewing(now time.Time) (map[string]bool, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	ref := now
+	if watch := l.latest.Add(l.cfg.Renew); watch.Before(ref) {
+		ref = watch
+	}
 	out := make(map[string]bool, len(l.renewed))
 	var next time.Time
 	for n, at := range l.renewed {
-		if until := at.Add(l.cfg.Duration); until.After(now) {
+		if until := at.Add(l.cfg.Duration); until.After(ref) {
 			out[n] = true
 			if next.IsZero() || until.Before(next) {
 				next = until
 			}
+		}
+	}
+	if ref.Before(now) && !next.IsZero() {
+		// Behind the wall clock: staleness waits for the watch, so look again later.
+		if later := now.Add(l.cfg.Renew); next.Before(later) {
+			next = later
 		}
 	}
 	return out, next

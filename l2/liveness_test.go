@@ -191,39 +191,53 @@ func TestLivenessRenewedMatters(t *testing.T) {
 	}
 }
 
-// TestLivenessRenewing: Renewing lists the nodes with a fresh Lease whatever memberlist says,
-// says when the first goes stale, and a renewal after a stale spell matters.
+// TestLivenessRenewing: Renewing lists the nodes with a fresh Lease whatever memberlist says, on
+// the watch's clock: a node whose Lease is not renewed goes stale while the others' renewals
+// keep coming, but a watch that brings nothing (this node stalled) makes no node stale.
 func TestLivenessRenewing(t *testing.T) {
+	s := time.Second
 	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
-	l := NewLiveness(DefaultLeaseConfig(), t0) // stale 15 s after a renewal
-	l.Alive(set("a,b"), false, t0)             // memberlist lists a and b, and not c
-	l.Renewed("a", t0)
-	l.Renewed("c", t0.Add(5*time.Second))
-	for _, tc := range []struct {
-		at   time.Duration
-		want string
-		next time.Duration
-	}{
-		{10 * time.Second, "a,c", 15 * time.Second}, // c is cut off from memberlist, renewing
-		{15 * time.Second, "c", 20 * time.Second},   // a's Lease is stale, memberlist or not
-		{20 * time.Second, "", 0},
+	l := NewLiveness(DefaultLeaseConfig(), t0) // renew every 5 s, stale 15 s after a renewal
+	l.Alive(set("self,a"), false, t0)          // memberlist lists self and a, not c
+	type step struct {
+		at    time.Duration
+		renew string // the renewals seen at at, comma-separated
+		want  string // Renewing at at
+		next  time.Duration
+	}
+	for i, st := range []step{
+		{at: 0, renew: "self,a,c", want: "a,c,self", next: 15 * s},
+		// a stops renewing; self and c go on: a is stale 15 s after its last renewal,
+		// memberlist or not.
+		{at: 5 * s, renew: "self,c", want: "a,c,self", next: 15 * s},
+		{at: 10 * s, renew: "self,c", want: "a,c,self", next: 15 * s},
+		{at: 15 * s, renew: "self,c", want: "c,self", next: 30 * s},
+		// Then this node stalls: its watch brings nothing for 30 s. No node goes stale
+		// beyond the latest renewal seen plus Renew; it looks again every Renew.
+		{at: 45 * s, want: "c,self", next: 50 * s},
+		// The queued renewals arrive.
+		{at: 46 * s, renew: "self,c", want: "c,self", next: 61 * s},
+		// a comes back.
+		{at: 47 * s, renew: "a", want: "a,c,self", next: 61 * s},
 	} {
-		got, next := l.Renewing(t0.Add(tc.at))
-		if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != tc.want {
-			t.Errorf("at %v: renewing = %s, want %s", tc.at, g, tc.want)
+		now := t0.Add(st.at)
+		if st.renew != "" {
+			for _, n := range strings.Split(st.renew, ",") {
+				l.Renewed(n, now)
+			}
 		}
-		var want time.Time
-		if tc.next != 0 {
-			want = t0.Add(tc.next)
+		got, next := l.Renewing(now)
+		if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != st.want {
+			t.Errorf("step %d at %v: renewing = %s, want %s", i, st.at, g, st.want)
 		}
-		if !next.Equal(want) {
-			t.Errorf("at %v: next change at %v, want %v", tc.at, next.Sub(t0), tc.next)
+		if want := t0.Add(st.next); !next.Equal(want) {
+			t.Errorf("step %d at %v: next look at %v, want %v", i, st.at, next.Sub(t0), st.next)
 		}
 	}
-	if l.Renewed("a", t0.Add(time.Second)) {
+	if l.Renewed("a", t0.Add(48*s)) {
 		t.Error("a member's renewal while its Lease is fresh: want it not to matter")
 	}
-	if !l.Renewed("a", t0.Add(20*time.Second)) {
-		t.Error("a member's renewal after its Lease went stale: want it to matter (Renewing changes)")
+	if !l.Renewed("a", t0.Add(70*s)) {
+		t.Error("a renewal after the Lease went stale: want it to matter (Renewing changes)")
 	}
 }

@@ -86,7 +86,15 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 			o.LabelSelector = labels.Set{LabelSpeakerLease: "true"}.String()
 		}))
 	renewed := func(l *coordinationv1.Lease, at time.Time) {
-		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != s.cfg.NodeName {
+		switch {
+		case l.Spec.HolderIdentity == nil:
+		case *l.Spec.HolderIdentity == s.cfg.NodeName:
+			// This node's own renewals, as the watch brings them, are its clock for the
+			// others' (l2.Liveness.Renewing).
+			if s.liveness.Renewed(s.cfg.NodeName, at) {
+				s.kick()
+			}
+		default:
 			metaChanged := s.leaseMetas.set(*l.Spec.HolderIdentity, metaOf(l))
 			if s.liveness.Renewed(*l.Spec.HolderIdentity, at) || metaChanged {
 				s.kick()
