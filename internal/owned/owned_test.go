@@ -35,11 +35,22 @@ type fakeServer struct {
 	// lostReply makes a create succeed on the server but fail for the client (a timeout or a
 	// cancelled request after the server stored the object).
 	lostReply bool
+	// beforeWrite, when set, runs once before the next create, update or delete (in the
+	// caller's goroutine).
+	beforeWrite func()
 }
 
 var _ Client[obj] = (*fakeServer)(nil)
 
 var gr = schema.GroupResource{Group: "test", Resource: "objs"}
+
+func (f *fakeServer) write(ctx context.Context) error {
+	if h := f.beforeWrite; h != nil {
+		f.beforeWrite = nil
+		h()
+	}
+	return f.call(ctx)
+}
 
 func (f *fakeServer) call(ctx context.Context) error {
 	f.mu.Lock()
@@ -65,7 +76,7 @@ func (f *fakeServer) List(ctx context.Context) (map[string]obj, error) {
 }
 
 func (f *fakeServer) Create(ctx context.Context, o obj) (obj, error) {
-	if err := f.call(ctx); err != nil {
+	if err := f.write(ctx); err != nil {
 		return obj{}, err
 	}
 	f.mu.Lock()
@@ -84,7 +95,7 @@ func (f *fakeServer) Create(ctx context.Context, o obj) (obj, error) {
 }
 
 func (f *fakeServer) Update(ctx context.Context, cur, o obj) (obj, error) {
-	if err := f.call(ctx); err != nil {
+	if err := f.write(ctx); err != nil {
 		return obj{}, err
 	}
 	f.mu.Lock()
@@ -104,7 +115,7 @@ func (f *fakeServer) Update(ctx context.Context, cur, o obj) (obj, error) {
 }
 
 func (f *fakeServer) Delete(ctx context.Context, o obj) error {
-	if err := f.call(ctx); err != nil {
+	if err := f.write(ctx); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -359,5 +370,38 @@ func TestStaleWritesHealWithoutTheList(t *testing.T) {
 	}
 	if state, writes := f.state(); !slices.Equal(state, []string{"a=2"}) {
 		t.Fatalf("state %v writes %v, want a written again while the list fails", state, writes)
+	}
+}
+
+// A pass stops before its next write when the desired set is replaced under it, and the next
+// pass writes the new one: what is no longer wanted is neither written nor pruned.
+func TestAPassFollowsANewDesiredSet(t *testing.T) {
+	set := func(value string, keys ...string) []obj {
+		var out []obj
+		for _, k := range keys {
+			out = append(out, obj{key: k, value: value})
+		}
+		return out
+	}
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	f := newFake(set("kept", "x")...) // an earlier run's object: old and new want it
+	r := New[obj](f, testOptions())
+	r.Set(append(set("old", keys...), set("kept", "x")...))
+	f.beforeWrite = func() { r.Set(set("new", keys...)) } // and x is no longer wanted
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if state, writes := f.state(); len(writes) != 1 || len(state) != 2 {
+		t.Fatalf("after the pass whose desired set was replaced: state %v, writes %v; want one write, then a stop", state, writes)
+	}
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	state, writes := f.state()
+	if want := []string{"a=new", "b=new", "c=new", "d=new", "e=new", "f=new"}; !slices.Equal(state, want) {
+		t.Errorf("after the next pass: state %v, want %v (writes %v)", state, want, writes)
+	}
+	if len(writes) != 1+len(keys)+1 {
+		t.Errorf("writes %v: want the first pass's one, one per key and x's delete", writes)
 	}
 }
