@@ -9,7 +9,8 @@
 // restarted component neither duplicates nor leaks objects. Writes do not wait for that list:
 // a pass whose list fails (a slow API server at a cluster's start, when every node lists at
 // once) still creates and updates what it knows of, and the next passes list again until one
-// succeeds; only pruning what it did not write waits for the list.
+// succeeds; only pruning what it did not write waits for the list. A pass stops before its next
+// write when Set replaces the desired set under it: the next pass writes the new one.
 package owned
 
 import (
