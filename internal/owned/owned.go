@@ -9,8 +9,8 @@
 // restarted component neither duplicates nor leaks objects. Writes do not wait for that list:
 // a pass whose list fails (a slow API server at a cluster's start, when every node lists at
 // once) still creates and updates what it knows of, and the next passes list again until one
-// succeeds; only pruning what it did not write waits for the list. A pass stops before its next
-// write when Set replaces the desired set under it: the next pass writes the new one.
+// succeeds; only pruning what it did not write waits for the list. A pass skips what a Set made
+// while it ran no longer wants as it was: the next pass writes the new desired set.
 package owned
 
 import (
@@ -107,6 +107,14 @@ func (r *Reconciler[T]) superseded(sets uint64) bool {
 	return r.sets != sets
 }
 
+// wanted returns what the current desired set holds for key.
+func (r *Reconciler[T]) wanted(key string) (T, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	obj, ok := r.desired[key]
+	return obj, ok
+}
+
 // Forget tells the reconciler that the object with key was deleted by someone else, so the
 // next pass writes it again if it is desired.
 func (r *Reconciler[T]) Forget(key string) {
@@ -156,11 +164,13 @@ func (r *Reconciler[T]) Flush(ctx context.Context) error {
 }
 
 // pass brings the written objects in line with the desired ones. Until a list succeeds it
-// writes what it knows of and prunes only what it wrote itself. A pass whose desired set is
-// replaced stops before its next write (Set has queued the next pass): against a slow API
-// server a pass of thousands of writes would go on writing what is no longer wanted for
-// minutes (the 50 x 5,000 scale benchmark: two speakers wrote their first plan's objects,
-// listing 2 of 50 nodes, long after every other speaker and their own plans had moved on).
+// writes what it knows of and prunes only what it wrote itself. Once Set has replaced the
+// desired set under it, a pass skips the writes and deletes the new set no longer wants as they
+// were (Set has queued the next pass, which does what it wants): against a slow API server a
+// pass of thousands of writes would go on writing what is no longer wanted for minutes (the
+// 50 x 5,000 scale benchmark: two speakers wrote their first plan's objects, listing 2 of 50
+// nodes, long after every other speaker and their own plans had moved on). It skips, not
+// stops: with Set called on every sync, a pass that stopped might never reach its deletes.
 func (r *Reconciler[T]) pass(ctx context.Context) error {
 	r.mu.Lock()
 	desired, forgotten, sets := r.desired, r.forgotten, r.sets
@@ -195,7 +205,9 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 			continue
 		}
 		if r.superseded(sets) {
-			break
+			if now, ok := r.wanted(key); !ok || !r.opts.Same(obj, now) {
+				continue
+			}
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		var out T
@@ -225,7 +237,7 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		}
 		r.written[key] = out
 	}
-	if relist && !r.superseded(sets) {
+	if relist {
 		list()
 	}
 	for key, cur := range r.written {
@@ -233,7 +245,9 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 			continue
 		}
 		if r.superseded(sets) {
-			break
+			if _, ok := r.wanted(key); ok {
+				continue
+			}
 		}
 		dctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		err := r.client.Delete(dctx, cur)

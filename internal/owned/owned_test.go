@@ -373,8 +373,8 @@ func TestStaleWritesHealWithoutTheList(t *testing.T) {
 	}
 }
 
-// A pass stops before its next write when the desired set is replaced under it, and the next
-// pass writes the new one: what is no longer wanted is neither written nor pruned.
+// A pass skips the writes a Set made while it ran replaced, and the next pass writes the new
+// desired set: what is no longer wanted as it was is neither written nor pruned.
 func TestAPassFollowsANewDesiredSet(t *testing.T) {
 	set := func(value string, keys ...string) []obj {
 		var out []obj
@@ -392,7 +392,7 @@ func TestAPassFollowsANewDesiredSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	if state, writes := f.state(); len(writes) != 1 || len(state) != 2 {
-		t.Fatalf("after the pass whose desired set was replaced: state %v, writes %v; want one write, then a stop", state, writes)
+		t.Fatalf("after the pass whose desired set was replaced: state %v, writes %v; want the one write begun before", state, writes)
 	}
 	if err := r.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -403,5 +403,30 @@ func TestAPassFollowsANewDesiredSet(t *testing.T) {
 	}
 	if len(writes) != 1+len(keys)+1 {
 		t.Errorf("writes %v: want the first pass's one, one per key and x's delete", writes)
+	}
+}
+
+// With Set called before every write (a sync after each change, the desired set changing each
+// time), every pass still makes progress and prunes what nothing wants.
+func TestPassesProgressWhileSetKeepsComing(t *testing.T) {
+	f := newFake(obj{key: "z", value: "left by an earlier run"})
+	r := New[obj](f, testOptions())
+	n := 0
+	var again func()
+	again = func() {
+		n++
+		r.Set(objs("a", strconv.Itoa(n), "b", "1"))
+		f.beforeWrite = again
+	}
+	r.Set(objs("a", "0", "b", "1"))
+	f.beforeWrite = again
+	for range 3 {
+		if err := r.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state, writes := f.state()
+	if slices.ContainsFunc(state, func(s string) bool { return s[0] == 'z' }) || !slices.Contains(state, "b=1") {
+		t.Errorf("state %v after three passes (writes %v): want z pruned and b written", state, writes)
 	}
 }
