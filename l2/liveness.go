@@ -72,10 +72,11 @@ func NewLiveness(cfg LeaseConfig, start time.Time) *Liveness {
 
 // Renewed records that node's Lease was seen renewed at at (when the watch delivered it), and
 // reports whether that can change Alive's or Renewing's answer: only when memberlist's last
-// view does not list the node, or its Lease had gone stale (or was never seen). A member's
-// renewals matter once it leaves memberlist, and Alive reads them then; with every speaker
-// renewing every few seconds, acting on each would redo the election N/Renew times a second on
-// every node.
+// view does not list the node, its Lease had gone stale (or was never seen), or the watch's
+// clock was behind (Renewing: moving it on can make other Leases stale). A member's renewals
+// matter once it leaves memberlist, and Alive reads them then; with every speaker renewing
+// every few seconds, acting on each would redo the election N/Renew times a second on every
+// node.
 func (l *Liveness) Renewed(node string, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -83,10 +84,11 @@ func (l *Liveness) Renewed(node string, at time.Time) bool {
 	if at.After(last) {
 		l.renewed[node] = at
 	}
+	behind := l.latest.Add(l.cfg.Renew).Before(at)
 	if at.After(l.latest) {
 		l.latest = at
 	}
-	return !l.members[node] || !seen || !last.Add(l.cfg.Duration).After(at)
+	return behind || !l.members[node] || !seen || !last.Add(l.cfg.Duration).After(at)
 }
 
 // Renewing returns the nodes whose Lease was seen renewed within Duration, and when that may
@@ -96,10 +98,12 @@ func (l *Liveness) Renewed(node string, at time.Time) bool {
 // moment whenever a probe is late).
 //
 // Time is the watch's, not the wall clock's: a Lease is stale when it was not renewed for
-// Duration before now or Renew after the latest renewal seen (of any Lease, this node's own
-// included, which it renews every Renew), whichever is earlier. A node that was itself stalled
-// (starved of CPU, a paused VM, an API server out of reach) then does not find every other
-// node dead the moment it resumes, before it has read the renewals its watch has queued.
+// Duration before now or before Renew after the latest renewal seen (of any Lease, this node's
+// own included, which it renews every Renew), whichever is earlier. A node that was itself
+// stalled (starved of CPU, a paused VM) then does not find every other node dead the moment it
+// resumes, before it has read the renewals its watch has queued. While no renewal is seen at
+// all (the API server out of reach), the answer stays what it was; the next renewal seen
+// moves the clock on (Renewed says so).
 func (l *Liveness) Renewing(now time.Time) (map[string]bool, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -117,11 +121,8 @@ func (l *Liveness) Renewing(now time.Time) (map[string]bool, time.Time) {
 			}
 		}
 	}
-	if ref.Before(now) && !next.IsZero() {
-		// Behind the wall clock: staleness waits for the watch, so look again later.
-		if later := now.Add(l.cfg.Renew); next.Before(later) {
-			next = later
-		}
+	if ref.Before(now) {
+		next = time.Time{} // behind: only the next renewal seen changes the answer
 	}
 	return out, next
 }

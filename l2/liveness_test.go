@@ -213,8 +213,8 @@ func TestLivenessRenewing(t *testing.T) {
 		{at: 10 * s, renew: "self,c", want: "a,c,self", next: 15 * s},
 		{at: 15 * s, renew: "self,c", want: "c,self", next: 30 * s},
 		// Then this node stalls: its watch brings nothing for 30 s. No node goes stale
-		// beyond the latest renewal seen plus Renew; it looks again every Renew.
-		{at: 45 * s, want: "c,self", next: 50 * s},
+		// beyond the latest renewal seen plus Renew, and time alone changes nothing.
+		{at: 45 * s, want: "c,self", next: -1},
 		// The queued renewals arrive.
 		{at: 46 * s, renew: "self,c", want: "c,self", next: 61 * s},
 		// a comes back.
@@ -230,7 +230,11 @@ func TestLivenessRenewing(t *testing.T) {
 		if g := strings.Join(slices.Sorted(maps.Keys(got)), ","); g != st.want {
 			t.Errorf("step %d at %v: renewing = %s, want %s", i, st.at, g, st.want)
 		}
-		if want := t0.Add(st.next); !next.Equal(want) {
+		want := t0.Add(st.next)
+		if st.next < 0 {
+			want = time.Time{}
+		}
+		if !next.Equal(want) {
 			t.Errorf("step %d at %v: next look at %v, want %v", i, st.at, next.Sub(t0), st.next)
 		}
 	}
@@ -239,5 +243,14 @@ func TestLivenessRenewing(t *testing.T) {
 	}
 	if !l.Renewed("a", t0.Add(70*s)) {
 		t.Error("a renewal after the Lease went stale: want it to matter (Renewing changes)")
+	}
+	// The watch's clock behind: a member's fresh renewal moves it on, and others go stale.
+	l.Renewed("self", t0.Add(71*s))
+	before, _ := l.Renewing(t0.Add(90 * s)) // self's renewal at 71 s is fresh at the clock's 76 s
+	if !l.Renewed("a", t0.Add(90*s)) {
+		t.Error("a renewal that moves the watch's clock on: want it to matter")
+	}
+	if after, _ := l.Renewing(t0.Add(90 * s)); maps.Equal(before, after) {
+		t.Errorf("renewing %v both before and after the clock moved on: want a change", after)
 	}
 }

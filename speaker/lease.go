@@ -251,9 +251,10 @@ func (s *Speaker) deleteLease(ctx context.Context) error {
 }
 
 // alive is the nodes to elect among: memberlist's view plus the nodes l2.Liveness keeps alive
-// by their Leases; and renewing, the nodes whose Lease is fresh, this one included (nil when
-// no other's is: no Leases, or the API server out of reach). It logs when the first changes and
-// looks again when a Lease goes stale.
+// by their Leases; and renewing, the nodes whose Lease is fresh on the watch's clock, this one
+// included (nil when no other's is: no Leases, or none seen yet; with the API server out of
+// reach it stays what it was, l2.Liveness.Renewing). It logs when the first changes and looks
+// again when a Lease goes stale.
 func (s *Speaker) alive() (alive, renewing map[string]bool) {
 	now := time.Now()
 	members := s.members.Alive()

@@ -173,11 +173,15 @@ type clusterInputs struct {
 func newClusterInputs(s *Snapshot) *clusterInputs {
 	c := &clusterInputs{node: s.Node, ifaces: s.Interfaces, alive: s.Alive, reach: s.Reach, nodes: s.Nodes,
 		pools: s.Pools, l2Ads: s.L2Ads, bgpAds: s.BGPAds, peers: s.Peers}
-	// The BGP planner reads the Leases' view, and memberlist's only without it: then memberlist
-	// flapping on a loaded node does not re-plan every BGP Service.
+	// The BGP planner reads the Leases' view, and memberlist's only without it; the L2 planner
+	// alone reads what memberlist says of the nodes' reach. Then memberlist flapping on a
+	// loaded node does not re-plan every BGP Service.
 	if len(s.BGPAds) > 0 {
 		c.renewing = s.Renewing
-		if s.Renewing != nil && len(s.L2Ads) == 0 {
+	}
+	if len(s.L2Ads) == 0 {
+		c.reach = nil
+		if s.Renewing != nil || len(s.BGPAds) == 0 {
 			c.alive = nil
 		}
 	}

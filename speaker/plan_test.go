@@ -77,18 +77,20 @@ func (w *world) endpoints(service string, ready bool, nodes ...string) {
 	w.slices = append(w.slices, sl)
 }
 
-func (w *world) plan(node string) Plan {
+func (w *world) plan(node string) Plan { return Compute(w.snapshot(node)) }
+
+func (w *world) snapshot(node string) *Snapshot {
 	ifaces, ok := w.ifaces[node]
 	if !ok {
 		ifaces = lanIfaces()
 	}
-	return Compute(&Snapshot{
+	return &Snapshot{
 		Node: node, Alive: w.alive, Renewing: w.renewing, Nodes: w.nodes, Services: w.services, Slices: w.slices, Pools: w.pools, L2Ads: w.ads, BGPAds: w.bgpAds, Peers: w.peers,
 		Interfaces: ifaces, Reach: w.reach,
 		Handles: func(s *corev1.Service) bool {
 			return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil
 		},
-	})
+	}
 }
 
 // publish runs every node's plan and hands on what each publishes of its reach, as memberlist
@@ -499,6 +501,23 @@ func TestPlanBGP(t *testing.T) {
 					t.Errorf("reported by %v, want exactly one of %v", reporters, tc.nodes)
 				}
 			})
+		}
+	})
+	t.Run("with Leases and no L2Advertisement, memberlist's view and reach re-plan nothing", func(t *testing.T) {
+		w := bgpWorld()
+		w.svc("web", []string{ip}, false, "node1")
+		w.alive = map[string]bool{"node1": true, "node2": true, "node3": true}
+		w.renewing = map[string]bool{"node1": true, "node2": true, "node3": true}
+		p := NewPlanning()
+		first := p.Plan(w.snapshot("node1"))
+		w.alive = map[string]bool{"node1": true} // a flap: node2 and node3 suspected
+		w.reach = map[string]Reach{"node1": {ReachKey(1): ReachLevel(0)}}
+		if second := p.Plan(w.snapshot("node1")); !slices.Equal(first.Targets, second.Targets) {
+			t.Error("a change of memberlist's view or reach alone re-planned")
+		}
+		w.renewing = map[string]bool{"node1": true, "node3": true}
+		if third := p.Plan(w.snapshot("node1")); slices.Equal(first.Targets, third.Targets) {
+			t.Error("a Lease gone stale did not re-plan")
 		}
 	})
 	t.Run("sessions: the peers whose node selectors select the node", func(t *testing.T) {
