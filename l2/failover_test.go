@@ -67,8 +67,10 @@ func TestFailover(t *testing.T) {
 		moved[ip] = time.Since(start)
 	}
 
-	garps := capture4.collect(0, func(f []byte) bool { return mac(f[6:12]) == macB && len(f) >= 42 && f[28] == 198 })
-	nas := capture6.collect(0, func(f []byte) bool {
+	// The client's kernel took the frames already; the sniffers' readers may still be queueing
+	// them: collect for a moment.
+	garps := capture4.collect(300*time.Millisecond, func(f []byte) bool { return mac(f[6:12]) == macB && len(f) >= 42 && f[28] == 198 })
+	nas := capture6.collect(300*time.Millisecond, func(f []byte) bool {
 		ad, ok := parseAdvertisementFrame(f)
 		return ok && ad.ethSrc == macB && !ad.solicited && ad.override
 	})
