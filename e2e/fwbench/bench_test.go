@@ -165,7 +165,8 @@ func runBench(b *testing.B, set settings) {
 		{nsIronLB, "http://127.0.0.1:7473/metrics", "ironlb_speaker_forwarding_"},
 		{nsKP, "http://127.0.0.1:10249/metrics", "kubeproxy_"},
 	} {
-		b.Logf("%s metrics after the churn:\n%s", m.ns, metricLines(ctx, m.ns, m.url, m.prefix, "_count", "_sum"))
+		b.Logf("%s metrics after the churn:\n%s\n%s", m.ns, metricLines(ctx, m.ns, m.url, m.prefix, "_count", "_sum"),
+			metricLines(ctx, m.ns, m.url, "go_memstats_heap_", "_bytes")) // what RSS holds: live heap, or pages not given back yet
 	}
 	res := map[string]result{}
 	for i, ns := range []string{nsIronLB, nsKP} {
