@@ -291,7 +291,7 @@ func (f *forwarder) apply(ctx context.Context, changed []*discoveryv1.EndpointSl
 	now = f.now()
 	if res.Full {
 		f.nextFull = now.Add(fullSyncInterval)
-		// The transaction's text (tens of MB at 10,000 Services) is garbage now, and the Go
+		// The transaction's text (the whole table) is garbage now, and the Go
 		// runtime would keep its pages for minutes: give them back at once. Full syncs are
 		// rare (the first, one an hour, after a failure or kube-proxy's leaving); the cost is
 		// one garbage collection.
