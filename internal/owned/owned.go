@@ -70,7 +70,7 @@ type Reconciler[T any] struct {
 
 	mu        sync.Mutex
 	desired   map[string]T
-	sets      uint64   // Set calls so far: a pass stops when its desired set is replaced
+	sets      uint64   // Set calls so far: a pass skips what a later Set changed
 	forgotten []string // keys deleted by someone else, for the next pass
 
 	// Owned by Run's goroutine (and Flush, which runs after Run or instead of it).
