@@ -71,13 +71,13 @@ func NewLiveness(cfg LeaseConfig, start time.Time) *Liveness {
 }
 
 // Renewed records that node's Lease was seen renewed at at (when the watch delivered it), and
-// reports whether that can change Alive's or Renewing's answer: only when memberlist's last
-// view does not list the node, its Lease had gone stale (or was never seen), or the watch's
-// clock was behind (Renewing: moving it on can make other Leases stale). A member's renewals
-// matter once it leaves memberlist, and Alive reads them then; with every speaker renewing
-// every few seconds, acting on each would redo the election N/Renew times a second on every
-// node.
-func (l *Liveness) Renewed(node string, at time.Time) bool {
+// reports whether that can change Alive's answer (only when memberlist's last view does not
+// list the node) and Renewing's (only when the node's Lease had gone stale or was never seen,
+// or the watch's clock was behind: moving it on can make other Leases stale). A member's
+// renewals matter to Alive once it leaves memberlist, and Alive reads them then; with every
+// speaker renewing every few seconds, acting on each would redo the election N/Renew times a
+// second on every node.
+func (l *Liveness) Renewed(node string, at time.Time) (alive, renewing bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	last, seen := l.renewed[node]
@@ -88,7 +88,7 @@ func (l *Liveness) Renewed(node string, at time.Time) bool {
 	if at.After(l.latest) {
 		l.latest = at
 	}
-	return behind || !l.members[node] || !seen || !last.Add(l.cfg.Duration).After(at)
+	return !l.members[node], behind || !seen || !last.Add(l.cfg.Duration).After(at)
 }
 
 // Renewing returns the nodes whose Lease was seen renewed within Duration, and when that may

@@ -143,13 +143,12 @@ func TestLivenessPartitions(t *testing.T) {
 						before, _ = l.Alive(members, degraded, now)
 					}
 					renewing, _ := l.Renewing(now)
-					if !l.Renewed(st.renew, now) {
-						if after, _ := l.Alive(members, degraded, now); !maps.Equal(before, after) {
-							t.Errorf("renewal of %s at %v: Renewed says it cannot matter, but alive went from %v to %v", st.renew, st.at, before, after)
-						}
-						if after, _ := l.Renewing(now); !maps.Equal(renewing, after) {
-							t.Errorf("renewal of %s at %v: Renewed says it cannot matter, but renewing went from %v to %v", st.renew, st.at, renewing, after)
-						}
+					forAlive, forRenewing := l.Renewed(st.renew, now)
+					if after, _ := l.Alive(members, degraded, now); !forAlive && !maps.Equal(before, after) {
+						t.Errorf("renewal of %s at %v: Renewed says it cannot matter to Alive, but alive went from %v to %v", st.renew, st.at, before, after)
+					}
+					if after, _ := l.Renewing(now); !forRenewing && !maps.Equal(renewing, after) {
+						t.Errorf("renewal of %s at %v: Renewed says it cannot matter to Renewing, but renewing went from %v to %v", st.renew, st.at, renewing, after)
 					}
 				case st.forget != "":
 					l.Forget(st.forget)
@@ -175,18 +174,18 @@ func TestLivenessPartitions(t *testing.T) {
 func TestLivenessRenewedMatters(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
 	l := NewLiveness(DefaultLeaseConfig(), t0)
-	if !l.Renewed("a", t0) {
+	if a, _ := l.Renewed("a", t0); !a {
 		t.Error("a renewal before memberlist's first view: want it to matter")
 	}
 	l.Alive(set("a,b"), false, t0)
-	if l.Renewed("a", t0.Add(time.Second)) {
+	if a, _ := l.Renewed("a", t0.Add(time.Second)); a {
 		t.Error("a renewal of a member: want it not to matter")
 	}
-	if !l.Renewed("c", t0.Add(time.Second)) {
+	if a, _ := l.Renewed("c", t0.Add(time.Second)); !a {
 		t.Error("a renewal of a node memberlist does not list: want it to matter")
 	}
 	l.Alive(set("b"), false, t0.Add(2*time.Second))
-	if !l.Renewed("a", t0.Add(5*time.Second)) {
+	if a, _ := l.Renewed("a", t0.Add(5*time.Second)); !a {
 		t.Error("a renewal of a node that left memberlist: want it to matter")
 	}
 }
@@ -238,16 +237,16 @@ func TestLivenessRenewing(t *testing.T) {
 			t.Errorf("step %d at %v: next look at %v, want %v", i, st.at, next.Sub(t0), st.next)
 		}
 	}
-	if l.Renewed("a", t0.Add(48*s)) {
+	if _, r := l.Renewed("a", t0.Add(48*s)); r {
 		t.Error("a member's renewal while its Lease is fresh: want it not to matter")
 	}
-	if !l.Renewed("a", t0.Add(70*s)) {
+	if _, r := l.Renewed("a", t0.Add(70*s)); !r {
 		t.Error("a renewal after the Lease went stale: want it to matter (Renewing changes)")
 	}
 	// The watch's clock behind: a member's fresh renewal moves it on, and others go stale.
 	l.Renewed("self", t0.Add(71*s))
 	before, _ := l.Renewing(t0.Add(90 * s)) // self's renewal at 71 s is fresh at the clock's 76 s
-	if !l.Renewed("a", t0.Add(90*s)) {
+	if _, r := l.Renewed("a", t0.Add(90*s)); !r {
 		t.Error("a renewal that moves the watch's clock on: want it to matter")
 	}
 	if after, _ := l.Renewing(t0.Add(90 * s)); maps.Equal(before, after) {

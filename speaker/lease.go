@@ -91,12 +91,17 @@ func (s *Speaker) newLeaseInformer(ns string) (informers.SharedInformerFactory, 
 		case *l.Spec.HolderIdentity == s.cfg.NodeName:
 			// This node's own renewals, as the watch brings them, are its clock for the
 			// others' (l2.Liveness.Renewing).
-			if s.liveness.Renewed(s.cfg.NodeName, at) {
+			if _, renewing := s.liveness.Renewed(s.cfg.NodeName, at); renewing {
 				s.kick()
 			}
 		default:
+			// memberlist's view (Alive) and a node's published reach are the L2 election's:
+			// without L2Advertisements nothing reads them, and a speaker that memberlist's
+			// flapping left with few members would sync for most renewals (50 x 5,000: one
+			// speaker synced 17 times a second, each sync finding nothing changed).
 			metaChanged := s.leaseMetas.set(*l.Spec.HolderIdentity, metaOf(l))
-			if s.liveness.Renewed(*l.Spec.HolderIdentity, at) || metaChanged {
+			alive, renewing := s.liveness.Renewed(*l.Spec.HolderIdentity, at)
+			if renewing || (alive || metaChanged) && len(s.crdInfs["l2advertisements"].GetStore().ListKeys()) > 0 {
 				s.kick()
 			}
 		}
