@@ -291,11 +291,11 @@ func (f *forwarder) apply(ctx context.Context, changed []*discoveryv1.EndpointSl
 	now = f.now()
 	if res.Full {
 		f.nextFull = now.Add(fullSyncInterval)
-		// The transaction's text (the whole table) is garbage now, and the Go
-		// runtime would keep its pages for minutes: give them back at once. Full syncs are
-		// rare (the first, one an hour, after a failure or kube-proxy's leaving); the cost is
-		// one garbage collection.
-		debug.FreeOSMemory()
+		// The transaction's text (the whole table) is garbage now, and the Go runtime would
+		// keep its pages for minutes: give them back at once, off this path (it is a garbage
+		// collection). Full syncs are rare (the first, one an hour, after a failure or
+		// kube-proxy's leaving).
+		go debug.FreeOSMemory()
 	}
 	f.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
 	if !f.synced {

@@ -100,19 +100,13 @@ func (r *Reconciler[T]) Set(objs []T) {
 	r.wake()
 }
 
-// superseded reports whether Set was called since the pass that read sets began.
-func (r *Reconciler[T]) superseded(sets uint64) bool {
+// latest returns what the current desired set holds for key, and whether Set was called since
+// the pass that read sets began.
+func (r *Reconciler[T]) latest(sets uint64, key string) (obj T, ok, superseded bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sets != sets
-}
-
-// wanted returns what the current desired set holds for key.
-func (r *Reconciler[T]) wanted(key string) (T, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	obj, ok := r.desired[key]
-	return obj, ok
+	obj, ok = r.desired[key]
+	return obj, ok, r.sets != sets
 }
 
 // Forget tells the reconciler that the object with key was deleted by someone else, so the
@@ -204,10 +198,8 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		if ok && r.opts.Same(cur, obj) {
 			continue
 		}
-		if r.superseded(sets) {
-			if now, ok := r.wanted(key); !ok || !r.opts.Same(obj, now) {
-				continue
-			}
+		if now, ok, superseded := r.latest(sets, key); superseded && (!ok || !r.opts.Same(obj, now)) {
+			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		var out T
@@ -244,10 +236,8 @@ func (r *Reconciler[T]) pass(ctx context.Context) error {
 		if _, ok := desired[key]; ok {
 			continue
 		}
-		if r.superseded(sets) {
-			if _, ok := r.wanted(key); ok {
-				continue
-			}
+		if _, ok, superseded := r.latest(sets, key); superseded && ok {
+			continue
 		}
 		dctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 		err := r.client.Delete(dctx, cur)
